@@ -1,0 +1,148 @@
+use std::collections::HashSet;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::{StreamExt, TryStreamExt};
+use tokio::io::{AsyncRead, ReadBuf};
+
+use crate::{BlobSource, BlobStream, Descriptor, Image, ImageSink, Index, MediaType, Result, verify};
+
+/// What happened to one blob during a copy, for progress output.
+#[derive(Debug, Clone)]
+pub enum CopyEvent {
+    /// The sink already had it.
+    Skipped(Descriptor),
+    /// The sink mounted it from the source repository.
+    Mounted(Descriptor),
+    /// Its bytes started moving.
+    Started(Descriptor),
+    /// More bytes moved.
+    Bytes(Descriptor, u64),
+    /// Its bytes are stored.
+    Done(Descriptor),
+    /// A manifest was written.
+    Manifest(Descriptor),
+}
+
+/// Receives copy events (a progress bar, a log).
+pub trait Progress: Send + Sync {
+    /// One event.
+    fn event(&self, event: CopyEvent);
+}
+
+/// How to copy.
+#[derive(Clone, Default)]
+pub struct CopyOptions {
+    /// Names for the image at the sink, in the sink's syntax.
+    pub tags: Vec<String>,
+    /// Blobs moved at once (0 means 4).
+    pub jobs: usize,
+    /// Where to report progress.
+    pub progress: Option<Arc<dyn Progress>>,
+}
+
+impl std::fmt::Debug for CopyOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CopyOptions").field("tags", &self.tags).field("jobs", &self.jobs).finish()
+    }
+}
+
+impl CopyOptions {
+    fn emit(&self, e: CopyEvent) {
+        if let Some(p) = &self.progress {
+            p.event(e);
+        }
+    }
+}
+
+struct Counting {
+    inner: BlobStream,
+    desc: Descriptor,
+    progress: Arc<dyn Progress>,
+}
+
+impl AsyncRead for Counting {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = self.inner.as_mut().poll_read(cx, buf);
+        let n = (buf.filled().len() - before) as u64;
+        if n > 0 {
+            self.progress.event(CopyEvent::Bytes(self.desc.clone(), n));
+        }
+        r
+    }
+}
+
+/// Copy one blob from `source` to `sink` unless the sink has it or can mount it.
+pub async fn copy_blob(desc: &Descriptor, source: &dyn BlobSource, sink: &dyn ImageSink, opts: &CopyOptions) -> Result<()> {
+    if sink.has_blob(desc).await? {
+        opts.emit(CopyEvent::Skipped(desc.clone()));
+        return Ok(());
+    }
+    if sink.mount_blob(desc, source).await? {
+        opts.emit(CopyEvent::Mounted(desc.clone()));
+        return Ok(());
+    }
+    opts.emit(CopyEvent::Started(desc.clone()));
+    let mut stream = verify(desc, source.open(desc).await?);
+    if let Some(p) = &opts.progress {
+        stream = Box::pin(Counting { inner: stream, desc: desc.clone(), progress: p.clone() });
+    }
+    sink.put_blob(desc, stream).await?;
+    opts.emit(CopyEvent::Done(desc.clone()));
+    Ok(())
+}
+
+async fn copy_image_blobs(image: &Image, sink: &dyn ImageSink, opts: &CopyOptions) -> Result<()> {
+    let (config_desc, config_raw) = image.config_blob();
+    if !sink.has_blob(&config_desc).await? {
+        sink.put_blob(&config_desc, Box::pin(io::Cursor::new(config_raw))).await?;
+    }
+    let mut seen = HashSet::new();
+    let layers: Vec<_> = image.layers().iter().filter(|l| seen.insert(l.descriptor.digest.clone())).collect();
+    let jobs = if opts.jobs == 0 { 4 } else { opts.jobs };
+    futures::stream::iter(layers)
+        .map(|l| copy_blob(&l.descriptor, l.source.as_ref(), sink, opts))
+        .buffer_unordered(jobs)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+/// Copy an image into `sink`: blobs in parallel (skipped when present, mounted when
+/// possible), the manifest last, named with `opts.tags`. Returns the manifest descriptor.
+/// The sink is not finished; call [`ImageSink::finish`] when everything is written.
+pub async fn copy_image(image: &Image, sink: &dyn ImageSink, opts: &CopyOptions) -> Result<Descriptor> {
+    let (desc, raw) = image.manifest();
+    copy_image_blobs(image, sink, opts).await?;
+    sink.put_manifest(&desc, raw, &opts.tags).await?;
+    opts.emit(CopyEvent::Manifest(desc.clone()));
+    Ok(desc)
+}
+
+/// Copy several platform images and an index over them, tagged with `opts.tags`.
+pub async fn copy_index(images: &[Image], sink: &dyn ImageSink, opts: &CopyOptions) -> Result<Descriptor> {
+    let mut index = Index::new();
+    let docker = images.iter().all(|i| i.flavor() == crate::Flavor::Docker);
+    if docker {
+        index.media_type = Some(MediaType::DockerManifestList);
+    }
+    for image in images {
+        copy_image_blobs(image, sink, opts).await?;
+        let (mut desc, raw) = image.manifest();
+        sink.put_manifest(&desc, raw, &[]).await?;
+        let mut p = image.platform();
+        if p.variant.as_deref() == Some("") {
+            p.variant = None;
+        }
+        desc.platform = Some(p);
+        index.manifests.push(desc);
+    }
+    let raw = bytes::Bytes::from(serde_json::to_vec_pretty(&index).unwrap_or_default());
+    let desc = Descriptor::of(index.media_type.clone().unwrap_or(MediaType::OciIndex), &raw);
+    sink.put_manifest(&desc, raw, &opts.tags).await?;
+    opts.emit(CopyEvent::Manifest(desc.clone()));
+    Ok(desc)
+}

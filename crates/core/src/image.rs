@@ -1,0 +1,244 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::config::{History, ImageConfig};
+use crate::{
+    Descriptor, Digest, Error, Flavor, Index, Manifest, MediaType, ParsedManifest, Platform, Result, SharedSource, read_blob,
+};
+
+/// The most manifest bytes read into memory.
+pub const MANIFEST_LIMIT: u64 = 4 << 20;
+/// The most config bytes read into memory.
+pub const CONFIG_LIMIT: u64 = 32 << 20;
+
+/// One layer: where its bytes are, and what they hash to compressed and uncompressed.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    /// The compressed blob as the manifest lists it.
+    pub descriptor: Descriptor,
+    /// The sha256 of the uncompressed tar (`rootfs.diff_ids`).
+    pub diff_id: Digest,
+    /// Who holds the bytes; nothing is read until a sink needs them.
+    pub source: SharedSource,
+}
+
+/// A single-platform image: config, layers and manifest annotations.
+///
+/// Loading one reads only its manifest and config. An image that was not edited keeps
+/// its original manifest bytes, so copying it keeps its digest.
+#[derive(Debug, Clone)]
+pub struct Image {
+    flavor: Flavor,
+    config: ImageConfig,
+    layers: Vec<Layer>,
+    annotations: BTreeMap<String, String>,
+    original: Option<(Descriptor, Bytes)>,
+}
+
+impl Image {
+    /// An image with no layers (the `scratch` source).
+    pub fn scratch(platform: &Platform, flavor: Flavor) -> Self {
+        Self { flavor, config: ImageConfig::new(platform), layers: Vec::new(), annotations: BTreeMap::new(), original: None }
+    }
+
+    /// Load the image `selector` names in `source`, choosing `platform` (default: the
+    /// host's) from an index. Only the manifest and config are read.
+    pub async fn load(source: SharedSource, selector: Option<&str>, platform: Option<&Platform>) -> Result<Self> {
+        let top = source.resolve(selector).await?;
+        Self::load_descriptor(source, top, platform).await
+    }
+
+    /// Load the image whose manifest (or index) is `desc` in `source`.
+    pub async fn load_descriptor(source: SharedSource, mut desc: Descriptor, platform: Option<&Platform>) -> Result<Self> {
+        for _ in 0..4 {
+            let raw = read_blob(source.as_ref(), &desc, MANIFEST_LIMIT).await?;
+            match ParsedManifest::parse(&raw, Some(&desc.media_type))? {
+                ParsedManifest::Index(index) => desc = choose_platform(&index, platform, &source.describe())?.clone(),
+                ParsedManifest::Image(manifest) => return Self::from_manifest(source, desc, raw, manifest).await,
+            }
+        }
+        Err(Error::Unsupported(format!("{}: indexes nested more than 4 deep", source.describe())))
+    }
+
+    async fn from_manifest(source: SharedSource, desc: Descriptor, raw: Bytes, manifest: Manifest) -> Result<Self> {
+        let config_raw = read_blob(source.as_ref(), &manifest.config, CONFIG_LIMIT).await?;
+        let config = ImageConfig::parse(config_raw)?;
+        let diff_ids = config.diff_ids()?;
+        if diff_ids.len() != manifest.layers.len() {
+            return Err(Error::InvalidImage {
+                problems: vec![format!(
+                    "{}: the manifest lists {} layers but the config has {} diff_ids",
+                    source.describe(),
+                    manifest.layers.len(),
+                    diff_ids.len()
+                )],
+            });
+        }
+        let flavor = manifest
+            .media_type
+            .as_ref()
+            .or(Some(&desc.media_type))
+            .and_then(MediaType::flavor)
+            .or_else(|| manifest.config.media_type.flavor())
+            .unwrap_or_default();
+        let layers = manifest
+            .layers
+            .iter()
+            .zip(diff_ids)
+            .map(|(d, diff_id)| Layer { descriptor: d.clone(), diff_id, source: source.clone() })
+            .collect();
+        let desc = Descriptor { platform: None, annotations: BTreeMap::new(), ..desc };
+        Ok(Self { flavor, config, layers, annotations: manifest.annotations, original: Some((desc, raw)) })
+    }
+
+    /// The media type family the manifest uses.
+    pub fn flavor(&self) -> Flavor {
+        self.flavor
+    }
+
+    /// Switch to the other media type family (layer bytes are unchanged).
+    pub fn set_flavor(&mut self, flavor: Flavor) {
+        if flavor != self.flavor {
+            self.original = None;
+            self.flavor = flavor;
+        }
+    }
+
+    /// The config.
+    pub fn config(&self) -> &ImageConfig {
+        &self.config
+    }
+
+    /// The config, for editing.
+    pub fn config_mut(&mut self) -> &mut ImageConfig {
+        self.original = None;
+        &mut self.config
+    }
+
+    /// The layers, base first.
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    /// Manifest annotations.
+    pub fn annotations(&self) -> &BTreeMap<String, String> {
+        &self.annotations
+    }
+
+    /// Manifest annotations, for editing.
+    pub fn annotations_mut(&mut self) -> &mut BTreeMap<String, String> {
+        self.original = None;
+        &mut self.annotations
+    }
+
+    /// Append a layer with its history entry (and diff_id in the config).
+    pub fn push_layer(&mut self, layer: Layer, history: History) {
+        self.original = None;
+        self.config.push_layer(&layer.diff_id, history);
+        self.layers.push(layer);
+    }
+
+    /// Remove the top `n` layers, as the seeds' `remove_layer()` does for one.
+    pub fn remove_top_layers(&mut self, n: usize) -> Result<()> {
+        if n > self.layers.len() {
+            return Err(Error::Invalid {
+                what: "remove_layers".into(),
+                value: n.to_string(),
+                why: format!("the image has only {} layers", self.layers.len()),
+            });
+        }
+        for _ in 0..n {
+            self.remove_layer_at(-1)?;
+        }
+        Ok(())
+    }
+
+    /// Remove the layer at `index` (0 is the base; negative counts from the top, -1 the top).
+    pub fn remove_layer_at(&mut self, index: isize) -> Result<()> {
+        let len = self.layers.len() as isize;
+        let i = if index < 0 { len + index } else { index };
+        if i < 0 || i >= len {
+            return Err(Error::Invalid {
+                what: "layer index".into(),
+                value: index.to_string(),
+                why: format!("the image has {len} layers (0..{len} or -1..-{len})"),
+            });
+        }
+        self.original = None;
+        self.config.remove_layer(i as usize)?;
+        self.layers.remove(i as usize);
+        Ok(())
+    }
+
+    /// The config blob's descriptor and bytes.
+    pub fn config_blob(&self) -> (Descriptor, Bytes) {
+        let raw = self.config.to_bytes();
+        (Descriptor::of(MediaType::config(self.flavor), &raw), raw)
+    }
+
+    /// The manifest's descriptor and bytes: the original ones when nothing changed.
+    pub fn manifest(&self) -> (Descriptor, Bytes) {
+        if let Some((d, raw)) = &self.original {
+            return (d.clone(), raw.clone());
+        }
+        let (config, _) = self.config_blob();
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(MediaType::manifest(self.flavor)),
+            artifact_type: None,
+            config,
+            layers: self
+                .layers
+                .iter()
+                .map(|l| Descriptor { media_type: l.descriptor.media_type.to_flavor(self.flavor), ..l.descriptor.clone() })
+                .collect(),
+            subject: None,
+            annotations: self.annotations.clone(),
+        };
+        let raw = Bytes::from(serde_json::to_vec_pretty(&manifest).unwrap_or_default());
+        (Descriptor::of(MediaType::manifest(self.flavor), &raw), raw)
+    }
+
+    /// The manifest's digest.
+    pub fn digest(&self) -> Digest {
+        self.manifest().0.digest
+    }
+
+    /// The platform, for index entries.
+    pub fn platform(&self) -> Platform {
+        self.config.platform()
+    }
+
+    /// Replace all layers (with their history) by the given ones, keeping empty-layer history.
+    pub fn replace_layers(&mut self, layers: Vec<(Layer, History)>) {
+        self.original = None;
+        let kept: Vec<History> = self.config.history().unwrap_or_default().into_iter().filter(|h| h.empty_layer).collect();
+        let m = self.config.json_mut();
+        m.insert("rootfs".into(), serde_json::json!({"type": "layers", "diff_ids": []}));
+        m.insert("history".into(), serde_json::to_value(kept).unwrap_or_default());
+        self.layers.clear();
+        for (l, h) in layers {
+            self.push_layer(l, h);
+        }
+    }
+}
+
+/// Pick the entry for `wanted` (default: the host platform) from an index.
+pub fn choose_platform<'a>(index: &'a Index, wanted: Option<&Platform>, place: &str) -> Result<&'a Descriptor> {
+    let images: Vec<&Descriptor> = index.manifests.iter().filter(|d| d.media_type.is_manifest() || d.media_type.is_index()).collect();
+    if wanted.is_none() && images.len() == 1 {
+        return Ok(images[0]);
+    }
+    let host = Platform::host();
+    let want = wanted.unwrap_or(&host);
+    images.iter().copied().find(|d| d.platform.as_ref().is_some_and(|p| want.matches(p))).ok_or_else(|| Error::NoPlatform {
+        wanted: want.to_string(),
+        place: place.to_string(),
+        available: images.iter().filter_map(|d| d.platform.as_ref().map(ToString::to_string)).collect::<Vec<_>>().join(", "),
+    })
+}
+
+/// A shared image handle.
+pub type SharedImage = Arc<Image>;
