@@ -1,1 +1,109 @@
-fn main() {}
+//! `imgtool`: pull, edit, build and push container images without a daemon.
+
+mod commands;
+mod export;
+mod pipeline;
+mod printer;
+mod transport;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Pull, edit, build and push container images without a daemon.
+#[derive(Debug, Parser)]
+#[command(name = "imgtool", version, about, max_term_width = 100)]
+struct Cli {
+    /// Print only results (no progress or status lines).
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a pipeline file: a source, steps, sinks (see docs/pipeline.md).
+    Pipe {
+        /// The pipeline TOML file.
+        file: PathBuf,
+        /// Print what would be read, built and written, and stop.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Copy an image between any two transports.
+    Copy {
+        /// Source (docker-archive:PATH[:NAME:TAG], oci:DIR[:TAG], oci-archive:PATH[:TAG]).
+        src: String,
+        /// Destination, in the same syntax.
+        dst: String,
+        /// Platform to pick from a multi-platform source (default: the host's).
+        #[arg(long)]
+        platform: Option<String>,
+    },
+    /// Show an image's manifest, config and layers.
+    Inspect {
+        /// The image, as a transport string.
+        image: String,
+        /// Print JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+        /// Platform to pick from a multi-platform source.
+        #[arg(long)]
+        platform: Option<String>,
+    },
+    /// Add layers (files, inline contents) and config edits to an image and write it.
+    Append {
+        /// The base image (or `scratch`).
+        src: String,
+        /// Where to write the result.
+        dst: String,
+        /// A host path and its destination, FROM:TO (repeatable).
+        #[arg(long = "path", value_name = "FROM:TO")]
+        paths: Vec<String>,
+        /// A file with inline text, IMAGE_PATH=TEXT (repeatable; all go in one layer).
+        #[arg(long = "contents", value_name = "PATH=TEXT")]
+        contents: Vec<String>,
+        /// An environment variable to set, KEY=VALUE (repeatable).
+        #[arg(long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// Platform to pick from a multi-platform source, or to declare for scratch.
+        #[arg(long)]
+        platform: Option<String>,
+    },
+    /// Flatten an image into a directory or a tar of its root filesystem.
+    Export {
+        /// The image, as a transport string.
+        image: String,
+        /// A directory, or a file ending in .tar.
+        dest: PathBuf,
+        /// Platform to pick from a multi-platform source.
+        #[arg(long)]
+        platform: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    let printer = printer::Printer { quiet: cli.quiet };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(commands::run(cli.command, printer)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -61,6 +61,12 @@ pub trait ImageSink: Send + Sync + Debug {
 
     /// A short name for messages, in transport syntax.
     fn describe(&self) -> String;
+
+    /// How many blobs may be written at once. Sinks that write one stream (a tarball)
+    /// say 1, so that the order, and so the bytes, of what they write never varies.
+    fn max_parallel(&self) -> usize {
+        usize::MAX
+    }
 }
 
 /// What a [`LayerProducer`] works with: the image built so far and where to spool.

@@ -1,0 +1,321 @@
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use imgtool_core::{BuildContext, History, LayerProducer, NewLayer, rfc3339};
+
+use crate::layer::{EntryKind, FileData, LayerOptions, TarEntry, write_layer};
+use crate::{Error, PathFilter};
+
+/// Normalise a destination path inside the image: no leading `/`, no `.`, and no `..`
+/// (which would climb out of the root).
+pub fn image_path(p: &str, place: &str) -> Result<String, Error> {
+    let mut out = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                return Err(Error::UnsafePath { path: p.into(), place: place.into(), why: "'..' is not allowed in image paths".into() });
+            }
+            c => out.push(c),
+        }
+    }
+    Ok(out.join("/"))
+}
+
+/// Directory entries for every ancestor of `path` (not `path` itself), root-owned, 0755.
+fn parents(path: &str, mtime: u64, seen: &mut BTreeSet<String>) -> Vec<TarEntry> {
+    let mut out = Vec::new();
+    let mut acc = String::new();
+    let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+    for c in comps.iter().take(comps.len().saturating_sub(1)) {
+        if !acc.is_empty() {
+            acc.push('/');
+        }
+        acc.push_str(c);
+        if seen.insert(acc.clone()) {
+            out.push(TarEntry::dir(&acc, 0o755, mtime));
+        }
+    }
+    out
+}
+
+/// Ownership for files added from the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Owner {
+    /// uid 0, gid 0 (the default: reproducible whoever builds).
+    #[default]
+    Root,
+    /// Keep the host's owners.
+    Preserve,
+    /// A fixed uid and gid.
+    Fixed(u32, u32),
+}
+
+impl std::str::FromStr for Owner {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "preserve" {
+            return Ok(Owner::Preserve);
+        }
+        let (u, g) = s.split_once(':').unwrap_or((s, s));
+        match (u.parse(), g.parse()) {
+            (Ok(u), Ok(g)) => Ok(Owner::Fixed(u, g)),
+            _ => Err(format!("invalid owner {s:?}: expected UID[:GID] in numbers, or \"preserve\"")),
+        }
+    }
+}
+
+/// A layer made from a host file or directory tree: the seeds' `add_layer_path`.
+#[derive(Debug, Clone)]
+pub struct PathLayer {
+    /// The file or directory on the host. A directory's contents are copied into `to`.
+    pub from: PathBuf,
+    /// The destination in the image. A file copied to a path ending in `/` keeps its name.
+    pub to: String,
+    /// Only paths matching these (`.dockerignore` syntax) are taken, when any are given.
+    pub include: Vec<String>,
+    /// Paths matching these are left out (`.dockerignore` syntax, `!` re-includes).
+    pub exclude: Vec<String>,
+    /// Who owns the files in the image.
+    pub owner: Owner,
+    /// A mode for every file and directory, instead of the host's.
+    pub mode: Option<u32>,
+    /// Copy extended attributes.
+    pub xattrs: bool,
+}
+
+impl PathLayer {
+    /// Copy `from` to `to` with defaults (root-owned, host modes, no filters).
+    pub fn new(from: impl Into<PathBuf>, to: impl Into<String>) -> Self {
+        Self { from: from.into(), to: to.into(), include: Vec::new(), exclude: Vec::new(), owner: Owner::Root, mode: None, xattrs: false }
+    }
+
+    /// The sorted entries this layer holds, with `mtime` on every one.
+    pub fn entries(&self, mtime: u64) -> Result<Vec<TarEntry>, Error> {
+        let place = format!("add_path {}", self.from.display());
+        let root_meta = std::fs::metadata(&self.from)
+            .map_err(crate::error::io(format!("reading {} (the source of an add_path layer)", self.from.display())))?;
+        let exclude = PathFilter::new(&self.exclude)?;
+        let include = PathFilter::new(&self.include)?;
+        let mut dest = image_path(&self.to, &place)?;
+        let mut out = Vec::new();
+        let mut seen = BTreeSet::new();
+        if root_meta.is_file() {
+            if self.to.ends_with('/') || dest.is_empty() {
+                let name = self.from.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                dest = if dest.is_empty() { name } else { format!("{dest}/{name}") };
+            }
+            out.extend(parents(&dest, mtime, &mut seen));
+            out.push(self.entry_for(&self.from, &root_meta, dest, mtime, &mut HashMap::new())?);
+            return Ok(out);
+        }
+        // Walk sorted by name so the layer's bytes do not depend on directory order.
+        let mut walked = Vec::new();
+        let walker = walkdir::WalkDir::new(&self.from).follow_links(false).sort_by_file_name().min_depth(1);
+        let mut it = walker.into_iter();
+        while let Some(item) = it.next() {
+            let item = item.map_err(|e| Error::Io {
+                context: format!("walking {}", self.from.display()),
+                source: e.into_io_error().unwrap_or_else(|| std::io::Error::other("filesystem loop")),
+            })?;
+            let rel = item.path().strip_prefix(&self.from).unwrap_or(item.path());
+            let rel = rel.to_string_lossy().replace('\\', "/");
+            if !exclude.is_empty() && exclude.matches(&rel) {
+                if item.file_type().is_dir() && !exclude.has_exceptions() {
+                    it.skip_current_dir();
+                }
+                continue;
+            }
+            walked.push((rel, item.path().to_path_buf(), item.file_type().is_dir()));
+        }
+        if !include.is_empty() {
+            // Keep matches, and the directories that lead to them.
+            let keep: Vec<&String> = walked.iter().filter(|(r, _, _)| include.matches(r)).map(|(r, _, _)| r).collect();
+            let mut needed: BTreeSet<String> = BTreeSet::new();
+            for r in &keep {
+                let mut acc = String::new();
+                for c in r.split('/') {
+                    if !acc.is_empty() {
+                        acc.push('/');
+                    }
+                    acc.push_str(c);
+                    needed.insert(acc.clone());
+                }
+            }
+            walked.retain(|(r, _, _)| needed.contains(r));
+        }
+        if !dest.is_empty() {
+            out.extend(parents(&format!("{dest}/x"), mtime, &mut seen));
+            let mut top = self.entry_for(&self.from, &root_meta, dest.clone(), mtime, &mut HashMap::new())?;
+            top.path = dest.clone();
+            out.push(top);
+        }
+        let mut links = HashMap::new();
+        for (rel, host, _) in walked {
+            let path = if dest.is_empty() { rel } else { format!("{dest}/{rel}") };
+            let meta = std::fs::symlink_metadata(&host).map_err(crate::error::io(format!("reading {}", host.display())))?;
+            if meta.file_type().is_socket() {
+                tracing::warn!(path = %host.display(), "skipping a socket: tar cannot hold one");
+                continue;
+            }
+            out.push(self.entry_for(&host, &meta, path, mtime, &mut links)?);
+        }
+        Ok(out)
+    }
+
+    fn entry_for(
+        &self,
+        host: &Path,
+        meta: &std::fs::Metadata,
+        path: String,
+        mtime: u64,
+        links: &mut HashMap<(u64, u64), String>,
+    ) -> Result<TarEntry, Error> {
+        let ft = meta.file_type();
+        let kind = if ft.is_dir() {
+            EntryKind::Dir
+        } else if ft.is_symlink() {
+            let t = std::fs::read_link(host).map_err(crate::error::io(format!("reading link {}", host.display())))?;
+            EntryKind::Symlink(t.to_string_lossy().into_owned())
+        } else if ft.is_file() {
+            if meta.nlink() > 1 {
+                if let Some(first) = links.get(&(meta.dev(), meta.ino())) {
+                    EntryKind::Hardlink(first.clone())
+                } else {
+                    links.insert((meta.dev(), meta.ino()), path.clone());
+                    EntryKind::File { data: FileData::Path(host.to_path_buf()), size: meta.len() }
+                }
+            } else {
+                EntryKind::File { data: FileData::Path(host.to_path_buf()), size: meta.len() }
+            }
+        } else if ft.is_fifo() {
+            EntryKind::Fifo
+        } else if ft.is_char_device() || ft.is_block_device() {
+            let rdev = meta.rdev();
+            let (ma, mi) = (libc::major(rdev), libc::minor(rdev));
+            if ft.is_char_device() { EntryKind::CharDevice(ma, mi) } else { EntryKind::BlockDevice(ma, mi) }
+        } else {
+            return Err(Error::Format { place: host.display().to_string(), why: "unsupported file type".into() });
+        };
+        let (uid, gid) = match self.owner {
+            Owner::Root => (0, 0),
+            Owner::Preserve => (meta.uid() as u64, meta.gid() as u64),
+            Owner::Fixed(u, g) => (u as u64, g as u64),
+        };
+        let mode = match (self.mode, &kind) {
+            (_, EntryKind::Symlink(_)) => 0o777,
+            (Some(m), _) => m,
+            (None, _) => meta.mode() & 0o7777,
+        };
+        let mut xattrs = Vec::new();
+        if self.xattrs && !ft.is_symlink() {
+            if let Ok(names) = xattr::list(host) {
+                let mut names: Vec<_> = names.collect();
+                names.sort();
+                for n in names {
+                    if let Ok(Some(v)) = xattr::get(host, &n) {
+                        xattrs.push((n.to_string_lossy().into_owned(), v));
+                    }
+                }
+            }
+        }
+        Ok(TarEntry { path, kind, mode, uid, gid, mtime, xattrs })
+    }
+}
+
+fn history(created_by: String, epoch: i64) -> History {
+    History { created: Some(rfc3339(epoch)), created_by: Some(created_by), ..Default::default() }
+}
+
+async fn spool(entries: Vec<TarEntry>, cx: &BuildContext, created_by: String) -> imgtool_core::Result<Vec<NewLayer>> {
+    let opts = LayerOptions { compression: cx.compression, flavor: cx.image.flavor(), ..Default::default() };
+    let dir = cx.spool_dir.clone();
+    let spooled = tokio::task::spawn_blocking(move || write_layer(entries, &dir, opts))
+        .await
+        .map_err(|e| imgtool_core::Error::Unsupported(format!("layer writer stopped: {e}")))??;
+    Ok(vec![NewLayer { layer: spooled.into_layer(), history: history(created_by, cx.epoch) }])
+}
+
+#[async_trait]
+impl LayerProducer for PathLayer {
+    fn describe(&self) -> String {
+        format!("imgtool add_path {} {}", self.from.display(), self.to)
+    }
+
+    async fn produce(&self, cx: &mut BuildContext) -> imgtool_core::Result<Vec<NewLayer>> {
+        let me = self.clone();
+        let mtime = cx.epoch.max(0) as u64;
+        let entries = tokio::task::spawn_blocking(move || me.entries(mtime))
+            .await
+            .map_err(|e| imgtool_core::Error::Unsupported(format!("directory walk stopped: {e}")))??;
+        spool(entries, cx, self.describe()).await
+    }
+}
+
+/// One file of a contents layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileContents {
+    /// The bytes.
+    pub data: Bytes,
+    /// The mode (default 0644).
+    pub mode: Option<u32>,
+}
+
+/// A layer made from a map of image path -> bytes: the seeds' `add_layer_contents`.
+#[derive(Debug, Clone, Default)]
+pub struct ContentsLayer {
+    /// The files, by absolute path in the image.
+    pub files: BTreeMap<String, FileContents>,
+}
+
+impl ContentsLayer {
+    /// A contents layer of files with default modes.
+    pub fn new<K: Into<String>, V: Into<Bytes>>(files: impl IntoIterator<Item = (K, V)>) -> Self {
+        Self { files: files.into_iter().map(|(k, v)| (k.into(), FileContents { data: v.into(), mode: None })).collect() }
+    }
+
+    /// The sorted entries, parents first.
+    pub fn entries(&self, mtime: u64) -> Result<Vec<TarEntry>, Error> {
+        let mut files = BTreeMap::new();
+        for (p, c) in &self.files {
+            let path = image_path(p, "add_contents")?;
+            if path.is_empty() {
+                return Err(Error::UnsafePath { path: p.clone(), place: "add_contents".into(), why: "a file needs a name".into() });
+            }
+            files.insert(path, c);
+        }
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for (path, c) in files {
+            out.extend(parents(&path, mtime, &mut seen));
+            out.push(TarEntry {
+                kind: EntryKind::File { data: FileData::Bytes(c.data.clone()), size: c.data.len() as u64 },
+                path,
+                mode: c.mode.unwrap_or(0o644),
+                uid: 0,
+                gid: 0,
+                mtime,
+                xattrs: Vec::new(),
+            });
+        }
+        // Parents were emitted as encountered; sort so a directory precedes its contents.
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl LayerProducer for ContentsLayer {
+    fn describe(&self) -> String {
+        let names: Vec<&str> = self.files.keys().map(String::as_str).collect();
+        format!("imgtool add_contents {}", names.join(" "))
+    }
+
+    async fn produce(&self, cx: &mut BuildContext) -> imgtool_core::Result<Vec<NewLayer>> {
+        let entries = self.entries(cx.epoch.max(0) as u64)?;
+        spool(entries, cx, self.describe()).await
+    }
+}

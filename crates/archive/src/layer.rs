@@ -1,0 +1,317 @@
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use imgtool_core::{Compression, Descriptor, Digest, FileBlob, Flavor, Hasher, Layer, MediaType};
+
+use crate::Error;
+use crate::pgzip::ParallelGzip;
+
+/// How new layers are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerOptions {
+    /// gzip (default), zstd or none.
+    pub compression: Compression,
+    /// Compression level; `None` is gzip 6 / zstd 3.
+    pub level: Option<u32>,
+    /// Compressing threads; 0 uses every core.
+    pub threads: usize,
+    /// Media type family of the layer descriptor.
+    pub flavor: Flavor,
+}
+
+impl Default for LayerOptions {
+    fn default() -> Self {
+        Self { compression: Compression::Gzip, level: None, threads: 0, flavor: Flavor::Oci }
+    }
+}
+
+impl LayerOptions {
+    fn threads(&self) -> usize {
+        if self.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { self.threads }
+    }
+}
+
+/// Where a file entry's bytes come from.
+#[derive(Debug, Clone)]
+pub enum FileData {
+    /// A file on the host, read when written.
+    Path(PathBuf),
+    /// Bytes in memory (small contents layers).
+    Bytes(Bytes),
+}
+
+/// What a tar entry is.
+#[derive(Debug, Clone)]
+pub enum EntryKind {
+    /// A directory.
+    Dir,
+    /// A regular file of `size` bytes.
+    File {
+        /// Where the bytes are.
+        data: FileData,
+        /// How many.
+        size: u64,
+    },
+    /// A symbolic link to this target.
+    Symlink(String),
+    /// A hard link to an earlier entry of the same layer.
+    Hardlink(String),
+    /// A named pipe.
+    Fifo,
+    /// A character device (major, minor).
+    CharDevice(u32, u32),
+    /// A block device (major, minor).
+    BlockDevice(u32, u32),
+}
+
+/// One entry of a layer, with everything that goes into its header.
+#[derive(Debug, Clone)]
+pub struct TarEntry {
+    /// The path in the image, relative, without a leading `/`.
+    pub path: String,
+    /// What it is.
+    pub kind: EntryKind,
+    /// Permission bits (including setuid/setgid/sticky).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u64,
+    /// Group.
+    pub gid: u64,
+    /// Modification time (seconds since the epoch).
+    pub mtime: u64,
+    /// Extended attributes, written as PAX `SCHILY.xattr.*` records.
+    pub xattrs: Vec<(String, Vec<u8>)>,
+}
+
+impl TarEntry {
+    /// A directory entry owned by root.
+    pub fn dir(path: &str, mode: u32, mtime: u64) -> Self {
+        Self { path: path.into(), kind: EntryKind::Dir, mode, uid: 0, gid: 0, mtime, xattrs: Vec::new() }
+    }
+}
+
+/// A layer written to a spool file, with its digests computed in the same pass.
+#[derive(Debug)]
+pub struct SpooledLayer {
+    /// The compressed blob on disk; deleted when the last handle goes.
+    pub file: tempfile::TempPath,
+    /// Its descriptor (media type, digest, size).
+    pub descriptor: Descriptor,
+    /// The sha256 of the uncompressed tar.
+    pub diff_id: Digest,
+}
+
+impl SpooledLayer {
+    /// Turn into an image layer whose bytes are served from the spool file.
+    pub fn into_layer(self) -> Layer {
+        let desc = self.descriptor.clone();
+        Layer { source: Arc::new(FileBlob::temporary(self.file, desc.clone())), descriptor: desc, diff_id: self.diff_id }
+    }
+}
+
+/// Hashes and counts what passes through to the file.
+struct Counted<W> {
+    inner: W,
+    hasher: Hasher,
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+type Out = Counted<BufWriter<File>>;
+
+enum Encoder {
+    None(Out),
+    Gzip(ParallelGzip<Out>),
+    Zstd(zstd::stream::write::Encoder<'static, Out>),
+}
+
+/// The uncompressed side: hashes the tar (diff_id) and feeds the compressor.
+struct TarSide {
+    diff: Hasher,
+    enc: Encoder,
+}
+
+impl Write for TarSide {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = match &mut self.enc {
+            Encoder::None(w) => w.write(buf)?,
+            Encoder::Gzip(w) => w.write(buf)?,
+            Encoder::Zstd(w) => w.write(buf)?,
+        };
+        self.diff.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes a reproducible layer: entries exactly as given (callers sort them), headers with
+/// only the fields we set, compressed and hashed in one pass into a spool file.
+pub struct LayerWriter {
+    tar: tar::Builder<TarSide>,
+    file: tempfile::TempPath,
+    opts: LayerOptions,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |e| Error::Io { context: format!("writing layer spool file {}", path.display()), source: e }
+}
+
+impl LayerWriter {
+    /// Start a layer spooled in `spool_dir`.
+    pub fn new(spool_dir: &Path, opts: LayerOptions) -> Result<Self, Error> {
+        let (file, path) = tempfile::Builder::new()
+            .prefix("layer-")
+            .tempfile_in(spool_dir)
+            .map_err(|e| Error::Io { context: format!("creating a spool file in {}", spool_dir.display()), source: e })?
+            .into_parts();
+        let out = Counted { inner: BufWriter::with_capacity(1 << 20, file), hasher: Hasher::sha256() };
+        let enc = match opts.compression {
+            Compression::None => Encoder::None(out),
+            Compression::Gzip => {
+                Encoder::Gzip(ParallelGzip::new(out, opts.level.unwrap_or(6), opts.threads()).map_err(io_err(&path))?)
+            }
+            Compression::Zstd => {
+                let mut e = zstd::stream::write::Encoder::new(out, opts.level.unwrap_or(3) as i32).map_err(io_err(&path))?;
+                // Any worker count >= 1 gives the same bytes; 0 would give different ones.
+                e.multithread(opts.threads() as u32).map_err(io_err(&path))?;
+                Encoder::Zstd(e)
+            }
+        };
+        let mut tar = tar::Builder::new(TarSide { diff: Hasher::sha256(), enc });
+        tar.mode(tar::HeaderMode::Complete);
+        tar.follow_symlinks(false);
+        Ok(Self { tar, file: path, opts })
+    }
+
+    fn header(e: &TarEntry, ty: tar::EntryType, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(ty);
+        h.set_mode(e.mode & 0o7777);
+        h.set_uid(e.uid);
+        h.set_gid(e.gid);
+        h.set_mtime(e.mtime);
+        h.set_size(size);
+        h
+    }
+
+    /// Append one entry.
+    pub fn append(&mut self, e: &TarEntry) -> Result<(), Error> {
+        let file = self.file.to_path_buf();
+        let err = io_err(&file);
+        if !e.xattrs.is_empty() {
+            let recs: Vec<(String, &[u8])> = e.xattrs.iter().map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.as_slice())).collect();
+            self.tar.append_pax_extensions(recs.iter().map(|(k, v)| (k.as_str(), *v))).map_err(err)?;
+        }
+        let err = io_err(&file);
+        match &e.kind {
+            EntryKind::Dir => {
+                let mut h = Self::header(e, tar::EntryType::Directory, 0);
+                let p = format!("{}/", e.path.trim_end_matches('/'));
+                self.tar.append_data(&mut h, p, io::empty()).map_err(err)
+            }
+            EntryKind::File { data, size } => {
+                let mut h = Self::header(e, tar::EntryType::Regular, *size);
+                match data {
+                    FileData::Bytes(b) => self.tar.append_data(&mut h, &e.path, &b[..]).map_err(err),
+                    FileData::Path(p) => {
+                        let f = File::open(p).map_err(|s| Error::Io { context: format!("reading {}", p.display()), source: s })?;
+                        // A file that changed size since it was listed would corrupt the tar.
+                        let mut r = f.take(*size);
+                        let mut counted = CountingReader { inner: &mut r, n: 0 };
+                        self.tar.append_data(&mut h, &e.path, &mut counted).map_err(err)?;
+                        if counted.n != *size {
+                            return Err(Error::Changed { path: p.clone() });
+                        }
+                        Ok(())
+                    }
+                }
+            }
+            EntryKind::Symlink(target) => {
+                let mut h = Self::header(e, tar::EntryType::Symlink, 0);
+                self.tar.append_link(&mut h, &e.path, target).map_err(err)
+            }
+            EntryKind::Hardlink(target) => {
+                let mut h = Self::header(e, tar::EntryType::Link, 0);
+                self.tar.append_link(&mut h, &e.path, target).map_err(err)
+            }
+            EntryKind::Fifo | EntryKind::CharDevice(..) | EntryKind::BlockDevice(..) => {
+                let ty = match e.kind {
+                    EntryKind::Fifo => tar::EntryType::Fifo,
+                    EntryKind::CharDevice(..) => tar::EntryType::Char,
+                    _ => tar::EntryType::Block,
+                };
+                let mut h = Self::header(e, ty, 0);
+                if let EntryKind::CharDevice(ma, mi) | EntryKind::BlockDevice(ma, mi) = e.kind {
+                    h.set_device_major(ma).map_err(io_err(&file))?;
+                    h.set_device_minor(mi).map_err(io_err(&file))?;
+                }
+                self.tar.append_data(&mut h, &e.path, io::empty()).map_err(err)
+            }
+        }
+    }
+
+    /// Append an entry copied from another tar (squashing): its header as it is.
+    pub fn append_raw(&mut self, header: &tar::Header, path: &[u8], link: Option<&[u8]>, data: impl Read) -> Result<(), Error> {
+        let file = self.file.to_path_buf();
+        let mut h = header.clone();
+        let path = String::from_utf8_lossy(path).into_owned();
+        match link {
+            Some(l) => self.tar.append_link(&mut h, &path, String::from_utf8_lossy(l).as_ref()).map_err(io_err(&file)),
+            None => self.tar.append_data(&mut h, &path, data).map_err(io_err(&file)),
+        }
+    }
+
+    /// Close the tar, the compressor and the file; the digests come out of the same pass.
+    pub fn finish(self) -> Result<SpooledLayer, Error> {
+        let file = self.file;
+        let side = self.tar.into_inner().map_err(io_err(&file))?;
+        let diff_id = side.diff.finish();
+        let out = match side.enc {
+            Encoder::None(w) => w,
+            Encoder::Gzip(w) => w.finish().map_err(io_err(&file))?,
+            Encoder::Zstd(w) => w.finish().map_err(io_err(&file))?,
+        };
+        let Counted { inner, hasher } = out;
+        let f = inner.into_inner().map_err(|e| io_err(&file)(e.into_error()))?;
+        f.sync_all().map_err(io_err(&file))?;
+        let size = hasher.len();
+        let descriptor = Descriptor::new(MediaType::layer(self.opts.flavor, self.opts.compression), hasher.finish(), size);
+        Ok(SpooledLayer { file, descriptor, diff_id })
+    }
+}
+
+struct CountingReader<'a, R> {
+    inner: &'a mut R,
+    n: u64,
+}
+
+impl<R: Read> Read for CountingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
+/// Write `entries` as one layer.
+pub fn write_layer(entries: impl IntoIterator<Item = TarEntry>, spool_dir: &Path, opts: LayerOptions) -> Result<SpooledLayer, Error> {
+    let mut w = LayerWriter::new(spool_dir, opts)?;
+    for e in entries {
+        w.append(&e)?;
+    }
+    w.finish()
+}

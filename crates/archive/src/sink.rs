@@ -1,0 +1,407 @@
+//! OCI layouts (directory and tar) and docker-save tarballs as image sinks.
+//!
+//! Nothing appears at the destination until `finish`: a tarball is written to a temporary
+//! file beside it and renamed; a new layout directory is built beside it and renamed; an
+//! existing layout gets its blobs by rename and its `index.json` replaced last.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use imgtool_core::{
+    BlobSource, BlobStream, Descriptor, Digest, Error as CoreError, ImageSink, Index, MediaType, ParsedManifest, Reference, Result, verify,
+};
+use serde_json::json;
+
+use crate::Error;
+use crate::error::io;
+use crate::source::{CONTAINERD_NAME, REF_NAME};
+use crate::store::blob_path;
+
+const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
+trait BlobWriter: Send + Sync + fmt::Debug {
+    fn has(&self, path: &str) -> bool;
+    fn put(&self, path: &str, size: u64, data: &mut dyn Read) -> Result<(), Error>;
+    fn commit(&self, files: Vec<(&'static str, Vec<u8>)>) -> Result<(), Error>;
+}
+
+fn parent_and_name(path: &Path) -> (PathBuf, String) {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let name = path.file_name().map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
+    (parent, name)
+}
+
+/// Writes a layout into a directory.
+#[derive(Debug)]
+struct DirWriter {
+    final_root: PathBuf,
+    work: PathBuf,
+    temp: Mutex<Option<tempfile::TempDir>>,
+}
+
+impl DirWriter {
+    fn new(dir: &Path) -> Result<Self, Error> {
+        let place = || format!("oci:{}", dir.display());
+        if dir.exists() {
+            if dir.join("oci-layout").is_file() {
+                return Ok(Self { final_root: dir.to_path_buf(), work: dir.to_path_buf(), temp: Mutex::new(None) });
+            }
+            let empty = std::fs::read_dir(dir).map_err(io(format!("reading {}", dir.display())))?.next().is_none();
+            if !empty {
+                return Err(Error::Format { place: place(), why: "the directory exists and is not an OCI layout; choose a new or empty directory".into() });
+            }
+        }
+        let (parent, name) = parent_and_name(dir);
+        std::fs::create_dir_all(&parent).map_err(io(format!("creating {}", parent.display())))?;
+        let temp = tempfile::Builder::new()
+            .prefix(&format!(".{name}.imgtool-"))
+            .tempdir_in(&parent)
+            .map_err(io(format!("creating a temporary directory in {}", parent.display())))?;
+        Ok(Self { final_root: dir.to_path_buf(), work: temp.path().to_path_buf(), temp: Mutex::new(Some(temp)) })
+    }
+
+    fn write_atomic(&self, rel: &str, data: &[u8]) -> Result<(), Error> {
+        let dest = self.work.join(rel);
+        let dir = dest.parent().unwrap_or(&self.work);
+        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+        let mut t = tempfile::NamedTempFile::new_in(dir).map_err(io(format!("writing in {}", dir.display())))?;
+        t.write_all(data).map_err(io(format!("writing {}", dest.display())))?;
+        t.as_file().sync_all().map_err(io(format!("writing {}", dest.display())))?;
+        t.persist(&dest).map_err(|e| Error::Io { context: format!("renaming into {}", dest.display()), source: e.error })?;
+        Ok(())
+    }
+}
+
+impl BlobWriter for DirWriter {
+    fn has(&self, path: &str) -> bool {
+        self.work.join(path).is_file()
+    }
+
+    fn put(&self, path: &str, _size: u64, data: &mut dyn Read) -> Result<(), Error> {
+        let dest = self.work.join(path);
+        let dir = dest.parent().unwrap_or(&self.work);
+        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+        let mut t = tempfile::NamedTempFile::new_in(dir).map_err(io(format!("writing in {}", dir.display())))?;
+        {
+            let mut w = BufWriter::with_capacity(1 << 20, t.as_file_mut());
+            io::copy(data, &mut w).map_err(io(format!("writing {}", dest.display())))?;
+            w.flush().map_err(io(format!("writing {}", dest.display())))?;
+        }
+        t.persist(&dest).map_err(|e| Error::Io { context: format!("renaming into {}", dest.display()), source: e.error })?;
+        Ok(())
+    }
+
+    fn commit(&self, files: Vec<(&'static str, Vec<u8>)>) -> Result<(), Error> {
+        for (name, data) in &files {
+            self.write_atomic(name, data)?;
+        }
+        if let Some(temp) = self.temp.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let work = temp.keep();
+            if self.final_root.exists() {
+                // An empty directory is replaced by the rename itself.
+                std::fs::remove_dir(&self.final_root).map_err(io(format!("replacing {}", self.final_root.display())))?;
+            }
+            std::fs::rename(&work, &self.final_root).map_err(io(format!("renaming {} to {}", work.display(), self.final_root.display())))?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes a layout as one tar stream.
+struct TarWriter {
+    final_path: PathBuf,
+    tar: Mutex<Option<tar::Builder<BufWriter<tempfile::NamedTempFile>>>>,
+    written: Mutex<HashSet<String>>,
+}
+
+impl fmt::Debug for TarWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TarWriter").field("final_path", &self.final_path).finish()
+    }
+}
+
+fn header(size: u64, dir: bool) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(if dir { tar::EntryType::Directory } else { tar::EntryType::Regular });
+    h.set_mode(if dir { 0o755 } else { 0o644 });
+    h.set_size(size);
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h
+}
+
+impl TarWriter {
+    fn new(path: &Path) -> Result<Self, Error> {
+        if path.is_dir() {
+            return Err(Error::Format { place: path.display().to_string(), why: "is a directory; a tarball output needs a file name".into() });
+        }
+        let (parent, name) = parent_and_name(path);
+        std::fs::create_dir_all(&parent).map_err(io(format!("creating {}", parent.display())))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}.imgtool-"))
+            .tempfile_in(&parent)
+            .map_err(io(format!("creating a temporary file in {}", parent.display())))?;
+        let mut tar = tar::Builder::new(BufWriter::with_capacity(1 << 20, tmp));
+        for d in ["blobs/", "blobs/sha256/"] {
+            tar.append_data(&mut header(0, true), d, io::empty()).map_err(io(format!("writing {}", path.display())))?;
+        }
+        Ok(Self { final_path: path.to_path_buf(), tar: Mutex::new(Some(tar)), written: Mutex::new(HashSet::new()) })
+    }
+}
+
+struct Count<'a> {
+    inner: &'a mut dyn Read,
+    n: u64,
+}
+
+impl Read for Count<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
+impl BlobWriter for TarWriter {
+    fn has(&self, path: &str) -> bool {
+        self.written.lock().unwrap_or_else(|p| p.into_inner()).contains(path)
+    }
+
+    fn put(&self, path: &str, size: u64, data: &mut dyn Read) -> Result<(), Error> {
+        let mut guard = self.tar.lock().unwrap_or_else(|p| p.into_inner());
+        let ctx = || format!("writing {path} into {}", self.final_path.display());
+        let tar = guard.as_mut().ok_or_else(|| Error::Format { place: self.final_path.display().to_string(), why: "an earlier write failed".into() })?;
+        let mut limited = data.take(size);
+        let mut counted = Count { inner: &mut limited, n: 0 };
+        let r = tar.append_data(&mut header(size, false), path, &mut counted);
+        let n = counted.n;
+        if let Err(e) = r {
+            *guard = None; // the tar is corrupt now; dropping it deletes the temporary file
+            return Err(io(ctx())(e));
+        }
+        if n != size {
+            *guard = None;
+            return Err(imgtool_core::Error::SizeMismatch { what: path.into(), expected: size, actual: n }.into());
+        }
+        self.written.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_string());
+        Ok(())
+    }
+
+    fn commit(&self, files: Vec<(&'static str, Vec<u8>)>) -> Result<(), Error> {
+        let ctx = format!("writing {}", self.final_path.display());
+        let mut tar = self
+            .tar
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .ok_or_else(|| Error::Format { place: self.final_path.display().to_string(), why: "an earlier write failed".into() })?;
+        for (name, data) in files {
+            tar.append_data(&mut header(data.len() as u64, false), name, &data[..]).map_err(io(ctx.clone()))?;
+        }
+        let w = tar.into_inner().map_err(io(ctx.clone()))?;
+        let tmp = w.into_inner().map_err(|e| io(ctx.clone())(e.into_error()))?;
+        tmp.as_file().sync_all().map_err(io(ctx.clone()))?;
+        tmp.persist(&self.final_path).map_err(|e| Error::Io { context: format!("renaming into {}", self.final_path.display()), source: e.error })?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Oci,
+    Docker,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    puts: Vec<(Descriptor, Vec<String>)>,
+    children: HashSet<Digest>,
+    docker: Vec<serde_json::Value>,
+    repositories: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// An OCI layout directory (`oci:DIR[:TAG]`), an OCI layout tar (`oci-archive:FILE[:TAG]`)
+/// or a docker-save tarball (`docker-archive:FILE[:NAME:TAG]`) being written.
+///
+/// Docker tarballs are written the way Docker 25+ saves: an OCI layout with
+/// `manifest.json` and `repositories` beside it, layers stored as they are (compressed),
+/// so the manifest digest survives a round trip.
+#[derive(Debug)]
+pub struct LayoutSink {
+    writer: std::sync::Arc<dyn BlobWriter>,
+    kind: Kind,
+    transport: String,
+    existing: Index,
+    state: Mutex<State>,
+}
+
+impl LayoutSink {
+    /// Write (or add to) an OCI layout directory.
+    pub fn oci_dir(dir: &Path) -> Result<Self, Error> {
+        let existing = match std::fs::read(dir.join("index.json")) {
+            Ok(raw) if dir.join("oci-layout").is_file() => serde_json::from_slice(&raw)
+                .map_err(|e| Error::Format { place: format!("{}/index.json", dir.display()), why: e.to_string() })?,
+            _ => Index::new(),
+        };
+        Ok(Self::new(std::sync::Arc::new(DirWriter::new(dir)?), Kind::Oci, format!("oci:{}", dir.display()), existing))
+    }
+
+    /// Write an OCI layout tar, replacing `file` when done.
+    pub fn oci_archive(file: &Path) -> Result<Self, Error> {
+        Ok(Self::new(std::sync::Arc::new(TarWriter::new(file)?), Kind::Oci, format!("oci-archive:{}", file.display()), Index::new()))
+    }
+
+    /// Write a docker-save tarball, replacing `file` when done.
+    pub fn docker_archive(file: &Path) -> Result<Self, Error> {
+        Ok(Self::new(std::sync::Arc::new(TarWriter::new(file)?), Kind::Docker, format!("docker-archive:{}", file.display()), Index::new()))
+    }
+
+    fn new(writer: std::sync::Arc<dyn BlobWriter>, kind: Kind, transport: String, existing: Index) -> Self {
+        Self { writer, kind, transport, existing, state: Mutex::new(State::default()) }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn write_blob(&self, desc: &Descriptor, data: BlobStream) -> Result<()> {
+        let path = blob_path(&desc.digest);
+        if self.writer.has(&path) {
+            return Ok(());
+        }
+        let stream = verify(desc, data);
+        let size = desc.size;
+        let handle = tokio::runtime::Handle::current();
+        let writer = self.writer.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let _g = handle.enter();
+            let mut r = tokio_util::io::SyncIoBridge::new(stream);
+            writer.put(&path, size, &mut r)
+        })
+        .await
+        .map_err(|e| CoreError::Unsupported(format!("writer stopped: {e}")))?;
+        result.map_err(Into::into)
+    }
+
+    fn index_json(&self, st: &State) -> Result<Vec<u8>> {
+        let mut index = self.existing.clone();
+        index.media_type = Some(MediaType::OciIndex);
+        let new_tags: HashSet<&String> = st.puts.iter().flat_map(|(_, t)| t.iter()).collect();
+        index.manifests.retain(|d| !d.annotations.get(REF_NAME).is_some_and(|n| new_tags.contains(n)));
+        for (desc, tags) in &st.puts {
+            if st.children.contains(&desc.digest) && tags.is_empty() {
+                continue;
+            }
+            let base = Descriptor { annotations: BTreeMap::new(), platform: None, ..desc.clone() };
+            if tags.is_empty() {
+                if !index.manifests.iter().any(|d| d.digest == desc.digest && d.annotations.is_empty()) {
+                    index.manifests.push(base);
+                }
+                continue;
+            }
+            for t in tags {
+                let mut d = base.clone();
+                match self.kind {
+                    Kind::Oci => {
+                        d.annotations.insert(REF_NAME.into(), t.clone());
+                    }
+                    Kind::Docker => {
+                        let r: Reference = t.parse()?;
+                        d.annotations.insert(CONTAINERD_NAME.into(), r.to_string());
+                        d.annotations.insert(REF_NAME.into(), r.tag().unwrap_or("latest").into());
+                    }
+                }
+                index.manifests.push(d);
+            }
+        }
+        Ok(serde_json::to_vec(&index).unwrap_or_default())
+    }
+}
+
+#[async_trait]
+impl ImageSink for LayoutSink {
+    async fn has_blob(&self, desc: &Descriptor) -> Result<bool> {
+        Ok(self.writer.has(&blob_path(&desc.digest)))
+    }
+
+    async fn put_blob(&self, desc: &Descriptor, data: BlobStream) -> Result<()> {
+        self.write_blob(desc, data).await
+    }
+
+    async fn put_manifest(&self, desc: &Descriptor, raw: Bytes, tags: &[String]) -> Result<()> {
+        let parsed = ParsedManifest::parse(&raw, Some(&desc.media_type))?;
+        let mut tags = tags.to_vec();
+        if self.kind == Kind::Docker {
+            let ParsedManifest::Image(m) = &parsed else {
+                return Err(CoreError::Unsupported(format!(
+                    "{} holds single-platform images; pick one platform (--platform) or write an OCI layout instead",
+                    self.transport
+                )));
+            };
+            let mut repo_tags = Vec::new();
+            for t in &mut tags {
+                let r: Reference = t.parse()?;
+                if r.digest().is_some() {
+                    return Err(CoreError::Invalid { what: "docker-archive name".into(), value: t.clone(), why: "use NAME:TAG, not a digest".into() });
+                }
+                *t = r.familiar();
+                let (name, tag) = t.rsplit_once(':').map_or((t.as_str(), "latest"), |(n, tg)| (n, tg));
+                if let Some(top) = m.layers.last() {
+                    self.state().repositories.entry(name.to_string()).or_default().insert(tag.to_string(), top.digest.hex().to_string());
+                }
+                repo_tags.push(t.clone());
+            }
+            let entry = json!({
+                "Config": blob_path(&m.config.digest),
+                "RepoTags": if repo_tags.is_empty() { serde_json::Value::Null } else { json!(repo_tags) },
+                "Layers": m.layers.iter().map(|l| blob_path(&l.digest)).collect::<Vec<_>>(),
+            });
+            self.state().docker.push(entry);
+        }
+        self.write_blob(desc, Box::pin(io::Cursor::new(raw))).await?;
+        let mut st = self.state();
+        if let ParsedManifest::Index(i) = parsed {
+            st.children.extend(i.manifests.iter().map(|d| d.digest.clone()));
+        }
+        st.puts.push((desc.clone(), tags));
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>) -> Result<()> {
+        let mut files = vec![("oci-layout", OCI_LAYOUT.to_vec())];
+        {
+            let st = self.state();
+            files.push(("index.json", self.index_json(&st)?));
+            if self.kind == Kind::Docker {
+                files.push(("manifest.json", serde_json::to_vec(&st.docker).unwrap_or_default()));
+                files.push(("repositories", serde_json::to_vec(&st.repositories).unwrap_or_default()));
+            }
+        }
+        let writer = self.writer;
+        tokio::task::spawn_blocking(move || writer.commit(files))
+            .await
+            .map_err(|e| CoreError::Unsupported(format!("writer stopped: {e}")))??;
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        self.transport.clone()
+    }
+
+    fn max_parallel(&self) -> usize {
+        if self.kind == Kind::Docker || self.transport.starts_with("oci-archive:") { 1 } else { usize::MAX }
+    }
+}
+
+impl LayoutSink {
+    /// Copy a blob straight from a source (used by tests and tools that bypass the copy engine).
+    pub async fn put_from(&self, desc: &Descriptor, source: &dyn BlobSource) -> Result<()> {
+        self.write_blob(desc, source.open(desc).await?).await
+    }
+}

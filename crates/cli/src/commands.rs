@@ -1,0 +1,201 @@
+//! One function per command.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail};
+use imgtool_core::{
+    BuildContext, Compression, ConfigEdit, CopyOptions, Flavor, Image, LayerProducer, Platform, copy_image, rfc3339, source_date_epoch,
+};
+
+use crate::Command;
+use crate::pipeline::{PipelineFile, Step};
+use crate::printer::Printer;
+use crate::transport::Transport;
+
+pub async fn run(command: Command, p: Printer) -> Result<()> {
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    match command {
+        Command::Pipe { file, dry_run } => pipe(&file, dry_run, p).await,
+        Command::Copy { src, dst, platform } => {
+            let image = load(&Transport::parse(&src, &cwd)?, platform.as_deref(), Flavor::Oci).await?;
+            write(&image, &Transport::parse(&dst, &cwd)?, p).await
+        }
+        Command::Inspect { image, json, platform } => inspect(&Transport::parse(&image, &cwd)?, json, platform.as_deref(), p).await,
+        Command::Append { src, dst, paths, contents, env, platform } => {
+            let mut image = load(&Transport::parse(&src, &cwd)?, platform.as_deref(), Flavor::Oci).await?;
+            let spool = tempfile::tempdir().context("creating a spool directory")?;
+            let mut producers: Vec<Box<dyn LayerProducer>> = Vec::new();
+            for spec in &paths {
+                let (from, to) = spec.split_once(':').ok_or_else(|| anyhow!("--path {spec:?}: expected FROM:TO"))?;
+                if !Path::new(from).exists() {
+                    bail!("--path {spec:?}: {from} does not exist");
+                }
+                producers.push(Box::new(imgtool_archive::PathLayer::new(from, to)));
+            }
+            if !contents.is_empty() {
+                let mut files = Vec::new();
+                for spec in &contents {
+                    let (path, text) = spec.split_once('=').ok_or_else(|| anyhow!("--contents {spec:?}: expected PATH=TEXT"))?;
+                    files.push((path.to_string(), text.as_bytes().to_vec()));
+                }
+                producers.push(Box::new(imgtool_archive::ContentsLayer::new(files)));
+            }
+            image = produce(image, &producers, spool.path(), Compression::Gzip, p).await?;
+            if !env.is_empty() {
+                image.config_mut().apply(&ConfigEdit { env, ..Default::default() })?;
+            }
+            write(&image, &Transport::parse(&dst, &cwd)?, p).await
+        }
+        Command::Export { image, dest, platform } => {
+            let image = load(&Transport::parse(&image, &cwd)?, platform.as_deref(), Flavor::Oci).await?;
+            crate::export::export(&image, &dest, p).await
+        }
+    }
+}
+
+fn platform_of(s: Option<&str>) -> Result<Option<Platform>> {
+    s.map(|s| s.parse::<Platform>()).transpose().map_err(Into::into)
+}
+
+async fn load(t: &Transport, platform: Option<&str>, flavor: Flavor) -> Result<Image> {
+    let platform = platform_of(platform)?;
+    if *t == Transport::Scratch {
+        return Ok(Image::scratch(&platform.unwrap_or_else(Platform::host), flavor));
+    }
+    let (source, selector) = t.open_source()?;
+    Image::load(source, selector.as_deref(), platform.as_ref()).await.with_context(|| format!("reading {t}"))
+}
+
+async fn produce(mut image: Image, producers: &[Box<dyn LayerProducer>], spool: &Path, compression: Compression, p: Printer) -> Result<Image> {
+    let epoch = source_date_epoch();
+    for producer in producers {
+        p.status(format!("building {}", producer.describe()));
+        let mut cx = BuildContext { image, spool_dir: spool.to_path_buf(), epoch, compression };
+        let layers = producer.produce(&mut cx).await.with_context(|| producer.describe())?;
+        image = cx.image;
+        for l in layers {
+            image.push_layer(l.layer, l.history);
+        }
+    }
+    if !producers.is_empty() {
+        // New layers make a new image: its time is the build's, fixed for reproducibility.
+        image.config_mut().json_mut().insert("created".into(), serde_json::json!(rfc3339(epoch)));
+    }
+    Ok(image)
+}
+
+async fn write(image: &Image, t: &Transport, p: Printer) -> Result<()> {
+    let (sink, tags) = t.open_sink()?;
+    let opts = CopyOptions { tags, jobs: 4, progress: p.progress() };
+    let desc = copy_image(image, sink.as_ref(), &opts).await.with_context(|| format!("writing {t}"))?;
+    sink.finish().await.with_context(|| format!("finishing {t}"))?;
+    p.result(format!("{t} {}", desc.digest));
+    Ok(())
+}
+
+async fn pipe(file: &Path, dry_run: bool, p: Printer) -> Result<()> {
+    let pf = PipelineFile::load(file)?;
+    let pl = &pf.pipeline;
+    let at = |s: std::ops::Range<usize>| pf.at(s);
+    let source = Transport::parse(pl.source.image.get_ref(), &pf.dir).map_err(|e| anyhow!("{}: {e}", at(pl.source.image.span())))?;
+    let platform = match &pl.source.platform {
+        Some(s) => Some(s.get_ref().parse::<Platform>().map_err(|e| anyhow!("{}: {e}", at(s.span())))?),
+        None => None,
+    };
+    let mut sinks = Vec::new();
+    for s in &pl.sinks {
+        let t = Transport::parse(s.to.get_ref(), &pf.dir).map_err(|e| anyhow!("{}: {e}", at(s.to.span())))?;
+        if t == Transport::Scratch {
+            bail!("{}: scratch cannot be a sink", at(s.to.span()));
+        }
+        sinks.push(t);
+    }
+    if sinks.is_empty() {
+        bail!("{}: the pipeline has no [[sink]]; add one, e.g. [[sink]] to = \"oci:out:latest\"", pf.path.display());
+    }
+    // Check every step before doing anything, so a typo late in the file costs nothing.
+    let mut producers: Vec<Option<Box<dyn LayerProducer>>> = Vec::new();
+    for step in &pl.steps {
+        producers.push(match step.get_ref() {
+            Step::AddPath(a) => Some(Box::new(pf.path_layer(a)?)),
+            Step::AddContents(c) => Some(Box::new(pf.contents_layer(c, step.span())?)),
+            _ => None,
+        });
+    }
+    if dry_run {
+        p.result(format!("source: {source}{}", platform.as_ref().map(|p| format!(" ({p})")).unwrap_or_default()));
+        for (step, prod) in pl.steps.iter().zip(&producers) {
+            let line = match (step.get_ref(), prod) {
+                (_, Some(prod)) => prod.describe(),
+                (Step::RemoveLayers(n), _) => format!("remove the top {n} layer(s)"),
+                (Step::RemoveLayer(i), _) => format!("remove layer {i}"),
+                (Step::Config(c), _) => format!("config {}", c.summary()),
+                _ => String::new(),
+            };
+            p.result(format!("step: {line}"));
+        }
+        for s in &sinks {
+            p.result(format!("sink: {s}"));
+        }
+        return Ok(());
+    }
+    let flavor = pl.source.media_types.unwrap_or_default();
+    let mut image = load(&source, platform.as_ref().map(ToString::to_string).as_deref(), flavor).await?;
+    let spool = tempfile::tempdir().context("creating a spool directory")?;
+    for (step, prod) in pl.steps.iter().zip(producers) {
+        let where_ = at(step.span());
+        match (step.get_ref(), prod) {
+            (_, Some(prod)) => image = produce(image, &[prod], spool.path(), pl.options.compression, p).await.with_context(|| where_.clone())?,
+            (Step::RemoveLayers(n), _) => image.remove_top_layers(*n).with_context(|| where_.clone())?,
+            (Step::RemoveLayer(i), _) => image.remove_layer_at(*i).with_context(|| where_.clone())?,
+            (Step::Config(edit), _) => {
+                image.config_mut().apply(edit).with_context(|| where_.clone())?;
+                if !edit.annotations.is_empty() {
+                    image.annotations_mut().extend(edit.annotations.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    for s in &sinks {
+        write(&image, s, p).await?;
+    }
+    Ok(())
+}
+
+async fn inspect(t: &Transport, json: bool, platform: Option<&str>, p: Printer) -> Result<()> {
+    let image = load(t, platform, Flavor::Oci).await?;
+    let (mdesc, raw) = image.manifest();
+    let config: serde_json::Value = serde_json::from_slice(&image.config().to_bytes()).context("parsing the config")?;
+    if json {
+        let manifest: serde_json::Value = serde_json::from_slice(&raw).context("parsing the manifest")?;
+        let out = serde_json::json!({
+            "digest": mdesc.digest.to_string(),
+            "mediaType": mdesc.media_type.as_str(),
+            "manifest": manifest,
+            "config": config,
+        });
+        p.result(serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    p.result(format!("Image:      {t}"));
+    p.result(format!("Digest:     {}", mdesc.digest));
+    p.result(format!("MediaType:  {}", mdesc.media_type));
+    p.result(format!("Platform:   {}", image.platform()));
+    if let Some(c) = config.get("created").and_then(|v| v.as_str()) {
+        p.result(format!("Created:    {c}"));
+    }
+    let c = config.get("config");
+    let field = |k: &str| c.and_then(|c| c.get(k)).filter(|v| !v.is_null());
+    for (k, label) in [("Env", "Env"), ("Entrypoint", "Entrypoint"), ("Cmd", "Cmd"), ("WorkingDir", "WorkingDir"), ("User", "User"), ("Labels", "Labels")] {
+        if let Some(v) = field(k) {
+            p.result(format!("{:<12}{}", format!("{label}:"), v));
+        }
+    }
+    let total: u64 = image.layers().iter().map(|l| l.descriptor.size).sum();
+    p.result(format!("Layers:     {} ({})", image.layers().len(), indicatif::HumanBytes(total)));
+    for (i, l) in image.layers().iter().enumerate() {
+        p.result(format!("  {i:>3}  {}  {:>10}  {}", l.descriptor.digest, indicatif::HumanBytes(l.descriptor.size).to_string(), l.descriptor.media_type));
+    }
+    Ok(())
+}

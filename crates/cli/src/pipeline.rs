@@ -1,0 +1,231 @@
+//! The pipeline file: one source, steps, sinks. See docs/pipeline.md.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use imgtool_archive::{ContentsLayer, FileContents, Owner, PathLayer};
+use imgtool_core::{Compression, ConfigEdit, Flavor};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A whole pipeline file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    /// Where the image comes from.
+    pub source: SourceSpec,
+    /// What is done to it, in order.
+    #[serde(default, rename = "step")]
+    pub steps: Vec<Spanned<Step>>,
+    /// Where it goes.
+    #[serde(default, rename = "sink")]
+    pub sinks: Vec<SinkSpec>,
+    /// How new layers are written.
+    #[serde(default)]
+    pub options: Options,
+}
+
+/// The `[source]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    /// A transport string, or `scratch`.
+    pub image: Spanned<String>,
+    /// The platform to pick from an index, or to declare for `scratch`.
+    #[serde(default)]
+    pub platform: Option<Spanned<String>>,
+    /// Media types for a `scratch` image: `oci` (default) or `docker`.
+    #[serde(default)]
+    pub media_types: Option<Flavor>,
+}
+
+/// The `[options]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    /// `gzip` (default), `zstd` or `none` for new layers.
+    #[serde(default)]
+    pub compression: Compression,
+}
+
+/// One `[[step]]`: a table with exactly one of these keys.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Step {
+    /// Drop the top N layers.
+    RemoveLayers(usize),
+    /// Drop the layer at an index (0 is the base, -1 the top).
+    RemoveLayer(isize),
+    /// A layer from a host path.
+    AddPath(AddPath),
+    /// A layer from inline contents: image path -> text, or a table.
+    AddContents(BTreeMap<String, Contents>),
+    /// Config edits.
+    Config(ConfigEdit),
+}
+
+/// The `add_path` step.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddPath {
+    /// Host path, relative to the pipeline file.
+    pub from: Spanned<PathBuf>,
+    /// Destination in the image.
+    pub to: String,
+    /// `.dockerignore`-style patterns to keep.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// `.dockerignore`-style patterns to leave out.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// `UID:GID` or `preserve`; default root.
+    #[serde(default)]
+    pub owner: Option<Spanned<String>>,
+    /// An octal mode such as `"0644"` for everything added.
+    #[serde(default)]
+    pub mode: Option<Spanned<String>>,
+    /// Copy extended attributes.
+    #[serde(default)]
+    pub xattrs: bool,
+}
+
+/// One file of an `add_contents` step.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Contents {
+    /// Just the text.
+    Text(String),
+    /// Text or a host file, with a mode.
+    Full {
+        /// The text.
+        #[serde(default)]
+        text: Option<String>,
+        /// A host file to read instead, relative to the pipeline file.
+        #[serde(default)]
+        file: Option<PathBuf>,
+        /// An octal mode such as `"0755"`.
+        #[serde(default)]
+        mode: Option<String>,
+    },
+}
+
+/// One `[[sink]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkSpec {
+    /// A transport string.
+    pub to: Spanned<String>,
+}
+
+/// A pipeline file with what is needed to point at places in it.
+pub struct PipelineFile {
+    /// The parsed file.
+    pub pipeline: Pipeline,
+    /// Its path.
+    pub path: PathBuf,
+    /// Its directory, which relative paths are resolved against.
+    pub dir: PathBuf,
+    text: String,
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+pub fn parse_mode(s: &str) -> Result<u32, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    u32::from_str_radix(digits, 8).ok().filter(|m| *m <= 0o7777).ok_or_else(|| format!("invalid mode {s:?}: expected octal such as \"0644\""))
+}
+
+impl PipelineFile {
+    /// Read and parse; syntax and type errors name the line and column.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading pipeline {}", path.display()))?;
+        let pipeline: Pipeline = toml::from_str(&text).map_err(|e| {
+            let at = e.span().map(|s| {
+                let (l, c) = line_col(&text, s.start);
+                format!(":{l}:{c}")
+            });
+            anyhow!("{}{}: {}", path.display(), at.unwrap_or_default(), e.message())
+        })?;
+        let dir = path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+        Ok(Self { pipeline, path: path.to_path_buf(), dir, text })
+    }
+
+    /// `file:line:col` of a span.
+    pub fn at(&self, span: std::ops::Range<usize>) -> String {
+        let (l, c) = line_col(&self.text, span.start);
+        format!("{}:{l}:{c}", self.path.display())
+    }
+
+    /// A path from the file, relative to the file's directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() { p.to_path_buf() } else { self.dir.join(p) }
+    }
+
+    /// The `add_path` step as a layer producer, checking its inputs.
+    pub fn path_layer(&self, a: &AddPath) -> Result<PathLayer> {
+        let from = self.resolve(a.from.get_ref());
+        if !from.exists() {
+            bail!("{}: add_path.from {} does not exist", self.at(a.from.span()), from.display());
+        }
+        let mut layer = PathLayer::new(from, a.to.clone());
+        layer.include = a.include.clone();
+        layer.exclude = a.exclude.clone();
+        layer.xattrs = a.xattrs;
+        if let Some(o) = &a.owner {
+            layer.owner = o.get_ref().parse::<Owner>().map_err(|e| anyhow!("{}: {e}", self.at(o.span())))?;
+        }
+        if let Some(m) = &a.mode {
+            layer.mode = Some(parse_mode(m.get_ref()).map_err(|e| anyhow!("{}: {e}", self.at(m.span())))?);
+        }
+        Ok(layer)
+    }
+
+    /// The `add_contents` step as a layer producer, reading any `file =` inputs.
+    pub fn contents_layer(&self, files: &BTreeMap<String, Contents>, span: std::ops::Range<usize>) -> Result<ContentsLayer> {
+        let mut out = ContentsLayer::default();
+        for (path, c) in files {
+            let fc = match c {
+                Contents::Text(t) => FileContents { data: t.clone().into_bytes().into(), mode: None },
+                Contents::Full { text, file, mode } => {
+                    let data = match (text, file) {
+                        (Some(t), None) => t.clone().into_bytes(),
+                        (None, Some(f)) => {
+                            let f = self.resolve(f);
+                            std::fs::read(&f).with_context(|| format!("{}: add_contents {path:?}: reading {}", self.at(span.clone()), f.display()))?
+                        }
+                        _ => bail!("{}: add_contents {path:?} needs exactly one of text or file", self.at(span.clone())),
+                    };
+                    let mode = mode.as_deref().map(parse_mode).transpose().map_err(|e| anyhow!("{}: {e}", self.at(span.clone())))?;
+                    FileContents { data: data.into(), mode }
+                }
+            };
+            out.files.insert(path.clone(), fc);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_and_column() {
+        assert_eq!(line_col("a\nbc\nd", 3), (2, 2));
+        assert_eq!(line_col("x", 0), (1, 1));
+    }
+
+    #[test]
+    fn modes() {
+        assert_eq!(parse_mode("0755"), Ok(0o755));
+        assert_eq!(parse_mode("0o644"), Ok(0o644));
+        assert!(parse_mode("9").is_err());
+    }
+}

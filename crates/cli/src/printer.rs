@@ -1,0 +1,102 @@
+//! All output goes through here: results on stdout, progress on stderr, `--quiet` and
+//! `--json` honoured in one place.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
+
+use imgtool_core::{CopyEvent, Progress};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Printer {
+    pub quiet: bool,
+}
+
+impl Printer {
+    /// A result line on stdout.
+    pub fn result(&self, line: impl AsRef<str>) {
+        println!("{}", line.as_ref());
+    }
+
+    /// A status line on stderr (silent with --quiet).
+    pub fn status(&self, line: impl AsRef<str>) {
+        if !self.quiet {
+            eprintln!("{}", line.as_ref());
+        }
+    }
+
+    /// A progress reporter for copies: bars on a terminal, plain lines otherwise.
+    pub fn progress(&self) -> Option<Arc<dyn Progress>> {
+        if self.quiet {
+            return None;
+        }
+        if std::io::stderr().is_terminal() {
+            Some(Arc::new(Bars { multi: MultiProgress::new(), bars: Mutex::new(HashMap::new()) }))
+        } else {
+            Some(Arc::new(Lines))
+        }
+    }
+}
+
+fn short(d: &imgtool_core::Descriptor) -> String {
+    d.digest.hex().chars().take(12).collect()
+}
+
+fn human(n: u64) -> String {
+    indicatif::HumanBytes(n).to_string()
+}
+
+struct Lines;
+
+impl Progress for Lines {
+    fn event(&self, event: CopyEvent) {
+        match event {
+            CopyEvent::Skipped(d) => eprintln!("blob {} already present", short(&d)),
+            CopyEvent::Mounted(d) => eprintln!("blob {} mounted", short(&d)),
+            CopyEvent::Started(d) => eprintln!("blob {} copying ({})", short(&d), human(d.size)),
+            CopyEvent::Done(_) | CopyEvent::Bytes(..) | CopyEvent::Manifest(_) => {}
+        }
+    }
+}
+
+struct Bars {
+    multi: MultiProgress,
+    bars: Mutex<HashMap<String, ProgressBar>>,
+}
+
+impl Progress for Bars {
+    fn event(&self, event: CopyEvent) {
+        let mut bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
+        match event {
+            CopyEvent::Started(d) => {
+                let bar = self.multi.add(ProgressBar::new(d.size));
+                bar.set_style(
+                    ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                );
+                bar.set_prefix(short(&d));
+                bars.insert(d.digest.to_string(), bar);
+            }
+            CopyEvent::Bytes(d, n) => {
+                if let Some(b) = bars.get(&d.digest.to_string()) {
+                    b.inc(n);
+                }
+            }
+            CopyEvent::Done(d) => {
+                if let Some(b) = bars.remove(&d.digest.to_string()) {
+                    b.finish_and_clear();
+                    let _ = self.multi.println(format!("blob {} copied ({})", short(&d), human(d.size)));
+                }
+            }
+            CopyEvent::Skipped(d) => {
+                let _ = self.multi.println(format!("blob {} already present", short(&d)));
+            }
+            CopyEvent::Mounted(d) => {
+                let _ = self.multi.println(format!("blob {} mounted", short(&d)));
+            }
+            CopyEvent::Manifest(_) => {}
+        }
+    }
+}
