@@ -242,7 +242,9 @@ async fn spool(entries: Vec<TarEntry>, cx: &BuildContext, created_by: String) ->
 #[async_trait]
 impl LayerProducer for PathLayer {
     fn describe(&self) -> String {
-        format!("imgtool add_path {} {}", self.from.display(), self.to)
+        // The host path's last part only: the history must not depend on where the build ran.
+        let name = self.from.file_name().map_or_else(|| ".".into(), |n| n.to_string_lossy().into_owned());
+        format!("imgtool add_path {name} {}", self.to)
     }
 
     async fn produce(&self, cx: &mut BuildContext) -> imgtool_core::Result<Vec<NewLayer>> {

@@ -185,9 +185,16 @@ impl BlobWriter for TarWriter {
             *guard = None; // the tar is corrupt now; dropping it deletes the temporary file
             return Err(io(ctx())(e));
         }
-        if n != size {
+        // Read on to the end: that is where a verifying reader checks the digest, and
+        // where a stream longer than its descriptor shows.
+        let mut extra = [0u8; 1];
+        let tail = data.read(&mut extra);
+        if n != size || !matches!(tail, Ok(0)) {
             *guard = None;
-            return Err(imgtool_core::Error::SizeMismatch { what: path.into(), expected: size, actual: n }.into());
+            return match tail {
+                Err(e) => Err(io(ctx())(e)),
+                _ => Err(imgtool_core::Error::SizeMismatch { what: path.into(), expected: size, actual: n + 1 }.into()),
+            };
         }
         self.written.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_string());
         Ok(())

@@ -1,0 +1,242 @@
+//! Integration tests of imgtool-archive: every backend round-trips through the shared
+//! validator, layers are reproducible, and outputs appear only when complete.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use imgtool_archive::{ContentsLayer, DockerArchiveSource, LayerOptions, LayoutSink, OciLayoutSource, PathLayer, write_layer};
+use imgtool_core::{
+    BuildContext, Compression, CopyOptions, Descriptor, Flavor, Image, ImageSink, LayerProducer, MediaType, Platform, SharedSource,
+    copy_image, validate,
+};
+
+fn platform() -> Platform {
+    "linux/amd64".parse().unwrap()
+}
+
+async fn build(spool: &Path, tree: &Path) -> Image {
+    let mut image = Image::scratch(&platform(), Flavor::Oci);
+    let producers: Vec<Box<dyn LayerProducer>> = vec![
+        Box::new(PathLayer::new(tree, "/app")),
+        Box::new(ContentsLayer::new([("/etc/motd", "hello\n"), ("/this/is/a/test1", "this is test 1")])),
+    ];
+    for p in producers {
+        let mut cx = BuildContext { image, spool_dir: spool.to_path_buf(), epoch: 0, compression: Compression::Gzip };
+        let layers = p.produce(&mut cx).await.unwrap();
+        image = cx.image;
+        for l in layers {
+            image.push_layer(l.layer, l.history);
+        }
+    }
+    image
+}
+
+fn make_tree(root: &Path) {
+    std::fs::create_dir_all(root.join("sub/deep")).unwrap();
+    std::fs::write(root.join("a.txt"), "a").unwrap();
+    std::fs::write(root.join("sub/deep/b.pyc"), "b").unwrap();
+    std::fs::write(root.join("sub/c.txt"), "c".repeat(100_000)).unwrap();
+    std::os::unix::fs::symlink("a.txt", root.join("link")).unwrap();
+    std::fs::hard_link(root.join("a.txt"), root.join("hard")).unwrap();
+    let long = "x".repeat(120);
+    std::fs::write(root.join(format!("sub/{long}")), "long name").unwrap();
+}
+
+async fn write_to(image: &Image, sink: LayoutSink, tag: &str) -> Descriptor {
+    let sink: Box<dyn ImageSink> = Box::new(sink);
+    let d = copy_image(image, sink.as_ref(), &CopyOptions { tags: vec![tag.into()], ..Default::default() }).await.unwrap();
+    sink.finish().await.unwrap();
+    d
+}
+
+async fn reload(source: SharedSource, sel: &str) -> Image {
+    let image = Image::load(source, Some(sel), None).await.unwrap();
+    validate(&image).await.unwrap();
+    image
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn round_trip_through_every_backend() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    make_tree(&tree);
+    let image = build(tmp.path(), &tree).await;
+    validate(&image).await.unwrap();
+    let first = image.manifest();
+
+    let da = tmp.path().join("a.tar");
+    write_to(&image, LayoutSink::docker_archive(&da).unwrap(), "demo:v1").await;
+    let from_da = reload(Arc::new(DockerArchiveSource::open(&da).unwrap()), "demo:v1").await;
+
+    let oci = tmp.path().join("layout");
+    write_to(&from_da, LayoutSink::oci_dir(&oci).unwrap(), "v1").await;
+    let from_oci = reload(Arc::new(OciLayoutSource::open_dir(&oci).unwrap()), "v1").await;
+
+    let oa = tmp.path().join("o.tar");
+    write_to(&from_oci, LayoutSink::oci_archive(&oa).unwrap(), "v1").await;
+    let from_oa = reload(Arc::new(OciLayoutSource::open_archive(&oa).unwrap()), "v1").await;
+
+    let da2 = tmp.path().join("b.tar");
+    write_to(&from_oa, LayoutSink::docker_archive(&da2).unwrap(), "demo:v1").await;
+    let last = reload(Arc::new(DockerArchiveSource::open(&da2).unwrap()), "docker.io/library/demo:v1").await;
+
+    for img in [&from_da, &from_oci, &from_oa, &last] {
+        assert_eq!(img.manifest(), first, "manifest bytes and digest survive every hop");
+        assert_eq!(img.config().to_bytes(), image.config().to_bytes());
+        let a: Vec<_> = img.layers().iter().map(|l| (&l.descriptor, &l.diff_id)).collect();
+        let b: Vec<_> = image.layers().iter().map(|l| (&l.descriptor, &l.diff_id)).collect();
+        assert_eq!(a, b);
+    }
+    assert_eq!(std::fs::read(&da).unwrap(), std::fs::read(&da2).unwrap(), "docker archives are byte-identical");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn layers_are_reproducible_and_filtered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    make_tree(&tree);
+    let a = build(tmp.path(), &tree).await;
+    // A second copy of the tree, made in another order, gives the same bytes.
+    let tree2 = tmp.path().join("elsewhere/tree");
+    std::fs::create_dir_all(&tree2).unwrap();
+    make_tree(&tree2);
+    let b = build(tmp.path(), &tree2).await;
+    assert_eq!(a.digest(), b.digest());
+
+    let mut layer = PathLayer::new(&tree, "/app");
+    layer.exclude = vec!["**/*.pyc".into(), "sub/x*".into()];
+    let names: Vec<String> = layer.entries(0).unwrap().into_iter().map(|e| e.path).collect();
+    assert_eq!(names, ["app", "app/a.txt", "app/hard", "app/link", "app/sub", "app/sub/c.txt", "app/sub/deep"]);
+    layer.exclude.clear();
+    layer.include = vec!["**/*.txt".into()];
+    let names: Vec<String> = layer.entries(0).unwrap().into_iter().map(|e| e.path).collect();
+    assert_eq!(names, ["app", "app/a.txt", "app/sub", "app/sub/c.txt"]);
+}
+
+#[test]
+fn gzip_bytes_do_not_depend_on_thread_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8 ^ (i % 7) as u8).collect();
+    let entries = || ContentsLayer::new([("/big", big.clone()), ("/small", b"x".to_vec())]).entries(0).unwrap();
+    let mut digests = Vec::new();
+    for threads in [1, 2, 4] {
+        let l = write_layer(entries(), tmp.path(), LayerOptions { threads, ..Default::default() }).unwrap();
+        // The stream is one valid gzip member whose content hashes to the diff_id.
+        let mut dec = flate2::read::GzDecoder::new(std::fs::File::open(&l.file).unwrap());
+        let mut h = imgtool_core::Hasher::sha256();
+        std::io::copy(&mut dec, &mut h).unwrap();
+        assert_eq!(h.finish(), l.diff_id);
+        digests.push((l.descriptor.digest.clone(), l.diff_id.clone()));
+    }
+    assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
+    let kept = write_layer(entries(), tmp.path(), LayerOptions::default()).unwrap().file.keep().unwrap();
+    let status = std::process::Command::new("gzip").arg("-t").arg(&kept).status().unwrap();
+    assert!(status.success(), "gzip -t accepts the stream");
+    for c in [Compression::Zstd, Compression::None] {
+        let a = write_layer(entries(), tmp.path(), LayerOptions { compression: c, threads: 1, ..Default::default() }).unwrap();
+        let b = write_layer(entries(), tmp.path(), LayerOptions { compression: c, threads: 2, ..Default::default() }).unwrap();
+        assert_eq!(a.descriptor, b.descriptor);
+        assert_eq!(a.descriptor.media_type, MediaType::layer(Flavor::Oci, c));
+        assert_eq!(a.diff_id, digests[0].1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_write_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out.tar");
+    std::fs::write(&out, "previous contents").unwrap();
+    let sink = LayoutSink::docker_archive(&out).unwrap();
+    let wrong = Descriptor::of(MediaType::OciLayerGzip, b"expected bytes");
+    let err = sink.put_blob(&wrong, Box::pin(std::io::Cursor::new(b"other bytes!!!".to_vec()))).await.unwrap_err();
+    assert!(err.to_string().contains("mismatch"), "{err}");
+    drop(sink);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "previous contents", "the old file is untouched");
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers.len(), 1, "no temporary file is left: {leftovers:?}");
+
+    let layout = tmp.path().join("layout");
+    let sink = LayoutSink::oci_dir(&layout).unwrap();
+    drop(sink);
+    assert!(!layout.exists(), "an unfinished layout never appears");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn several_images_and_tags_in_one_tarball() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    make_tree(&tree);
+    let a = build(tmp.path(), &tree).await;
+    let mut b = a.clone();
+    b.config_mut().set_env("X=1").unwrap();
+    let out = tmp.path().join("multi.tar");
+    let sink: Box<dyn ImageSink> = Box::new(LayoutSink::docker_archive(&out).unwrap());
+    copy_image(&a, sink.as_ref(), &CopyOptions { tags: vec!["one:latest".into(), "one:v1".into()], ..Default::default() }).await.unwrap();
+    copy_image(&b, sink.as_ref(), &CopyOptions { tags: vec!["two:latest".into()], ..Default::default() }).await.unwrap();
+    sink.finish().await.unwrap();
+    let src = Arc::new(DockerArchiveSource::open(&out).unwrap());
+    assert_eq!(src.tags(), vec![vec!["one:latest".to_string(), "one:v1".into()], vec!["two:latest".into()]]);
+    assert_eq!(reload(src.clone(), "one:v1").await.digest(), a.digest());
+    assert_eq!(reload(src.clone(), "two").await.digest(), b.digest());
+    let err = Image::load(src.clone(), None, None).await.unwrap_err().to_string();
+    assert!(err.contains("holds 2 images") && err.contains("one:latest"), "{err}");
+    let err = Image::load(src, Some("three:latest"), None).await.unwrap_err().to_string();
+    assert!(err.contains("three:latest") && err.contains("two:latest"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_legacy_and_v1_2_docker_tarballs() {
+    // A v1.2 tarball the way docker save wrote it before 25: uncompressed layer.tar files.
+    let tmp = tempfile::tempdir().unwrap();
+    let layer = write_layer(
+        ContentsLayer::new([("/hello", "world")]).entries(0).unwrap(),
+        tmp.path(),
+        LayerOptions { compression: Compression::None, ..Default::default() },
+    )
+    .unwrap();
+    let layer_bytes = std::fs::read(&layer.file).unwrap();
+    let diff = layer.diff_id.to_string();
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [diff]},
+        "history": [{"created_by": "x"}]
+    });
+    let config_bytes = serde_json::to_vec(&config).unwrap();
+    let id = layer.diff_id.hex().to_string();
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    files.insert(format!("{id}/layer.tar"), layer_bytes.clone());
+    files.insert(format!("{id}/json"), serde_json::to_vec(&serde_json::json!({"id": id, "created": "2020-01-01T00:00:00Z", "config": {"Cmd": ["sh"]}, "architecture": "amd64", "os": "linux"})).unwrap());
+    files.insert(format!("{id}/VERSION"), b"1.0".to_vec());
+    files.insert("repositories".into(), serde_json::to_vec(&serde_json::json!({"old": {"latest": id}})).unwrap());
+    let legacy = tmp.path().join("legacy.tar");
+    write_tar(&legacy, &files);
+    let src = Arc::new(DockerArchiveSource::open(&legacy).unwrap());
+    let img = reload(src, "old:latest").await;
+    assert_eq!(img.layers()[0].diff_id, layer.diff_id);
+    assert_eq!(img.config().json()["config"]["Cmd"], serde_json::json!(["sh"]));
+
+    files.insert("cfg.json".into(), config_bytes);
+    files.insert("manifest.json".into(), serde_json::to_vec(&serde_json::json!([{"Config": "cfg.json", "RepoTags": ["v12:latest"], "Layers": [format!("{id}/layer.tar")]}])).unwrap());
+    let v12 = tmp.path().join("v12.tar");
+    write_tar(&v12, &files);
+    let img = reload(Arc::new(DockerArchiveSource::open(&v12).unwrap()), "v12:latest").await;
+    assert_eq!(img.layers()[0].descriptor.media_type, MediaType::DockerLayer);
+    assert_eq!(img.layers()[0].descriptor.digest, layer.diff_id);
+
+    let not = tmp.path().join("not.tar");
+    write_tar(&not, &BTreeMap::from([("x".to_string(), b"y".to_vec())]));
+    let err = DockerArchiveSource::open(&not).unwrap_err().to_string();
+    assert!(err.contains("not a docker save tarball"), "{err}");
+}
+
+fn write_tar(path: &Path, files: &BTreeMap<String, Vec<u8>>) {
+    let mut b = tar::Builder::new(std::fs::File::create(path).unwrap());
+    for (name, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, name, &data[..]).unwrap();
+    }
+    b.finish().unwrap();
+}
