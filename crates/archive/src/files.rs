@@ -148,7 +148,7 @@ impl PathLayer {
             walked.retain(|(r, _, _)| needed.contains(r));
         }
         if !dest.is_empty() {
-            out.extend(parents(&format!("{dest}/x"), mtime, &mut seen));
+            out.extend(parents(&dest, mtime, &mut seen));
             let mut top = self.entry_for(&self.from, &root_meta, dest.clone(), mtime, &mut HashMap::new())?;
             top.path = dest.clone();
             out.push(top);
