@@ -1,1 +1,169 @@
+//! End-to-end tests: the real `imgtool` binary, and real tools reading what it writes.
 
+use std::path::Path;
+
+use imgtool_tests::{Registry, busybox_rootfs, imgtool, podman, require, run_ok, transcript, workspace};
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_name() == "out" {
+            continue;
+        }
+        let ty = e.file_type().unwrap();
+        if ty.is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// The bundled example, copied so its outputs land in a temporary directory.
+fn example() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&workspace().join("fixtures/example"), tmp.path());
+    tmp
+}
+
+#[test]
+fn example_pipeline_is_reproducible() {
+    let a = example();
+    let b = example();
+    for dir in [a.path(), b.path()] {
+        run_ok(imgtool(dir).args(["pipe", "pipeline.toml"]));
+    }
+    for out in ["out/example-docker-image.tar", "out/example-oci.tar", "out/layout/index.json"] {
+        assert_eq!(std::fs::read(a.path().join(out)).unwrap(), std::fs::read(b.path().join(out)).unwrap(), "{out} differs between runs");
+    }
+    // The snapshot holds the digests: a change to any byte of the image shows here.
+    let json = run_ok(imgtool(a.path()).args(["inspect", "--json", "oci:out/layout:latest"]));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    insta::assert_json_snapshot!("example_manifest", v);
+}
+
+#[test]
+fn real_tools_accept_our_outputs() {
+    require("skopeo", "skopeo");
+    require("umoci", "umoci");
+    let dir = example();
+    run_ok(imgtool(dir.path()).args(["pipe", "pipeline.toml"]));
+    let digest = run_ok(imgtool(dir.path()).args(["inspect", "--json", "oci:out/layout:latest"]));
+    let digest = serde_json::from_str::<serde_json::Value>(&digest).unwrap()["digest"].as_str().unwrap().to_string();
+    for t in ["docker-archive:out/example-docker-image.tar", "oci:out/layout:latest", "oci-archive:out/example-oci.tar:latest"] {
+        let out = run_ok(std::process::Command::new("skopeo").current_dir(dir.path()).args(["inspect", t]));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["Env"], serde_json::json!(["FOO=BAR"]), "{t}");
+        assert_eq!(v["Labels"]["org.example.team"], "data", "{t}");
+        if !t.starts_with("docker-archive") {
+            assert_eq!(v["Digest"], digest.as_str(), "{t}");
+        }
+    }
+    run_ok(std::process::Command::new("umoci").current_dir(dir.path()).args(["unpack", "--rootless", "--image", "out/layout:latest", "bundle"]));
+    let rootfs = dir.path().join("bundle/rootfs");
+    assert_eq!(std::fs::read_to_string(rootfs.join("this/is/a/test1")).unwrap(), "this is test 1");
+    assert!(rootfs.join("app/hello.sh").is_file());
+    assert!(!rootfs.join("app/compiled.pyc").exists(), "excluded files stay out");
+}
+
+#[test]
+fn podman_runs_an_image_built_on_busybox() {
+    require("runc", "runc");
+    let tmp = tempfile::tempdir().unwrap();
+    busybox_rootfs(tmp.path());
+    std::fs::write(
+        tmp.path().join("pipeline.toml"),
+        r#"
+[source]
+image = "scratch"
+[[step]]
+add_path = { from = "rootfs", to = "/" }
+[[step]]
+add_contents = { "/this/is/a/test1" = "this is test 1" }
+[[step]]
+config = { env = ["FOO=BAR"], cmd = ["/bin/sh", "-c", "cat /this/is/a/test1; echo \" FOO=$FOO\""] }
+[[sink]]
+to = "docker-archive:bb.tar:imgtool-e2e-busybox:latest"
+"#,
+    )
+    .unwrap();
+    run_ok(imgtool(tmp.path()).args(["pipe", "pipeline.toml"]));
+    let loaded = run_ok(podman(tmp.path()).args(["load", "-i"]).arg(tmp.path().join("bb.tar")));
+    assert!(loaded.contains("imgtool-e2e-busybox:latest"), "{loaded}");
+    let out = run_ok(podman(tmp.path()).args([
+        "run", "--rm", "--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "--network", "none",
+        "imgtool-e2e-busybox:latest",
+    ]));
+    assert_eq!(out.trim(), "this is test 1 FOO=BAR");
+}
+
+#[test]
+fn skopeo_copies_our_archive_to_a_real_registry() {
+    require("skopeo", "skopeo");
+    let reg = Registry::start();
+    let dir = example();
+    run_ok(imgtool(dir.path()).args(["pipe", "pipeline.toml"]));
+    let dest = format!("docker://{}/imgtool/example:latest", reg.addr);
+    run_ok(std::process::Command::new("skopeo").current_dir(dir.path()).args([
+        "copy", "--dest-tls-verify=false", "docker-archive:out/example-docker-image.tar", &dest,
+    ]));
+    let out = run_ok(std::process::Command::new("skopeo").args(["inspect", "--tls-verify=false", &dest]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["Env"], serde_json::json!(["FOO=BAR"]));
+    assert_eq!(v["Layers"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn copy_and_append_between_transports() {
+    let dir = example();
+    run_ok(imgtool(dir.path()).args(["pipe", "-q", "pipeline.toml"]));
+    run_ok(imgtool(dir.path()).args(["copy", "-q", "docker-archive:out/example-docker-image.tar", "oci:copied:v2"]));
+    run_ok(imgtool(dir.path()).args([
+        "append", "-q", "oci:copied:v2", "oci-archive:appended.tar:v3", "--contents", "/extra=more", "--env", "A=B",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&run_ok(imgtool(dir.path()).args(["inspect", "--json", "oci-archive:appended.tar:v3"]))).unwrap();
+    assert_eq!(v["manifest"]["layers"].as_array().unwrap().len(), 3);
+    assert_eq!(v["config"]["config"]["Env"], serde_json::json!(["FOO=BAR", "A=B"]));
+    assert_eq!(v["config"]["history"].as_array().unwrap().len(), 3);
+}
+
+/// Bad pipelines: each error names the file, line and column and what was expected.
+#[test]
+fn bad_pipelines_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("unknown_key", "[source]\nimage = \"scratch\"\ncolour = \"red\"\n[[sink]]\nto = \"oci:o\"\n"),
+        ("unknown_step", "[source]\nimage = \"scratch\"\n[[step]]\nfrobnicate = 1\n[[sink]]\nto = \"oci:o\"\n"),
+        ("wrong_type", "[source]\nimage = \"scratch\"\n[[step]]\nremove_layers = \"two\"\n[[sink]]\nto = \"oci:o\"\n"),
+        ("missing_path", "[source]\nimage = \"scratch\"\n[[step]]\nadd_path = { from = \"nowhere\", to = \"/x\" }\n[[sink]]\nto = \"oci:o\"\n"),
+        ("bad_transport", "[source]\nimage = \"ftp:thing\"\n[[sink]]\nto = \"oci:o\"\n"),
+        ("no_sink", "[source]\nimage = \"scratch\"\n"),
+        ("too_many_removed", "[source]\nimage = \"scratch\"\n[[step]]\nremove_layers = 3\n[[sink]]\nto = \"oci:o\"\n"),
+        ("bad_env", "[source]\nimage = \"scratch\"\n[[step]]\nconfig = { env = [\"NOVALUE\"] }\n[[sink]]\nto = \"oci:o\"\n"),
+        ("bad_syntax", "[source\nimage = \"scratch\"\n"),
+        ("missing_source_file", "[source]\nimage = \"docker-archive:absent.tar\"\n[[sink]]\nto = \"oci:o\"\n"),
+    ];
+    for (name, text) in cases {
+        let file = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&file, text).unwrap();
+        let out = imgtool(dir.path()).args(["pipe", &format!("{name}.toml")]).output().unwrap();
+        assert!(!out.status.success(), "{name} should fail");
+        assert!(!dir.path().join("o").exists(), "{name}: nothing is written");
+        let mut settings = insta::Settings::clone_current();
+        settings.add_filter(&regex_escape(&dir.path().display().to_string()), "[TEMP]");
+        settings.bind(|| insta::assert_snapshot!(name, transcript(&out)));
+    }
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars().flat_map(|c| if "\\.+*?()|[]{}^$".contains(c) { vec!['\\', c] } else { vec![c] }).collect()
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_writes_nothing() {
+    let dir = example();
+    let out = run_ok(imgtool(dir.path()).args(["pipe", "--dry-run", "pipeline.toml"]));
+    insta::assert_snapshot!("dry_run", out);
+    assert!(!dir.path().join("out").exists());
+}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// An I/O error, with what was being done.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What was being done, on which path.
         context: String,
@@ -38,7 +38,7 @@ pub enum Error {
         why: String,
     },
     /// A filter pattern that does not parse.
-    #[error("invalid pattern {pattern:?}: {source}")]
+    #[error("invalid pattern {pattern:?}")]
     Pattern {
         /// The pattern.
         pattern: String,

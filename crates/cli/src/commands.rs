@@ -140,7 +140,9 @@ async fn pipe(file: &Path, dry_run: bool, p: Printer) -> Result<()> {
         return Ok(());
     }
     let flavor = pl.source.media_types.unwrap_or_default();
-    let mut image = load(&source, platform.as_ref().map(ToString::to_string).as_deref(), flavor).await?;
+    let mut image = load(&source, platform.as_ref().map(ToString::to_string).as_deref(), flavor)
+        .await
+        .with_context(|| format!("{}: the source", at(pl.source.image.span())))?;
     let spool = tempfile::tempdir().context("creating a spool directory")?;
     for (step, prod) in pl.steps.iter().zip(producers) {
         let where_ = at(step.span());

@@ -39,7 +39,7 @@ fn split_path(rest: &str) -> (PathBuf, Option<String>) {
 impl Transport {
     /// Parse a transport string. `base` resolves relative paths (a pipeline file's directory).
     pub fn parse(s: &str, base: &Path) -> Result<Self> {
-        let abs = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let abs = |p: PathBuf| if p.is_absolute() || p.as_os_str().is_empty() { p } else { base.join(p) };
         let t = if s == "scratch" {
             Transport::Scratch
         } else if let Some(r) = s.strip_prefix("docker://") {

@@ -31,7 +31,7 @@ pub enum Error {
         why: String,
     },
     /// JSON that does not parse as what it should be.
-    #[error("malformed {what}: {source}")]
+    #[error("malformed {what}")]
     Json {
         /// What was being read.
         what: String,
@@ -98,7 +98,7 @@ pub enum Error {
     #[error("{0}")]
     Unsupported(String),
     /// An I/O error, with what was being done.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What was being done, on which path.
         context: String,
