@@ -167,3 +167,28 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
     insta::assert_snapshot!("dry_run", out);
     assert!(!dir.path().join("out").exists());
 }
+
+#[test]
+fn export_and_squash_flatten_the_layers() {
+    let dir = example();
+    run_ok(imgtool(dir.path()).args(["pipe", "-q", "pipeline.toml"]));
+    run_ok(imgtool(dir.path()).args(["export", "-q", "oci:out/layout:latest", "flat"]));
+    assert_eq!(std::fs::read_to_string(dir.path().join("flat/this/is/a/test2")).unwrap(), "this is test 2");
+    assert!(dir.path().join("flat/app/hello.sh").is_file());
+    run_ok(imgtool(dir.path()).args(["export", "-q", "oci:out/layout:latest", "flat.tar"]));
+    let listing = run_ok(std::process::Command::new("tar").current_dir(dir.path()).args(["-tf", "flat.tar"]));
+    assert!(listing.lines().any(|l| l == "this/is/a/test1"), "{listing}");
+
+    let text = std::fs::read_to_string(dir.path().join("pipeline.toml")).unwrap();
+    let squashed = text.replace("[[sink]]", "[[step]]\nsquash = true\n\n[[sink]]").replacen("out/", "sq/", 3);
+    let squashed = squashed.replace("out/", "sq/");
+    std::fs::write(dir.path().join("squash.toml"), squashed).unwrap();
+    run_ok(imgtool(dir.path()).args(["pipe", "-q", "squash.toml"]));
+    let v: serde_json::Value = serde_json::from_str(&run_ok(imgtool(dir.path()).args(["inspect", "--json", "oci:sq/layout:latest"]))).unwrap();
+    assert_eq!(v["manifest"]["layers"].as_array().unwrap().len(), 1);
+    assert_eq!(v["config"]["history"][0]["created_by"], "imgtool squash");
+    run_ok(imgtool(dir.path()).args(["export", "-q", "oci:sq/layout:latest", "flat2"]));
+    assert_eq!(std::fs::read_to_string(dir.path().join("flat2/this/is/a/test1")).unwrap(), "this is test 1");
+    let err = imgtool(dir.path()).args(["export", "oci:sq/layout:latest", "flat2"]).output().unwrap();
+    assert!(!err.status.success() && String::from_utf8_lossy(&err.stderr).contains("not empty"));
+}

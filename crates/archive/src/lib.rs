@@ -5,9 +5,11 @@
 //! - [`PathLayer`] and [`ContentsLayer`]: layers from host files and from bytes.
 //! - [`OciLayoutSource`], [`DockerArchiveSource`] and [`LayoutSink`]: OCI layouts (directory
 //!   or tar) and `docker save` tarballs, read and written.
+//! - [`extract_image`]: layers applied to a directory with whiteouts, never outside it.
 #![deny(missing_docs)]
 
 mod error;
+mod extract;
 mod files;
 mod filter;
 mod layer;
@@ -17,6 +19,7 @@ mod source;
 mod store;
 
 pub use error::Error;
+pub use extract::{Devices, ExtractOptions, apply_layer, extract_image, flatten};
 pub use files::{ContentsLayer, FileContents, Owner, PathLayer, image_path};
 pub use filter::PathFilter;
 pub use layer::{EntryKind, FileData, LayerOptions, LayerWriter, SpooledLayer, TarEntry, write_layer};

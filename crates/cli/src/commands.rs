@@ -130,6 +130,8 @@ async fn pipe(file: &Path, dry_run: bool, p: Printer) -> Result<()> {
                 (Step::RemoveLayers(n), _) => format!("remove the top {n} layer(s)"),
                 (Step::RemoveLayer(i), _) => format!("remove layer {i}"),
                 (Step::Config(c), _) => format!("config {}", c.summary()),
+                (Step::Squash(true), _) => "squash every layer into one".into(),
+                (Step::Squash(false), _) => "no squash".into(),
                 _ => String::new(),
             };
             p.result(format!("step: {line}"));
@@ -150,6 +152,11 @@ async fn pipe(file: &Path, dry_run: bool, p: Printer) -> Result<()> {
             (_, Some(prod)) => image = produce(image, &[prod], spool.path(), pl.options.compression, p).await.with_context(|| where_.clone())?,
             (Step::RemoveLayers(n), _) => image.remove_top_layers(*n).with_context(|| where_.clone())?,
             (Step::RemoveLayer(i), _) => image.remove_layer_at(*i).with_context(|| where_.clone())?,
+            (Step::Squash(true), _) => {
+                p.status("squashing");
+                crate::export::squash(&mut image, spool.path(), pl.options.compression).await.with_context(|| where_.clone())?;
+                image.config_mut().json_mut().insert("created".into(), serde_json::json!(rfc3339(source_date_epoch())));
+            }
             (Step::Config(edit), _) => {
                 image.config_mut().apply(edit).with_context(|| where_.clone())?;
                 if !edit.annotations.is_empty() {

@@ -1,12 +1,42 @@
-//! `imgtool export`: flatten an image into a directory or a tar.
+//! `imgtool export`: flatten an image into a directory or a tar, and the `squash` step.
 
 use std::path::Path;
 
-use anyhow::{Result, bail};
-use imgtool_core::Image;
+use anyhow::{Context, Result, bail};
+use imgtool_archive::{Devices, ExtractOptions, LayerOptions, extract_image, flatten};
+use imgtool_core::{Compression, History, Image, rfc3339, source_date_epoch};
 
 use crate::printer::Printer;
 
-pub async fn export(_image: &Image, dest: &Path, _p: Printer) -> Result<()> {
-    bail!("export to {} is not available yet", dest.display())
+pub async fn export(image: &Image, dest: &Path, p: Printer) -> Result<()> {
+    let is_tar = dest.extension().is_some_and(|e| e == "tar");
+    if is_tar {
+        let parent = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let spool = tempfile::tempdir_in(parent).with_context(|| format!("creating a directory in {}", parent.display()))?;
+        let opts = LayerOptions { compression: Compression::None, ..Default::default() };
+        let layer = flatten(image, spool.path(), opts, source_date_epoch()).await?;
+        layer.file.persist(dest).with_context(|| format!("writing {}", dest.display()))?;
+    } else {
+        if dest.exists() && std::fs::read_dir(dest)?.next().is_some() {
+            bail!("{} exists and is not empty; export into a new or empty directory", dest.display());
+        }
+        let root = running_as_root();
+        extract_image(image, dest, ExtractOptions { devices: Devices::Skip, same_owner: root }).await?;
+    }
+    p.result(format!("exported {} layers to {}", image.layers().len(), dest.display()));
+    Ok(())
+}
+
+fn running_as_root() -> bool {
+    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
+}
+
+/// Replace all layers by one flattened layer.
+pub async fn squash(image: &mut Image, spool: &Path, compression: Compression) -> Result<()> {
+    let epoch = source_date_epoch();
+    let opts = LayerOptions { compression, flavor: image.flavor(), ..Default::default() };
+    let layer = flatten(image, spool, opts, epoch).await?;
+    let history = History { created: Some(rfc3339(epoch)), created_by: Some("imgtool squash".into()), ..Default::default() };
+    image.replace_layers(vec![(layer.into_layer(), history)]);
+    Ok(())
 }

@@ -63,6 +63,8 @@ pub enum Step {
     AddContents(BTreeMap<String, Contents>),
     /// Config edits.
     Config(ConfigEdit),
+    /// Flatten every layer so far into one (`squash = true`).
+    Squash(bool),
 }
 
 /// The `add_path` step.

@@ -240,3 +240,82 @@ fn write_tar(path: &Path, files: &BTreeMap<String, Vec<u8>>) {
     }
     b.finish().unwrap();
 }
+
+fn outside_state(sandbox: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(sandbox).sort_by_file_name() {
+        let e = e.unwrap();
+        let rel = e.path().strip_prefix(sandbox).unwrap().to_string_lossy().into_owned();
+        if rel == "root" || rel.starts_with("root/") {
+            continue;
+        }
+        let content = if e.file_type().is_file() { std::fs::read_to_string(e.path()).unwrap() } else { String::new() };
+        out.push((rel, content));
+    }
+    out
+}
+
+/// Every hostile tarball is refused or contained: nothing outside the root changes.
+#[test]
+fn hostile_tarballs_are_refused_or_contained() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/hostile");
+    let mut names: Vec<_> = std::fs::read_dir(&corpus).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "tar")).collect();
+    names.sort();
+    assert!(names.len() >= 10, "the corpus has {} cases", names.len());
+    let mut summary = String::new();
+    for tar in names {
+        for devices in [imgtool_archive::Devices::Refuse, imgtool_archive::Devices::Skip] {
+            let sandbox = tempfile::tempdir().unwrap();
+            std::fs::write(sandbox.path().join("outside-file"), "secret").unwrap();
+            std::fs::create_dir(sandbox.path().join("victim")).unwrap();
+            std::fs::write(sandbox.path().join("victim/keep"), "keep").unwrap();
+            let root = sandbox.path().join("root");
+            std::fs::create_dir(&root).unwrap();
+            let before = outside_state(sandbox.path());
+            let opts = imgtool_archive::ExtractOptions { devices, same_owner: false };
+            let name = tar.file_name().unwrap().to_string_lossy().into_owned();
+            let result = imgtool_archive::apply_layer(&root, std::fs::File::open(&tar).unwrap(), opts, &name);
+            assert_eq!(outside_state(sandbox.path()), before, "{name} changed something outside the root");
+            if devices == imgtool_archive::Devices::Refuse {
+                let outcome = match result {
+                    Ok(()) => {
+                        let mut inside: Vec<String> = walkdir::WalkDir::new(&root)
+                            .min_depth(1)
+                            .sort_by_file_name()
+                            .into_iter()
+                            .map(|e| e.unwrap().path().strip_prefix(&root).unwrap().to_string_lossy().into_owned())
+                            .collect();
+                        inside.sort();
+                        format!("contained: {}", inside.join(", "))
+                    }
+                    Err(e) => format!("refused: {}", e.to_string().replace(&root.display().to_string(), "[ROOT]")),
+                };
+                summary.push_str(&format!("{name}: {outcome}\n"));
+            }
+        }
+    }
+    insta::assert_snapshot!(summary);
+}
+
+#[test]
+fn whiteouts_delete_from_lower_layers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tar_of = |files: &[(&str, &str)]| {
+        let mut b = tar::Builder::new(Vec::new());
+        for (p, d) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(d.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, p, d.as_bytes()).unwrap();
+        }
+        b.into_inner().unwrap()
+    };
+    let root = tmp.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let opts = imgtool_archive::ExtractOptions::default();
+    imgtool_archive::apply_layer(&root, &tar_of(&[("a/b", "1"), ("a/c", "2"), ("d", "3"), ("e/f", "4"), ("e/g", "5")])[..], opts, "l0").unwrap();
+    imgtool_archive::apply_layer(&root, &tar_of(&[("a/.wh.b", ""), (".wh.d", ""), ("e/.wh..wh..opq", ""), ("e/h", "6")])[..], opts, "l1").unwrap();
+    let mut left: Vec<String> = walkdir::WalkDir::new(&root).min_depth(1).into_iter().map(|e| e.unwrap().path().strip_prefix(&root).unwrap().to_string_lossy().into_owned()).collect();
+    left.sort();
+    assert_eq!(left, ["a", "a/c", "e", "e/h"]);
+}
