@@ -22,7 +22,7 @@ impl PathFilter {
                 Some(rest) => (true, rest.trim()),
                 None => (false, raw),
             };
-            let cleaned = clean(pat);
+            let cleaned = crate::store::clean(pat);
             if cleaned.is_empty() {
                 continue;
             }
@@ -78,21 +78,6 @@ fn matches_or_parent(glob: &GlobMatcher, path: &str) -> bool {
         }
     }
     false
-}
-
-/// Lexically clean a pattern the way Go's filepath.Clean does, minus any leading `/`.
-fn clean(p: &str) -> String {
-    let mut out: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            c => out.push(c),
-        }
-    }
-    out.join("/")
 }
 
 #[cfg(test)]

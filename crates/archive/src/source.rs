@@ -238,11 +238,17 @@ impl DockerArchiveSource {
             self.paths.insert(digest.clone(), path.clone());
             layers.push(Descriptor::new(MediaType::layer(imgtool_core::Flavor::Docker, compression), digest, size));
         }
+        let config = Descriptor::new(MediaType::DockerConfig, config_digest, config_raw.len() as u64);
+        self.add_synthesized(config, layers, tags)
+    }
+
+    /// Record an image whose tarball stores no manifest, with one written for it.
+    fn add_synthesized(&mut self, config: Descriptor, layers: Vec<Descriptor>, tags: Vec<String>) -> Result<(), Error> {
         let manifest = Manifest {
             schema_version: 2,
             media_type: Some(MediaType::DockerManifest),
             artifact_type: None,
-            config: Descriptor::new(MediaType::DockerConfig, config_digest, config_raw.len() as u64),
+            config,
             layers,
             subject: None,
             annotations: Default::default(),
@@ -308,19 +314,7 @@ impl DockerArchiveSource {
             let craw = Bytes::from(canonical_json(&config));
             let cdesc = Descriptor::of(MediaType::DockerConfig, &craw);
             self.memory.insert(craw);
-            let manifest = Manifest {
-                schema_version: 2,
-                media_type: Some(MediaType::DockerManifest),
-                artifact_type: None,
-                config: cdesc,
-                layers,
-                subject: None,
-                annotations: Default::default(),
-            };
-            let raw = serde_json::to_vec_pretty(&manifest).map_err(|e| self.bad(e.to_string()))?;
-            let desc = Descriptor::of(MediaType::DockerManifest, &raw);
-            self.memory.insert(Bytes::from(raw));
-            self.images.push(ArchivedImage { tags: vec![tag], manifest: desc });
+            self.add_synthesized(cdesc, layers, vec![tag])?;
         }
         Ok(())
     }

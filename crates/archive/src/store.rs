@@ -27,7 +27,9 @@ pub(crate) trait Store: Send + Sync + fmt::Debug {
     fn describe(&self) -> String;
 }
 
-fn clean(name: &str) -> String {
+/// Lexically clean a relative path the way Go's filepath.Clean does, minus any leading `/`
+/// (`..` at the top is dropped).
+pub(crate) fn clean(name: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
     for c in name.split('/') {
         match c {
