@@ -25,8 +25,9 @@ measure tar-gzip sh -c "tar -C '$SRC' -cf - . | gzip -6 > '$W/tar.gz'"
 printf '  size %s\n' "$(stat -c %s "$W/tar.gz")"
 if command -v umoci >/dev/null; then
   umoci init --layout "$W/u" && umoci new --image "$W/u:b"
+  before=$(du -b "$W"/u/blobs/sha256 | tail -1 | cut -f1)
   measure umoci umoci insert --image "$W/u:b" "$SRC" /data
-  printf '\n'
+  printf '  size %s\n' "$(( $(du -b "$W"/u/blobs/sha256 | tail -1 | cut -f1) - before ))"
 fi
 echo "ratio tar|gzip / imgtool (wall): $(echo "$(cat "$W/tar-gzip.wall") / $(cat "$W/imgtool.wall")" | bc -l | cut -c1-5)"
 [ -f "$W/umoci.wall" ] && echo "ratio umoci / imgtool (wall):    $(echo "$(cat "$W/umoci.wall") / $(cat "$W/imgtool.wall")" | bc -l | cut -c1-5)"

@@ -21,7 +21,7 @@ pub async fn run(command: Command, p: Printer) -> Result<()> {
             write(&image, &Transport::parse(&dst, &cwd)?, p).await
         }
         Command::Inspect { image, json, platform } => inspect(&Transport::parse(&image, &cwd)?, json, platform.as_deref(), p).await,
-        Command::Append { src, dst, paths, contents, env, platform } => {
+        Command::Append { src, dst, paths, contents, env, platform, compression } => {
             let mut image = load(&Transport::parse(&src, &cwd)?, platform.as_deref(), Flavor::Oci).await?;
             let spool = tempfile::tempdir().context("creating a spool directory")?;
             let mut producers: Vec<Box<dyn LayerProducer>> = Vec::new();
@@ -40,7 +40,7 @@ pub async fn run(command: Command, p: Printer) -> Result<()> {
                 }
                 producers.push(Box::new(imgtool_archive::ContentsLayer::new(files)));
             }
-            image = produce(image, &producers, spool.path(), Compression::Gzip, p).await?;
+            image = produce(image, &producers, spool.path(), compression, p).await?;
             if !env.is_empty() {
                 image.config_mut().apply(&ConfigEdit { env, ..Default::default() })?;
             }

@@ -71,6 +71,9 @@ enum Command {
         /// Platform to pick from a multi-platform source, or to declare for scratch.
         #[arg(long)]
         platform: Option<String>,
+        /// Compression of the new layers: gzip, zstd or none.
+        #[arg(long, default_value = "gzip")]
+        compression: imgtool_core::Compression,
     },
     /// Flatten an image into a directory or a tar of its root filesystem.
     Export {
