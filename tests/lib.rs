@@ -131,10 +131,13 @@ impl Drop for Registry {
 pub fn podman(dir: &Path) -> Command {
     require("podman", "podman");
     let mut c = Command::new("podman");
-    c.arg("--root")
-        .arg(dir.join("storage"))
-        .arg("--runroot")
-        .arg(dir.join("run"))
-        .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]);
+    c.arg("--root").arg(dir.join("storage")).arg("--runroot").arg(dir.join("run")).args([
+        "--storage-driver",
+        "vfs",
+        "--cgroup-manager",
+        "cgroupfs",
+        "--events-backend",
+        "file",
+    ]);
     c
 }

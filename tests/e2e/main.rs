@@ -1,5 +1,7 @@
 //! End-to-end tests: the real `imgtool` binary, and real tools reading what it writes.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 
 use imgtool_tests::{Registry, busybox_rootfs, imgtool, podman, require, run_ok, transcript, workspace};
@@ -60,7 +62,13 @@ fn real_tools_accept_our_outputs() {
             assert_eq!(v["Digest"], digest.as_str(), "{t}");
         }
     }
-    run_ok(std::process::Command::new("umoci").current_dir(dir.path()).args(["unpack", "--rootless", "--image", "out/layout:latest", "bundle"]));
+    run_ok(std::process::Command::new("umoci").current_dir(dir.path()).args([
+        "unpack",
+        "--rootless",
+        "--image",
+        "out/layout:latest",
+        "bundle",
+    ]));
     let rootfs = dir.path().join("bundle/rootfs");
     assert_eq!(std::fs::read_to_string(rootfs.join("this/is/a/test1")).unwrap(), "this is test 1");
     assert!(rootfs.join("app/hello.sh").is_file());
@@ -92,7 +100,16 @@ to = "docker-archive:bb.tar:imgtool-e2e-busybox:latest"
     let loaded = run_ok(podman(tmp.path()).args(["load", "-i"]).arg(tmp.path().join("bb.tar")));
     assert!(loaded.contains("imgtool-e2e-busybox:latest"), "{loaded}");
     let out = run_ok(podman(tmp.path()).args([
-        "run", "--rm", "--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "--network", "none",
+        "run",
+        "--rm",
+        "--runtime",
+        "runc",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+        "--network",
+        "none",
         "imgtool-e2e-busybox:latest",
     ]));
     assert_eq!(out.trim(), "this is test 1 FOO=BAR");
@@ -106,7 +123,10 @@ fn skopeo_copies_our_archive_to_a_real_registry() {
     run_ok(imgtool(dir.path()).args(["pipe", "pipeline.toml"]));
     let dest = format!("docker://{}/imgtool/example:latest", reg.addr);
     run_ok(std::process::Command::new("skopeo").current_dir(dir.path()).args([
-        "copy", "--dest-tls-verify=false", "docker-archive:out/example-docker-image.tar", &dest,
+        "copy",
+        "--dest-tls-verify=false",
+        "docker-archive:out/example-docker-image.tar",
+        &dest,
     ]));
     let out = run_ok(std::process::Command::new("skopeo").args(["inspect", "--tls-verify=false", &dest]));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -120,9 +140,17 @@ fn copy_and_append_between_transports() {
     run_ok(imgtool(dir.path()).args(["pipe", "-q", "pipeline.toml"]));
     run_ok(imgtool(dir.path()).args(["copy", "-q", "docker-archive:out/example-docker-image.tar", "oci:copied:v2"]));
     run_ok(imgtool(dir.path()).args([
-        "append", "-q", "oci:copied:v2", "oci-archive:appended.tar:v3", "--contents", "/extra=more", "--env", "A=B",
+        "append",
+        "-q",
+        "oci:copied:v2",
+        "oci-archive:appended.tar:v3",
+        "--contents",
+        "/extra=more",
+        "--env",
+        "A=B",
     ]));
-    let v: serde_json::Value = serde_json::from_str(&run_ok(imgtool(dir.path()).args(["inspect", "--json", "oci-archive:appended.tar:v3"]))).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&run_ok(imgtool(dir.path()).args(["inspect", "--json", "oci-archive:appended.tar:v3"]))).unwrap();
     assert_eq!(v["manifest"]["layers"].as_array().unwrap().len(), 3);
     assert_eq!(v["config"]["config"]["Env"], serde_json::json!(["FOO=BAR", "A=B"]));
     assert_eq!(v["config"]["history"].as_array().unwrap().len(), 3);
@@ -136,7 +164,10 @@ fn bad_pipelines_get_clear_errors() {
         ("unknown_key", "[source]\nimage = \"scratch\"\ncolour = \"red\"\n[[sink]]\nto = \"oci:o\"\n"),
         ("unknown_step", "[source]\nimage = \"scratch\"\n[[step]]\nfrobnicate = 1\n[[sink]]\nto = \"oci:o\"\n"),
         ("wrong_type", "[source]\nimage = \"scratch\"\n[[step]]\nremove_layers = \"two\"\n[[sink]]\nto = \"oci:o\"\n"),
-        ("missing_path", "[source]\nimage = \"scratch\"\n[[step]]\nadd_path = { from = \"nowhere\", to = \"/x\" }\n[[sink]]\nto = \"oci:o\"\n"),
+        (
+            "missing_path",
+            "[source]\nimage = \"scratch\"\n[[step]]\nadd_path = { from = \"nowhere\", to = \"/x\" }\n[[sink]]\nto = \"oci:o\"\n",
+        ),
         ("bad_transport", "[source]\nimage = \"ftp:thing\"\n[[sink]]\nto = \"oci:o\"\n"),
         ("no_sink", "[source]\nimage = \"scratch\"\n"),
         ("too_many_removed", "[source]\nimage = \"scratch\"\n[[step]]\nremove_layers = 3\n[[sink]]\nto = \"oci:o\"\n"),
@@ -184,7 +215,8 @@ fn export_and_squash_flatten_the_layers() {
     let squashed = squashed.replace("out/", "sq/");
     std::fs::write(dir.path().join("squash.toml"), squashed).unwrap();
     run_ok(imgtool(dir.path()).args(["pipe", "-q", "squash.toml"]));
-    let v: serde_json::Value = serde_json::from_str(&run_ok(imgtool(dir.path()).args(["inspect", "--json", "oci:sq/layout:latest"]))).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&run_ok(imgtool(dir.path()).args(["inspect", "--json", "oci:sq/layout:latest"]))).unwrap();
     assert_eq!(v["manifest"]["layers"].as_array().unwrap().len(), 1);
     assert_eq!(v["config"]["history"][0]["created_by"], "imgtool squash");
     run_ok(imgtool(dir.path()).args(["export", "-q", "oci:sq/layout:latest", "flat2"]));

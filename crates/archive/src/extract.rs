@@ -69,7 +69,11 @@ fn resolve_dir(root: &Path, parts: &[String], create: bool, place: &str) -> Resu
             Ok(m) if m.file_type().is_symlink() => {
                 hops += 1;
                 if hops > 40 {
-                    return Err(Error::UnsafePath { path: parts.join("/"), place: place.into(), why: "too many levels of symbolic links".into() });
+                    return Err(Error::UnsafePath {
+                        path: parts.join("/"),
+                        place: place.into(),
+                        why: "too many levels of symbolic links".into(),
+                    });
                 }
                 let target = std::fs::read_link(&here).map_err(ioe(format!("reading link {}", here.display())))?;
                 if target.is_absolute() {
@@ -130,7 +134,11 @@ pub fn apply_layer(root: &Path, tar: impl Read, opts: ExtractOptions, place: &st
         }
         if let Some(victim) = name.strip_prefix(WHITEOUT) {
             if victim.is_empty() || victim == "." || victim == ".." || victim.contains('/') {
-                return Err(Error::UnsafePath { path: String::from_utf8_lossy(&raw).into(), place: place.into(), why: "a whiteout must name an entry".into() });
+                return Err(Error::UnsafePath {
+                    path: String::from_utf8_lossy(&raw).into(),
+                    place: place.into(),
+                    why: "a whiteout must name an entry".into(),
+                });
             }
             remove_any(&parent.join(victim))?;
             continue;
@@ -166,7 +174,11 @@ pub fn apply_layer(root: &Path, tar: impl Read, opts: ExtractOptions, place: &st
                 let target = entry.link_name_bytes().map(|l| l.into_owned()).unwrap_or_default();
                 let tparts = components(&target, place)?;
                 let Some((tname, tdirs)) = tparts.split_last() else {
-                    return Err(Error::UnsafePath { path: String::from_utf8_lossy(&raw).into(), place: place.into(), why: "a hard link with no target".into() });
+                    return Err(Error::UnsafePath {
+                        path: String::from_utf8_lossy(&raw).into(),
+                        place: place.into(),
+                        why: "a hard link with no target".into(),
+                    });
                 };
                 let tparent = resolve_dir(root, tdirs, false, place)?;
                 let source = tparent.join(tname);
@@ -176,7 +188,11 @@ pub fn apply_layer(root: &Path, tar: impl Read, opts: ExtractOptions, place: &st
                     why: format!("hard link target {} is not in the image", String::from_utf8_lossy(&target)),
                 })?;
                 if meta.is_dir() {
-                    return Err(Error::UnsafePath { path: String::from_utf8_lossy(&raw).into(), place: place.into(), why: "a hard link to a directory".into() });
+                    return Err(Error::UnsafePath {
+                        path: String::from_utf8_lossy(&raw).into(),
+                        place: place.into(),
+                        why: "a hard link to a directory".into(),
+                    });
                 }
                 remove_any(&dest)?;
                 std::fs::hard_link(&source, &dest).map_err(ioe(format!("linking {}", dest.display())))?;
@@ -184,7 +200,11 @@ pub fn apply_layer(root: &Path, tar: impl Read, opts: ExtractOptions, place: &st
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
                 let what = String::from_utf8_lossy(&raw).into_owned();
                 if opts.devices == Devices::Refuse {
-                    return Err(Error::UnsafePath { path: what, place: place.into(), why: "device nodes and FIFOs are not allowed here".into() });
+                    return Err(Error::UnsafePath {
+                        path: what,
+                        place: place.into(),
+                        why: "device nodes and FIFOs are not allowed here".into(),
+                    });
                 }
                 tracing::warn!(path = %what, "skipping a device node or FIFO");
                 continue;
@@ -242,9 +262,17 @@ pub async fn extract_image(image: &imgtool_core::Image, root: &Path, opts: Extra
 /// Flatten `image` into one layer: apply every layer into a scratch directory under
 /// `spool_dir`, then write that tree back as a single reproducible layer (owners kept
 /// when running as root).
-pub async fn flatten(image: &imgtool_core::Image, spool_dir: &Path, opts: crate::LayerOptions, epoch: i64) -> Result<crate::SpooledLayer, Error> {
+pub async fn flatten(
+    image: &imgtool_core::Image,
+    spool_dir: &Path,
+    opts: crate::LayerOptions,
+    epoch: i64,
+) -> Result<crate::SpooledLayer, Error> {
     let root_user = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
-    let scratch = tempfile::Builder::new().prefix("rootfs-").tempdir_in(spool_dir).map_err(ioe(format!("creating a directory in {}", spool_dir.display())))?;
+    let scratch = tempfile::Builder::new()
+        .prefix("rootfs-")
+        .tempdir_in(spool_dir)
+        .map_err(ioe(format!("creating a directory in {}", spool_dir.display())))?;
     extract_image(image, scratch.path(), ExtractOptions { devices: Devices::Skip, same_owner: root_user }).await?;
     let dir = spool_dir.to_path_buf();
     tokio::task::spawn_blocking(move || {

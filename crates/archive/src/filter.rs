@@ -67,17 +67,7 @@ impl PathFilter {
 }
 
 fn matches_or_parent(glob: &GlobMatcher, path: &str) -> bool {
-    if glob.is_match(path) {
-        return true;
-    }
-    for (i, c) in path.char_indices() {
-        if c == '/' {
-            if glob.is_match(&path[..i]) {
-                return true;
-            }
-        }
-    }
-    false
+    glob.is_match(path) || path.match_indices('/').any(|(i, _)| glob.is_match(&path[..i]))
 }
 
 #[cfg(test)]

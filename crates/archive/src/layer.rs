@@ -181,9 +181,7 @@ impl LayerWriter {
         let out = Counted { inner: BufWriter::with_capacity(1 << 20, file), hasher: Hasher::sha256() };
         let enc = match opts.compression {
             Compression::None => Encoder::None(out),
-            Compression::Gzip => {
-                Encoder::Gzip(ParallelGzip::new(out, opts.level.unwrap_or(6), opts.threads()).map_err(io_err(&path))?)
-            }
+            Compression::Gzip => Encoder::Gzip(ParallelGzip::new(out, opts.level.unwrap_or(6), opts.threads()).map_err(io_err(&path))?),
             Compression::Zstd => {
                 let mut e = zstd::stream::write::Encoder::new(out, opts.level.unwrap_or(3) as i32).map_err(io_err(&path))?;
                 // Any worker count >= 1 gives the same bytes; 0 would give different ones.

@@ -53,7 +53,10 @@ impl DirWriter {
             }
             let empty = std::fs::read_dir(dir).map_err(io(format!("reading {}", dir.display())))?.next().is_none();
             if !empty {
-                return Err(Error::Format { place: place(), why: "the directory exists and is not an OCI layout; choose a new or empty directory".into() });
+                return Err(Error::Format {
+                    place: place(),
+                    why: "the directory exists and is not an OCI layout; choose a new or empty directory".into(),
+                });
             }
         }
         let (parent, name) = parent_and_name(dir);
@@ -106,7 +109,11 @@ impl BlobWriter for DirWriter {
                 // An empty directory is replaced by the rename itself.
                 std::fs::remove_dir(&self.final_root).map_err(io(format!("replacing {}", self.final_root.display())))?;
             }
-            std::fs::rename(&work, &self.final_root).map_err(io(format!("renaming {} to {}", work.display(), self.final_root.display())))?;
+            std::fs::rename(&work, &self.final_root).map_err(io(format!(
+                "renaming {} to {}",
+                work.display(),
+                self.final_root.display()
+            )))?;
         }
         Ok(())
     }
@@ -139,7 +146,10 @@ fn header(size: u64, dir: bool) -> tar::Header {
 impl TarWriter {
     fn new(path: &Path) -> Result<Self, Error> {
         if path.is_dir() {
-            return Err(Error::Format { place: path.display().to_string(), why: "is a directory; a tarball output needs a file name".into() });
+            return Err(Error::Format {
+                place: path.display().to_string(),
+                why: "is a directory; a tarball output needs a file name".into(),
+            });
         }
         let (parent, name) = parent_and_name(path);
         std::fs::create_dir_all(&parent).map_err(io(format!("creating {}", parent.display())))?;
@@ -176,7 +186,9 @@ impl BlobWriter for TarWriter {
     fn put(&self, path: &str, size: u64, data: &mut dyn Read) -> Result<(), Error> {
         let mut guard = self.tar.lock().unwrap_or_else(|p| p.into_inner());
         let ctx = || format!("writing {path} into {}", self.final_path.display());
-        let tar = guard.as_mut().ok_or_else(|| Error::Format { place: self.final_path.display().to_string(), why: "an earlier write failed".into() })?;
+        let tar = guard
+            .as_mut()
+            .ok_or_else(|| Error::Format { place: self.final_path.display().to_string(), why: "an earlier write failed".into() })?;
         let mut limited = data.take(size);
         let mut counted = Count { inner: &mut limited, n: 0 };
         let r = tar.append_data(&mut header(size, false), path, &mut counted);
@@ -214,7 +226,8 @@ impl BlobWriter for TarWriter {
         let w = tar.into_inner().map_err(io(ctx.clone()))?;
         let tmp = w.into_inner().map_err(|e| io(ctx.clone())(e.into_error()))?;
         tmp.as_file().sync_all().map_err(io(ctx.clone()))?;
-        tmp.persist(&self.final_path).map_err(|e| Error::Io { context: format!("renaming into {}", self.final_path.display()), source: e.error })?;
+        tmp.persist(&self.final_path)
+            .map_err(|e| Error::Io { context: format!("renaming into {}", self.final_path.display()), source: e.error })?;
         Ok(())
     }
 }
@@ -355,7 +368,11 @@ impl ImageSink for LayoutSink {
             for t in &mut tags {
                 let r: Reference = t.parse()?;
                 if r.digest().is_some() {
-                    return Err(CoreError::Invalid { what: "docker-archive name".into(), value: t.clone(), why: "use NAME:TAG, not a digest".into() });
+                    return Err(CoreError::Invalid {
+                        what: "docker-archive name".into(),
+                        value: t.clone(),
+                        why: "use NAME:TAG, not a digest".into(),
+                    });
                 }
                 *t = r.familiar();
                 let (name, tag) = t.rsplit_once(':').map_or((t.as_str(), "latest"), |(n, tg)| (n, tg));

@@ -6,8 +6,8 @@ use std::path::Path;
 use async_trait::async_trait;
 use bytes::Bytes;
 use imgtool_core::{
-    BlobSource, BlobStream, Compression, Descriptor, Digest, Error as CoreError, ImageConfig, Index, Manifest, MediaType,
-    MemoryBlobs, ParsedManifest, Reference, Result, canonical_json,
+    BlobSource, BlobStream, Compression, Descriptor, Digest, Error as CoreError, ImageConfig, Index, Manifest, MediaType, MemoryBlobs,
+    ParsedManifest, Reference, Result, canonical_json,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -98,7 +98,10 @@ impl BlobSource for OciLayoutSource {
         };
         match (found.as_slice(), selector) {
             ([one], _) => Ok((*one).clone()),
-            ([], Some(s)) => Err(CoreError::NotFound { what: format!("image {s:?}"), place: format!("{} (it has: {})", self.transport, names_of(&self.index)) }),
+            ([], Some(s)) => Err(CoreError::NotFound {
+                what: format!("image {s:?}"),
+                place: format!("{} (it has: {})", self.transport, names_of(&self.index)),
+            }),
             ([], None) => Err(CoreError::NotFound { what: "any image".into(), place: self.transport.clone() }),
             (_, _) => Err(CoreError::Invalid {
                 what: "image selection".into(),
@@ -195,7 +198,7 @@ impl DockerArchiveSource {
             }
             match ParsedManifest::parse(&raw, Some(&d.media_type)) {
                 Ok(ParsedManifest::Image(m)) => {
-                    out.insert(m.config.digest.clone(), (Descriptor::of(d.media_type.clone(), &raw), m));
+                    out.insert(m.config.digest.clone(), (Descriptor::of(d.media_type.clone(), &raw), *m));
                 }
                 Ok(ParsedManifest::Index(i)) => todo.extend(i.manifests),
                 Err(_) => {}
@@ -205,8 +208,10 @@ impl DockerArchiveSource {
     }
 
     fn add_entry(&mut self, e: SaveEntry, stored: &HashMap<Digest, (Descriptor, Manifest)>) -> Result<(), Error> {
-        let config_raw =
-            self.store.read_small(&e.config, SMALL)?.ok_or_else(|| self.bad(format!("manifest.json names {} but it is missing", e.config)))?;
+        let config_raw = self
+            .store
+            .read_small(&e.config, SMALL)?
+            .ok_or_else(|| self.bad(format!("manifest.json names {} but it is missing", e.config)))?;
         let config_digest = Digest::sha256_of(&config_raw);
         self.paths.insert(config_digest.clone(), e.config.clone());
         let tags = e.repo_tags.unwrap_or_default();
@@ -267,10 +272,14 @@ impl DockerArchiveSource {
     /// Tarballs from before Docker 1.10: `repositories` and `<id>/json` + `<id>/layer.tar`.
     fn add_legacy(&mut self) -> Result<(), Error> {
         let raw = self.store.read_small("repositories", SMALL)?.ok_or_else(|| {
-            self.bad("neither manifest.json nor repositories found; this is not a docker save tarball (for an OCI layout tar use oci-archive:)")
+            self.bad(
+                "neither manifest.json nor repositories found; this is not a docker save tarball (for an OCI layout tar use oci-archive:)",
+            )
         })?;
-        let repos: HashMap<String, HashMap<String, String>> = serde_json::from_slice(&raw).map_err(|e| self.bad(format!("repositories: {e}")))?;
-        let mut tops: Vec<(String, String)> = repos.into_iter().flat_map(|(r, tags)| tags.into_iter().map(move |(t, id)| (format!("{r}:{t}"), id))).collect();
+        let repos: HashMap<String, HashMap<String, String>> =
+            serde_json::from_slice(&raw).map_err(|e| self.bad(format!("repositories: {e}")))?;
+        let mut tops: Vec<(String, String)> =
+            repos.into_iter().flat_map(|(r, tags)| tags.into_iter().map(move |(t, id)| (format!("{r}:{t}"), id))).collect();
         tops.sort();
         for (tag, top) in tops {
             let mut chain = Vec::new();
@@ -303,9 +312,10 @@ impl DockerArchiveSource {
                 let d = self.hash_member(&path)?;
                 self.paths.insert(d.clone(), path);
                 diff_ids.push(d.to_string());
-                let cmd = v.pointer("/container_config/Cmd").and_then(Value::as_array).map(|a| {
-                    a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" ")
-                });
+                let cmd = v
+                    .pointer("/container_config/Cmd")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "));
                 history.push(json!({"created": v.get("created"), "created_by": cmd.unwrap_or_default()}));
                 layers.push(Descriptor::new(MediaType::DockerLayer, d, size));
             }
@@ -342,18 +352,28 @@ impl BlobSource for DockerArchiveSource {
             None => Err(CoreError::Invalid {
                 what: "image selection".into(),
                 value: self.transport.clone(),
-                why: format!("the tarball holds {} images; name one as {}:NAME:TAG or {}:@N (it has: {})", self.images.len(), self.transport, self.transport, all()),
+                why: format!(
+                    "the tarball holds {} images; name one as {}:NAME:TAG or {}:@N (it has: {})",
+                    self.images.len(),
+                    self.transport,
+                    self.transport,
+                    all()
+                ),
             }),
             Some(s) if s.starts_with('@') => {
-                let n: usize = s[1..].parse().map_err(|_| CoreError::Invalid { what: "image index".into(), value: s.into(), why: "expected @N".into() })?;
-                self.images.get(n).map(|i| i.manifest.clone()).ok_or_else(|| CoreError::NotFound { what: format!("image {s}"), place: self.transport.clone() })
+                let n: usize = s[1..].parse().map_err(|_| CoreError::Invalid {
+                    what: "image index".into(),
+                    value: s.into(),
+                    why: "expected @N".into(),
+                })?;
+                self.images
+                    .get(n)
+                    .map(|i| i.manifest.clone())
+                    .ok_or_else(|| CoreError::NotFound { what: format!("image {s}"), place: self.transport.clone() })
             }
-            Some(s) => self
-                .images
-                .iter()
-                .find(|i| i.tags.iter().any(|t| same_tag(t, s)))
-                .map(|i| i.manifest.clone())
-                .ok_or_else(|| CoreError::NotFound { what: format!("image {s:?}"), place: format!("{} (it has: {})", self.transport, all()) }),
+            Some(s) => self.images.iter().find(|i| i.tags.iter().any(|t| same_tag(t, s))).map(|i| i.manifest.clone()).ok_or_else(|| {
+                CoreError::NotFound { what: format!("image {s:?}"), place: format!("{} (it has: {})", self.transport, all()) }
+            }),
         }
     }
 

@@ -66,7 +66,13 @@ async fn load(t: &Transport, platform: Option<&str>, flavor: Flavor) -> Result<I
     Image::load(source, selector.as_deref(), platform.as_ref()).await.with_context(|| format!("reading {t}"))
 }
 
-async fn produce(mut image: Image, producers: &[Box<dyn LayerProducer>], spool: &Path, compression: Compression, p: Printer) -> Result<Image> {
+async fn produce(
+    mut image: Image,
+    producers: &[Box<dyn LayerProducer>],
+    spool: &Path,
+    compression: Compression,
+    p: Printer,
+) -> Result<Image> {
     let epoch = source_date_epoch();
     for producer in producers {
         p.status(format!("building {}", producer.describe()));
@@ -149,7 +155,9 @@ async fn pipe(file: &Path, dry_run: bool, p: Printer) -> Result<()> {
     for (step, prod) in pl.steps.iter().zip(producers) {
         let where_ = at(step.span());
         match (step.get_ref(), prod) {
-            (_, Some(prod)) => image = produce(image, &[prod], spool.path(), pl.options.compression, p).await.with_context(|| where_.clone())?,
+            (_, Some(prod)) => {
+                image = produce(image, &[prod], spool.path(), pl.options.compression, p).await.with_context(|| where_.clone())?
+            }
             (Step::RemoveLayers(n), _) => image.remove_top_layers(*n).with_context(|| where_.clone())?,
             (Step::RemoveLayer(i), _) => image.remove_layer_at(*i).with_context(|| where_.clone())?,
             (Step::Squash(true), _) => {
@@ -196,7 +204,9 @@ async fn inspect(t: &Transport, json: bool, platform: Option<&str>, p: Printer) 
     }
     let c = config.get("config");
     let field = |k: &str| c.and_then(|c| c.get(k)).filter(|v| !v.is_null());
-    for (k, label) in [("Env", "Env"), ("Entrypoint", "Entrypoint"), ("Cmd", "Cmd"), ("WorkingDir", "WorkingDir"), ("User", "User"), ("Labels", "Labels")] {
+    for (k, label) in
+        [("Env", "Env"), ("Entrypoint", "Entrypoint"), ("Cmd", "Cmd"), ("WorkingDir", "WorkingDir"), ("User", "User"), ("Labels", "Labels")]
+    {
         if let Some(v) = field(k) {
             p.result(format!("{:<12}{}", format!("{label}:"), v));
         }
@@ -204,7 +214,12 @@ async fn inspect(t: &Transport, json: bool, platform: Option<&str>, p: Printer) 
     let total: u64 = image.layers().iter().map(|l| l.descriptor.size).sum();
     p.result(format!("Layers:     {} ({})", image.layers().len(), indicatif::HumanBytes(total)));
     for (i, l) in image.layers().iter().enumerate() {
-        p.result(format!("  {i:>3}  {}  {:>10}  {}", l.descriptor.digest, indicatif::HumanBytes(l.descriptor.size).to_string(), l.descriptor.media_type));
+        p.result(format!(
+            "  {i:>3}  {}  {:>10}  {}",
+            l.descriptor.digest,
+            indicatif::HumanBytes(l.descriptor.size).to_string(),
+            l.descriptor.media_type
+        ));
     }
     Ok(())
 }

@@ -140,7 +140,10 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 pub fn parse_mode(s: &str) -> Result<u32, String> {
     let digits = s.strip_prefix("0o").unwrap_or(s);
-    u32::from_str_radix(digits, 8).ok().filter(|m| *m <= 0o7777).ok_or_else(|| format!("invalid mode {s:?}: expected octal such as \"0644\""))
+    u32::from_str_radix(digits, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("invalid mode {s:?}: expected octal such as \"0644\""))
 }
 
 impl PipelineFile {
@@ -200,7 +203,8 @@ impl PipelineFile {
                         (Some(t), None) => t.clone().into_bytes(),
                         (None, Some(f)) => {
                             let f = self.resolve(f);
-                            std::fs::read(&f).with_context(|| format!("{}: add_contents {path:?}: reading {}", self.at(span.clone()), f.display()))?
+                            std::fs::read(&f)
+                                .with_context(|| format!("{}: add_contents {path:?}: reading {}", self.at(span.clone()), f.display()))?
                         }
                         _ => bail!("{}: add_contents {path:?} needs exactly one of text or file", self.at(span.clone())),
                     };

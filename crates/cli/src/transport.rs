@@ -22,7 +22,8 @@ pub enum Transport {
     Registry(String),
 }
 
-const HELP: &str = "expected one of: scratch, docker-archive:PATH[:NAME:TAG], oci:DIR[:TAG], oci-archive:PATH[:TAG], docker://REF, or a path";
+const HELP: &str =
+    "expected one of: scratch, docker-archive:PATH[:NAME:TAG], oci:DIR[:TAG], oci-archive:PATH[:TAG], docker://REF, or a path";
 
 fn split_path(rest: &str) -> (PathBuf, Option<String>) {
     // A path that exists as written wins, so paths with ':' still work.
@@ -82,9 +83,13 @@ impl Transport {
     pub fn open_source(&self) -> Result<(SharedSource, Option<String>)> {
         Ok(match self {
             Transport::Scratch => bail!("scratch is not a source to open"),
-            Transport::DockerArchive(p, n) => (Arc::new(DockerArchiveSource::open(p).with_context(|| format!("opening {self}"))?), n.clone()),
+            Transport::DockerArchive(p, n) => {
+                (Arc::new(DockerArchiveSource::open(p).with_context(|| format!("opening {self}"))?), n.clone())
+            }
             Transport::Oci(p, n) => (Arc::new(OciLayoutSource::open_dir(p).with_context(|| format!("opening {self}"))?), n.clone()),
-            Transport::OciArchive(p, n) => (Arc::new(OciLayoutSource::open_archive(p).with_context(|| format!("opening {self}"))?), n.clone()),
+            Transport::OciArchive(p, n) => {
+                (Arc::new(OciLayoutSource::open_archive(p).with_context(|| format!("opening {self}"))?), n.clone())
+            }
             Transport::Registry(_) => bail!("{self}: registries are not supported by this build yet (the registry client is issue #3)"),
         })
     }

@@ -58,7 +58,11 @@ impl<R: AsyncRead + Unpin> AsyncRead for VerifyingReader<R> {
             let actual = h.finish();
             if actual != this.expected {
                 buf.set_filled(before);
-                return Poll::Ready(Err(invalid(Error::DigestMismatch { what: this.what.clone(), expected: this.expected.clone(), actual })));
+                return Poll::Ready(Err(invalid(Error::DigestMismatch {
+                    what: this.what.clone(),
+                    expected: this.expected.clone(),
+                    actual,
+                })));
             }
         }
         Poll::Ready(Ok(()))

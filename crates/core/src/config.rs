@@ -88,7 +88,11 @@ impl ImageConfig {
         let value: Value = serde_json::from_slice(&raw).map_err(|e| Error::Json { what: "image config".into(), source: e })?;
         match value {
             Value::Object(value) => Ok(Self { value, raw: Some(raw) }),
-            _ => Err(Error::Invalid { what: "image config".into(), value: "(non-object JSON)".into(), why: "a config is a JSON object".into() }),
+            _ => Err(Error::Invalid {
+                what: "image config".into(),
+                value: "(non-object JSON)".into(),
+                why: "a config is a JSON object".into(),
+            }),
         }
     }
 
@@ -334,7 +338,11 @@ fn normalise_port(p: &str) -> Result<String> {
     let ok_num = num.parse::<u16>().is_ok_and(|n| n > 0)
         || num.split_once('-').is_some_and(|(a, b)| a.parse::<u16>().is_ok() && b.parse::<u16>().is_ok());
     if !ok_num || !matches!(proto, "tcp" | "udp" | "sctp") {
-        return Err(Error::Invalid { what: "exposed port".into(), value: p.into(), why: "expected PORT[/tcp|udp|sctp], e.g. 8080/tcp".into() });
+        return Err(Error::Invalid {
+            what: "exposed port".into(),
+            value: p.into(),
+            why: "expected PORT[/tcp|udp|sctp], e.g. 8080/tcp".into(),
+        });
     }
     Ok(format!("{num}/{proto}"))
 }

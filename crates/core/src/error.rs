@@ -40,7 +40,9 @@ pub enum Error {
         source: serde_json::Error,
     },
     /// Docker schema 1 manifests are obsolete and unsupported.
-    #[error("this is a Docker schema 1 manifest, which imgtool does not support; re-push the image with a current Docker or skopeo (schema 2) first")]
+    #[error(
+        "this is a Docker schema 1 manifest, which imgtool does not support; re-push the image with a current Docker or skopeo (schema 2) first"
+    )]
     Schema1,
     /// Content did not hash to what it claimed.
     #[error("digest mismatch for {what}: expected {expected}, got {actual}")]

@@ -4,9 +4,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::config::{History, ImageConfig};
-use crate::{
-    Descriptor, Digest, Error, Flavor, Index, Manifest, MediaType, ParsedManifest, Platform, Result, SharedSource, read_blob,
-};
+use crate::{Descriptor, Digest, Error, Flavor, Index, Manifest, MediaType, ParsedManifest, Platform, Result, SharedSource, read_blob};
 
 /// The most manifest bytes read into memory.
 pub const MANIFEST_LIMIT: u64 = 4 << 20;
@@ -56,7 +54,7 @@ impl Image {
             let raw = read_blob(source.as_ref(), &desc, MANIFEST_LIMIT).await?;
             match ParsedManifest::parse(&raw, Some(&desc.media_type))? {
                 ParsedManifest::Index(index) => desc = choose_platform(&index, platform, &source.describe())?.clone(),
-                ParsedManifest::Image(manifest) => return Self::from_manifest(source, desc, raw, manifest).await,
+                ParsedManifest::Image(manifest) => return Self::from_manifest(source, desc, raw, *manifest).await,
             }
         }
         Err(Error::Unsupported(format!("{}: indexes nested more than 4 deep", source.describe())))

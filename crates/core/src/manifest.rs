@@ -101,7 +101,7 @@ impl Default for Index {
 #[derive(Debug, Clone)]
 pub enum ParsedManifest {
     /// One image.
-    Image(Manifest),
+    Image(Box<Manifest>),
     /// Several, one per platform.
     Index(Index),
 }
@@ -132,13 +132,11 @@ impl ParsedManifest {
             _ => probe.manifests.is_some(),
         };
         if is_index {
-            Ok(ParsedManifest::Index(
-                serde_json::from_slice(raw).map_err(|e| Error::Json { what: "image index".into(), source: e })?,
-            ))
+            Ok(ParsedManifest::Index(serde_json::from_slice(raw).map_err(|e| Error::Json { what: "image index".into(), source: e })?))
         } else {
-            Ok(ParsedManifest::Image(
+            Ok(ParsedManifest::Image(Box::new(
                 serde_json::from_slice(raw).map_err(|e| Error::Json { what: "image manifest".into(), source: e })?,
-            ))
+            )))
         }
     }
 }
@@ -207,7 +205,8 @@ impl fmt::Display for Platform {
 impl FromStr for Platform {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
-        let bad = || Error::Invalid { what: "platform".into(), value: s.into(), why: "expected OS/ARCH[/VARIANT], e.g. linux/arm64/v8".into() };
+        let bad =
+            || Error::Invalid { what: "platform".into(), value: s.into(), why: "expected OS/ARCH[/VARIANT], e.g. linux/arm64/v8".into() };
         let parts: Vec<&str> = s.split('/').collect();
         if parts.len() < 2 || parts.len() > 3 || parts.iter().any(|p| p.is_empty()) {
             return Err(bad());

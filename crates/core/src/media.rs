@@ -35,11 +35,7 @@ impl std::str::FromStr for Compression {
             "none" | "uncompressed" => Ok(Compression::None),
             "gzip" => Ok(Compression::Gzip),
             "zstd" => Ok(Compression::Zstd),
-            _ => Err(crate::Error::Invalid {
-                what: "compression".into(),
-                value: s.into(),
-                why: "expected gzip, zstd or none".into(),
-            }),
+            _ => Err(crate::Error::Invalid { what: "compression".into(), value: s.into(), why: "expected gzip, zstd or none".into() }),
         }
     }
 }
@@ -157,11 +153,9 @@ impl MediaType {
     pub fn flavor(&self) -> Option<Flavor> {
         use MediaType::*;
         match self {
-            OciManifest | OciIndex | OciConfig | OciLayer | OciLayerGzip | OciLayerZstd | OciForeignLayerGzip => {
-                Some(Flavor::Oci)
-            }
-            DockerManifest | DockerManifestList | DockerConfig | DockerLayer | DockerLayerGzip | DockerLayerZstd
-            | DockerForeignLayer | DockerSchema1 | DockerSchema1Signed => Some(Flavor::Docker),
+            OciManifest | OciIndex | OciConfig | OciLayer | OciLayerGzip | OciLayerZstd | OciForeignLayerGzip => Some(Flavor::Oci),
+            DockerManifest | DockerManifestList | DockerConfig | DockerLayer | DockerLayerGzip | DockerLayerZstd | DockerForeignLayer
+            | DockerSchema1 | DockerSchema1Signed => Some(Flavor::Docker),
             Other(_) => None,
         }
     }

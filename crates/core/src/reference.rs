@@ -157,9 +157,9 @@ fn valid_domain(d: &str) -> bool {
         return host[1..host.len() - 1].parse::<std::net::Ipv6Addr>().is_ok();
     }
     !host.is_empty()
-        && host.split('.').all(|l| {
-            !l.is_empty() && !l.starts_with('-') && !l.ends_with('-') && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
+        && host
+            .split('.')
+            .all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-') && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
 }
 
 impl FromStr for Reference {

@@ -12,7 +12,7 @@ pub async fn validate(image: &Image) -> Result<()> {
     let mut problems = Vec::new();
     let (mdesc, raw) = image.manifest();
     let manifest = match ParsedManifest::parse(&raw, Some(&mdesc.media_type))? {
-        ParsedManifest::Image(m) => m,
+        ParsedManifest::Image(m) => *m,
         ParsedManifest::Index(_) => return Err(Error::InvalidImage { problems: vec!["the manifest is an index".into()] }),
     };
     if crate::Digest::sha256_of(&raw) != mdesc.digest || raw.len() as u64 != mdesc.size {

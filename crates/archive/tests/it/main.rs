@@ -1,6 +1,8 @@
 //! Integration tests of imgtool-archive: every backend round-trips through the shared
 //! validator, layers are reproducible, and outputs appear only when complete.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -217,7 +219,11 @@ async fn reads_legacy_and_v1_2_docker_tarballs() {
     assert_eq!(img.config().json()["config"]["Cmd"], serde_json::json!(["sh"]));
 
     files.insert("cfg.json".into(), config_bytes);
-    files.insert("manifest.json".into(), serde_json::to_vec(&serde_json::json!([{"Config": "cfg.json", "RepoTags": ["v12:latest"], "Layers": [format!("{id}/layer.tar")]}])).unwrap());
+    files.insert(
+        "manifest.json".into(),
+        serde_json::to_vec(&serde_json::json!([{"Config": "cfg.json", "RepoTags": ["v12:latest"], "Layers": [format!("{id}/layer.tar")]}]))
+            .unwrap(),
+    );
     let v12 = tmp.path().join("v12.tar");
     write_tar(&v12, &files);
     let img = reload(Arc::new(DockerArchiveSource::open(&v12).unwrap()), "v12:latest").await;
@@ -259,7 +265,8 @@ fn outside_state(sandbox: &Path) -> Vec<(String, String)> {
 #[test]
 fn hostile_tarballs_are_refused_or_contained() {
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/hostile");
-    let mut names: Vec<_> = std::fs::read_dir(&corpus).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "tar")).collect();
+    let mut names: Vec<_> =
+        std::fs::read_dir(&corpus).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "tar")).collect();
     names.sort();
     assert!(names.len() >= 10, "the corpus has {} cases", names.len());
     let mut summary = String::new();
@@ -313,9 +320,15 @@ fn whiteouts_delete_from_lower_layers() {
     let root = tmp.path().join("root");
     std::fs::create_dir(&root).unwrap();
     let opts = imgtool_archive::ExtractOptions::default();
-    imgtool_archive::apply_layer(&root, &tar_of(&[("a/b", "1"), ("a/c", "2"), ("d", "3"), ("e/f", "4"), ("e/g", "5")])[..], opts, "l0").unwrap();
-    imgtool_archive::apply_layer(&root, &tar_of(&[("a/.wh.b", ""), (".wh.d", ""), ("e/.wh..wh..opq", ""), ("e/h", "6")])[..], opts, "l1").unwrap();
-    let mut left: Vec<String> = walkdir::WalkDir::new(&root).min_depth(1).into_iter().map(|e| e.unwrap().path().strip_prefix(&root).unwrap().to_string_lossy().into_owned()).collect();
+    imgtool_archive::apply_layer(&root, &tar_of(&[("a/b", "1"), ("a/c", "2"), ("d", "3"), ("e/f", "4"), ("e/g", "5")])[..], opts, "l0")
+        .unwrap();
+    imgtool_archive::apply_layer(&root, &tar_of(&[("a/.wh.b", ""), (".wh.d", ""), ("e/.wh..wh..opq", ""), ("e/h", "6")])[..], opts, "l1")
+        .unwrap();
+    let mut left: Vec<String> = walkdir::WalkDir::new(&root)
+        .min_depth(1)
+        .into_iter()
+        .map(|e| e.unwrap().path().strip_prefix(&root).unwrap().to_string_lossy().into_owned())
+        .collect();
     left.sort();
     assert_eq!(left, ["a", "a/c", "e", "e/h"]);
 }
