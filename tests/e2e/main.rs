@@ -224,3 +224,46 @@ fn export_and_squash_flatten_the_layers() {
     let err = imgtool(dir.path()).args(["export", "oci:sq/layout:latest", "flat2"]).output().unwrap();
     assert!(!err.status.success() && String::from_utf8_lossy(&err.stderr).contains("not empty"));
 }
+
+/// A layout with a two-platform index tagged `multi`, made with the library.
+fn multi_platform_layout(dir: &Path) {
+    use imgtool_core::{BuildContext, Compression, CopyOptions, Flavor, Image, ImageSink, LayerProducer};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut images = Vec::new();
+        for platform in ["linux/amd64", "linux/arm64"] {
+            let image = Image::scratch(&platform.parse().unwrap(), Flavor::Oci);
+            let producer = imgtool_archive::ContentsLayer::new([("/arch", platform)]);
+            let mut cx = BuildContext { image, spool_dir: dir.to_path_buf(), epoch: 0, compression: Compression::Gzip };
+            let layers = producer.produce(&mut cx).await.unwrap();
+            let mut image = cx.image;
+            for l in layers {
+                image.push_layer(l.layer, l.history);
+            }
+            images.push(image);
+        }
+        let sink: Box<dyn ImageSink> = Box::new(imgtool_archive::LayoutSink::oci_dir(&dir.join("multi")).unwrap());
+        imgtool_core::copy_index(&images, sink.as_ref(), &CopyOptions { tags: vec!["multi".into()], ..Default::default() }).await.unwrap();
+        sink.finish().await.unwrap();
+    });
+}
+
+#[test]
+fn copy_all_platforms_or_one() {
+    require("skopeo", "skopeo");
+    let dir = tempfile::tempdir().unwrap();
+    multi_platform_layout(dir.path());
+    run_ok(imgtool(dir.path()).args(["copy", "-q", "--all", "oci:multi:multi", "oci-archive:all.tar:everything"]));
+    let raw = |t: &str| run_ok(std::process::Command::new("skopeo").current_dir(dir.path()).args(["inspect", "--raw", t]));
+    assert_eq!(raw("oci:multi:multi"), raw("oci-archive:all.tar:everything"), "the index is copied byte for byte");
+    run_ok(imgtool(dir.path()).args(["copy", "-q", "--platform", "linux/arm64", "oci:multi:multi", "docker-archive:arm.tar:arm:latest"]));
+    let v: serde_json::Value = serde_json::from_str(&run_ok(
+        std::process::Command::new("skopeo").current_dir(dir.path()).args(["inspect", "docker-archive:arm.tar"]),
+    ))
+    .unwrap();
+    assert_eq!(v["Architecture"], "arm64");
+    let out = imgtool(dir.path()).args(["copy", "--all", "oci:multi:multi", "docker-archive:fail.tar:x:y"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("single-platform"), "{}", transcript(&out));
+    assert!(!dir.path().join("fail.tar").exists(), "nothing is left behind");
+}

@@ -4,7 +4,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
 use imgtool_core::{
-    BuildContext, Compression, ConfigEdit, CopyOptions, Flavor, Image, LayerProducer, Platform, copy_image, rfc3339, source_date_epoch,
+    BuildContext, Compression, ConfigEdit, CopyOptions, Flavor, Image, LayerProducer, Platform, copy_image, copy_manifest_tree, rfc3339,
+    source_date_epoch,
 };
 
 use crate::Command;
@@ -16,7 +17,18 @@ pub async fn run(command: Command, p: Printer) -> Result<()> {
     let cwd = std::env::current_dir().context("reading the current directory")?;
     match command {
         Command::Pipe { file, dry_run } => pipe(&file, dry_run, p).await,
-        Command::Copy { src, dst, platform } => {
+        Command::Copy { src, dst, all: true, .. } => {
+            let (src, dst) = (Transport::parse(&src, &cwd)?, Transport::parse(&dst, &cwd)?);
+            let (source, selector) = src.open_source()?;
+            let desc = source.resolve(selector.as_deref()).await.with_context(|| format!("reading {src}"))?;
+            let (sink, tags) = dst.open_sink()?;
+            let opts = CopyOptions { tags, jobs: 4, progress: p.progress() };
+            copy_manifest_tree(source.as_ref(), &desc, sink.as_ref(), &opts).await.with_context(|| format!("writing {dst}"))?;
+            sink.finish().await.with_context(|| format!("finishing {dst}"))?;
+            p.result(format!("{dst} {}", desc.digest));
+            Ok(())
+        }
+        Command::Copy { src, dst, platform, .. } => {
             let image = load(&Transport::parse(&src, &cwd)?, platform.as_deref(), Flavor::Oci).await?;
             write(&image, &Transport::parse(&dst, &cwd)?, p).await
         }

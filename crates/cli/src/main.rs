@@ -39,8 +39,11 @@ enum Command {
         /// Destination, in the same syntax.
         dst: String,
         /// Platform to pick from a multi-platform source (default: the host's).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "all")]
         platform: Option<String>,
+        /// Copy every platform of an index, and the index itself, byte for byte.
+        #[arg(long)]
+        all: bool,
     },
     /// Show an image's manifest, config and layers.
     Inspect {

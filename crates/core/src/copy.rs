@@ -147,3 +147,46 @@ pub async fn copy_index(images: &[Image], sink: &dyn ImageSink, opts: &CopyOptio
     opts.emit(CopyEvent::Manifest(desc.clone()));
     Ok(desc)
 }
+
+/// Copy the manifest or index `desc` from `source` with everything it references, bytes
+/// unchanged (so every digest, the index's included, stays the same), tagging the top
+/// with `opts.tags`. This is `copy --all`: every platform, and entries that are not images
+/// (attestations, signatures) too.
+pub async fn copy_manifest_tree(source: &dyn BlobSource, desc: &Descriptor, sink: &dyn ImageSink, opts: &CopyOptions) -> Result<()> {
+    copy_tree(source, desc, sink, opts, &opts.tags, 0).await?;
+    opts.emit(CopyEvent::Manifest(desc.clone()));
+    Ok(())
+}
+
+fn copy_tree<'a>(
+    source: &'a dyn BlobSource,
+    desc: &'a Descriptor,
+    sink: &'a dyn ImageSink,
+    opts: &'a CopyOptions,
+    tags: &'a [String],
+    depth: usize,
+) -> futures::future::BoxFuture<'a, Result<()>> {
+    Box::pin(async move {
+        if depth > 4 {
+            return Err(crate::Error::Unsupported(format!("{}: indexes nested more than 4 deep", source.describe())));
+        }
+        let raw = crate::read_blob(source, desc, crate::MANIFEST_LIMIT).await?;
+        match crate::ParsedManifest::parse(&raw, Some(&desc.media_type))? {
+            crate::ParsedManifest::Index(index) => {
+                for child in &index.manifests {
+                    copy_tree(source, child, sink, opts, &[], depth + 1).await?;
+                }
+            }
+            crate::ParsedManifest::Image(m) => {
+                copy_blob(&m.config, source, sink, opts).await?;
+                let jobs = if opts.jobs == 0 { 4 } else { opts.jobs }.min(sink.max_parallel()).max(1);
+                let mut seen = HashSet::new();
+                let copies: Vec<_> =
+                    m.layers.iter().filter(|l| seen.insert(l.digest.clone())).map(|l| copy_blob(l, source, sink, opts)).collect();
+                futures::stream::iter(copies).buffered(jobs).try_collect::<Vec<()>>().await?;
+            }
+        }
+        let clean = Descriptor { platform: None, annotations: Default::default(), ..desc.clone() };
+        sink.put_manifest(&clean, raw, tags).await
+    })
+}

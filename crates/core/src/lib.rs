@@ -33,7 +33,7 @@ mod validate;
 pub use blob::{FileBlob, MemoryBlobs, VerifyingReader, read_blob, verify};
 pub use compression::{decompress, decompress_sniffed};
 pub use config::{ConfigEdit, History, ImageConfig, canonical_json, rfc3339, source_date_epoch};
-pub use copy::{CopyEvent, CopyOptions, Progress, copy_blob, copy_image, copy_index};
+pub use copy::{CopyEvent, CopyOptions, Progress, copy_blob, copy_image, copy_index, copy_manifest_tree};
 pub use digest::{Algorithm, Digest, Hasher};
 pub use error::{Error, Result};
 pub use image::{CONFIG_LIMIT, Image, Layer, MANIFEST_LIMIT, SharedImage, choose_platform};

@@ -332,3 +332,85 @@ fn whiteouts_delete_from_lower_layers() {
     left.sort();
     assert_eq!(left, ["a", "a/c", "e", "e/h"]);
 }
+
+async fn platform_image(spool: &Path, platform: &str, shared: &str) -> Image {
+    let mut image = Image::scratch(&platform.parse().unwrap(), Flavor::Oci);
+    for p in [ContentsLayer::new([("/shared", shared.to_string())]), ContentsLayer::new([("/arch", platform.to_string())])] {
+        let mut cx = BuildContext { image, spool_dir: spool.to_path_buf(), epoch: 0, compression: Compression::Gzip };
+        let layers = p.produce(&mut cx).await.unwrap();
+        image = cx.image;
+        for l in layers {
+            image.push_layer(l.layer, l.history);
+        }
+    }
+    image
+}
+
+/// Writes a two-platform index into an OCI layout; returns the index descriptor.
+pub async fn multi_platform_layout(spool: &Path, dir: &Path) -> Descriptor {
+    let amd = platform_image(spool, "linux/amd64", "same bytes").await;
+    let arm = platform_image(spool, "linux/arm64/v8", "same bytes").await;
+    let sink: Box<dyn ImageSink> = Box::new(LayoutSink::oci_dir(dir).unwrap());
+    let d = imgtool_core::copy_index(&[amd, arm], sink.as_ref(), &CopyOptions { tags: vec!["multi".into()], ..Default::default() })
+        .await
+        .unwrap();
+    sink.finish().await.unwrap();
+    d
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn multi_platform_indexes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("multi");
+    let index = multi_platform_layout(tmp.path(), &layout).await;
+    // The shared base layer is stored once: 2 configs + 3 layers + 2 manifests + 1 index.
+    assert_eq!(std::fs::read_dir(layout.join("blobs/sha256")).unwrap().count(), 8);
+    let src: SharedSource = Arc::new(OciLayoutSource::open_dir(&layout).unwrap());
+    let arm = Image::load(src.clone(), Some("multi"), Some(&"linux/arm64".parse().unwrap())).await.unwrap();
+    validate(&arm).await.unwrap();
+    assert_eq!(arm.platform().to_string(), "linux/arm64/v8");
+    let err = Image::load(src.clone(), Some("multi"), Some(&"linux/s390x".parse().unwrap())).await.unwrap_err().to_string();
+    assert!(err.contains("linux/s390x") && err.contains("linux/amd64, linux/arm64/v8"), "{err}");
+
+    // copy --all keeps the index bytes, so its digest.
+    let oa = tmp.path().join("multi.tar");
+    let sink: Box<dyn ImageSink> = Box::new(LayoutSink::oci_archive(&oa).unwrap());
+    imgtool_core::copy_manifest_tree(
+        src.as_ref(),
+        &index,
+        sink.as_ref(),
+        &CopyOptions { tags: vec!["again".into()], ..Default::default() },
+    )
+    .await
+    .unwrap();
+    sink.finish().await.unwrap();
+    let copied = OciLayoutSource::open_archive(&oa).unwrap();
+    assert_eq!(imgtool_core::BlobSource::resolve(&copied, Some("again")).await.unwrap().digest, index.digest);
+
+    // A docker archive holds one platform and says so.
+    let da = LayoutSink::docker_archive(&tmp.path().join("d.tar")).unwrap();
+    let err = imgtool_core::copy_manifest_tree(src.as_ref(), &index, &da, &CopyOptions { tags: vec!["x:y".into()], ..Default::default() })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("single-platform") && err.contains("--platform"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oci_layouts_hold_several_tags_and_retag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = platform_image(tmp.path(), "linux/amd64", "a").await;
+    let b = platform_image(tmp.path(), "linux/amd64", "b").await;
+    let dir = tmp.path().join("layout");
+    write_to(&a, LayoutSink::oci_dir(&dir).unwrap(), "v1").await;
+    write_to(&a, LayoutSink::oci_dir(&dir).unwrap(), "stable").await;
+    write_to(&b, LayoutSink::oci_dir(&dir).unwrap(), "v2").await;
+    write_to(&b, LayoutSink::oci_dir(&dir).unwrap(), "stable").await; // moves the tag
+    let src = Arc::new(OciLayoutSource::open_dir(&dir).unwrap());
+    let names: Vec<String> = src.index().manifests.iter().map(|d| d.annotations[imgtool_archive::REF_NAME].clone()).collect();
+    assert_eq!(names, ["v1", "v2", "stable"]);
+    assert_eq!(reload(src.clone(), "stable").await.digest(), b.digest());
+    assert_eq!(reload(src.clone(), "v1").await.digest(), a.digest());
+    let err = Image::load(src, None, None).await.unwrap_err().to_string();
+    assert!(err.contains("several images") && err.contains("v1, v2, stable"), "{err}");
+}
