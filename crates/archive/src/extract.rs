@@ -12,23 +12,40 @@ use std::path::{Component, Path, PathBuf};
 use crate::Error;
 use crate::error::io as ioe;
 
-/// What to do with device nodes and FIFOs in a layer.
+/// What to do with character and block device nodes in a layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Devices {
-    /// Leave them out, with a warning (the default: an unprivileged export cannot make them).
+    /// Leave them out, with a warning (the default: only root can make them, and a
+    /// device node in an exported tree is rarely wanted).
     #[default]
     Skip,
     /// Fail the extraction.
     Refuse,
+    /// Create them (needs root).
+    Create,
+}
+
+impl std::str::FromStr for Devices {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "skip" => Ok(Devices::Skip),
+            "refuse" => Ok(Devices::Refuse),
+            "create" => Ok(Devices::Create),
+            _ => Err(format!("invalid device handling {s:?}: expected skip, refuse or create")),
+        }
+    }
 }
 
 /// How layers are applied.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ExtractOptions {
-    /// Device nodes and FIFOs.
+    /// Device nodes.
     pub devices: Devices,
     /// Set owners from the tar (needs root; otherwise files belong to the caller).
     pub same_owner: bool,
+    /// Restore extended attributes from PAX `SCHILY.xattr.*` records.
+    pub xattrs: bool,
 }
 
 const WHITEOUT: &str = ".wh.";
@@ -144,6 +161,16 @@ pub fn apply_layer(root: &Path, tar: impl Read, opts: ExtractOptions, place: &st
             continue;
         }
         let dest = parent.join(name);
+        let mut xattrs = Vec::new();
+        if opts.xattrs
+            && let Ok(Some(exts)) = entry.pax_extensions()
+        {
+            for ext in exts.flatten() {
+                if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
+                    xattrs.push((name.to_string(), ext.value_bytes().to_vec()));
+                }
+            }
+        }
         let h = entry.header().clone();
         let ty = h.entry_type();
         let mode = h.mode().unwrap_or(0o644) & 0o7777;
@@ -197,22 +224,50 @@ pub fn apply_layer(root: &Path, tar: impl Read, opts: ExtractOptions, place: &st
                 remove_any(&dest)?;
                 std::fs::hard_link(&source, &dest).map_err(ioe(format!("linking {}", dest.display())))?;
             }
-            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+            tar::EntryType::Fifo => {
+                remove_any(&dest)?;
+                rustix::fs::mknodat(rustix::fs::CWD, &dest, rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(mode), 0)
+                    .map_err(|e| ioe(format!("creating FIFO {}", dest.display()))(e.into()))?;
+            }
+            tar::EntryType::Char | tar::EntryType::Block => {
                 let what = String::from_utf8_lossy(&raw).into_owned();
-                if opts.devices == Devices::Refuse {
-                    return Err(Error::UnsafePath {
-                        path: what,
-                        place: place.into(),
-                        why: "device nodes and FIFOs are not allowed here".into(),
-                    });
+                match opts.devices {
+                    Devices::Refuse => {
+                        return Err(Error::UnsafePath { path: what, place: place.into(), why: "device nodes are not allowed here".into() });
+                    }
+                    Devices::Skip => {
+                        tracing::warn!(path = %what, "skipping a device node");
+                        continue;
+                    }
+                    Devices::Create => {
+                        let kind = if ty == tar::EntryType::Char {
+                            rustix::fs::FileType::CharacterDevice
+                        } else {
+                            rustix::fs::FileType::BlockDevice
+                        };
+                        let major = h.device_major().ok().flatten().unwrap_or(0);
+                        let minor = h.device_minor().ok().flatten().unwrap_or(0);
+                        remove_any(&dest)?;
+                        rustix::fs::mknodat(
+                            rustix::fs::CWD,
+                            &dest,
+                            kind,
+                            rustix::fs::Mode::from_raw_mode(mode),
+                            rustix::fs::makedev(major, minor),
+                        )
+                        .map_err(|e| ioe(format!("creating device {} (this needs root)", dest.display()))(e.into()))?;
+                    }
                 }
-                tracing::warn!(path = %what, "skipping a device node or FIFO");
-                continue;
             }
             tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName | tar::EntryType::GNULongLink => continue,
             other => {
                 tracing::warn!(path = %String::from_utf8_lossy(&raw), "skipping a tar entry of type {other:?}");
                 continue;
+            }
+        }
+        for (name, value) in &xattrs {
+            if let Err(e) = xattr::set(&dest, name, value) {
+                tracing::warn!(path = %dest.display(), xattr = %name, "cannot set extended attribute: {e}");
             }
         }
         if opts.same_owner
@@ -273,10 +328,13 @@ pub async fn flatten(
         .prefix("rootfs-")
         .tempdir_in(spool_dir)
         .map_err(ioe(format!("creating a directory in {}", spool_dir.display())))?;
-    extract_image(image, scratch.path(), ExtractOptions { devices: Devices::Skip, same_owner: root_user }).await?;
+    // As root the tree can hold everything a layer can: owners, device nodes, xattrs.
+    let devices = if root_user { Devices::Create } else { Devices::Skip };
+    extract_image(image, scratch.path(), ExtractOptions { devices, same_owner: root_user, xattrs: root_user }).await?;
     let dir = spool_dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let mut layer = crate::PathLayer::new(scratch.path(), "/");
+        layer.xattrs = root_user;
         layer.owner = if root_user { crate::Owner::Preserve } else { crate::Owner::Root };
         let entries = layer.entries(epoch.max(0) as u64)?;
         crate::write_layer(entries, &dir, opts)

@@ -111,6 +111,8 @@ struct TarItem {
 pub(crate) struct TarStore {
     path: PathBuf,
     items: HashMap<String, TarItem>,
+    /// For a compressed tarball: the decompressed copy being read, deleted on drop.
+    _spool: Option<tempfile::TempPath>,
 }
 
 impl TarStore {
@@ -118,13 +120,21 @@ impl TarStore {
         let f = std::fs::File::open(path).map_err(io(format!("opening {}", path.display())))?;
         let mut head = [0u8; 4];
         let n = (&f).read(&mut head).map_err(io(format!("reading {}", path.display())))?;
-        if imgtool_core::Compression::sniff(&head[..n]) != imgtool_core::Compression::None {
-            return Err(Error::Format {
-                place: path.display().to_string(),
-                why: "this tarball is compressed; decompress it first (gunzip or zstd -d) so its members can be read in place".into(),
-            });
-        }
+        let compression = imgtool_core::Compression::sniff(&head[..n]);
         (&f).seek(SeekFrom::Start(0)).map_err(io(format!("reading {}", path.display())))?;
+        if compression != imgtool_core::Compression::None {
+            // Members are read in place by offset, which a compressed stream cannot do:
+            // decompress once into a temporary file and read that.
+            tracing::info!(path = %path.display(), "decompressing the tarball into a temporary file");
+            let mut spool = tempfile::NamedTempFile::new().map_err(io("creating a temporary file"))?;
+            let mut r = imgtool_core::decompress(compression, f).map_err(io(format!("reading {}", path.display())))?;
+            std::io::copy(&mut r, spool.as_file_mut()).map_err(io(format!("decompressing {}", path.display())))?;
+            let spool = spool.into_temp_path();
+            let mut me = Self::open(&spool)?;
+            me.path = spool.to_path_buf();
+            me._spool = Some(spool);
+            return Ok(me);
+        }
         let mut ar = tar::Archive::new(f);
         let mut items = HashMap::new();
         let bad = |e: std::io::Error| Error::Format { place: path.display().to_string(), why: format!("not a readable tar archive: {e}") };
@@ -150,7 +160,7 @@ impl TarStore {
                 items.insert(name, TarItem { offset: entry.raw_file_position(), size: entry.size(), link });
             }
         }
-        Ok(Self { path: path.to_path_buf(), items })
+        Ok(Self { path: path.to_path_buf(), items, _spool: None })
     }
 
     fn find(&self, name: &str) -> Option<&TarItem> {

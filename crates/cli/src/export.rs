@@ -21,7 +21,12 @@ pub async fn export(image: &Image, dest: &Path, p: Printer) -> Result<()> {
             bail!("{} exists and is not empty; export into a new or empty directory", dest.display());
         }
         let root = running_as_root();
-        extract_image(image, dest, ExtractOptions { devices: Devices::Skip, same_owner: root }).await?;
+        extract_image(
+            image,
+            dest,
+            ExtractOptions { devices: if root { Devices::Create } else { Devices::Skip }, same_owner: root, xattrs: root },
+        )
+        .await?;
     }
     p.result(format!("exported {} layers to {}", image.layers().len(), dest.display()));
     Ok(())

@@ -279,7 +279,7 @@ fn hostile_tarballs_are_refused_or_contained() {
             let root = sandbox.path().join("root");
             std::fs::create_dir(&root).unwrap();
             let before = outside_state(sandbox.path());
-            let opts = imgtool_archive::ExtractOptions { devices, same_owner: false };
+            let opts = imgtool_archive::ExtractOptions { devices, same_owner: false, xattrs: true };
             let name = tar.file_name().unwrap().to_string_lossy().into_owned();
             let result = imgtool_archive::apply_layer(&root, std::fs::File::open(&tar).unwrap(), opts, &name);
             assert_eq!(outside_state(sandbox.path()), before, "{name} changed something outside the root");
@@ -413,4 +413,55 @@ async fn oci_layouts_hold_several_tags_and_retag() {
     assert_eq!(reload(src.clone(), "v1").await.digest(), a.digest());
     let err = Image::load(src, None, None).await.unwrap_err().to_string();
     assert!(err.contains("several images") && err.contains("v1, v2, stable"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_compressed_docker_archives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let image = platform_image(tmp.path(), "linux/amd64", "gz").await;
+    let plain = tmp.path().join("plain.tar");
+    write_to(&image, LayoutSink::docker_archive(&plain).unwrap(), "gz:latest").await;
+    let gz = tmp.path().join("image.tar.gz");
+    let mut enc = flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::fast());
+    std::io::copy(&mut std::fs::File::open(&plain).unwrap(), &mut enc).unwrap();
+    enc.finish().unwrap();
+    let loaded = reload(Arc::new(DockerArchiveSource::open(&gz).unwrap()), "gz:latest").await;
+    assert_eq!(loaded.digest(), image.digest());
+}
+
+#[test]
+fn xattrs_fifos_and_devices_round_trip() {
+    use std::os::unix::fs::FileTypeExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    std::fs::write(tree.join("f"), "x").unwrap();
+    xattr::set(tree.join("f"), "user.imgtool", b"kept").unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(tree.join("pipe")).status().unwrap().success());
+    let mut layer = PathLayer::new(&tree, "/");
+    layer.xattrs = true;
+    let spooled =
+        write_layer(layer.entries(0).unwrap(), tmp.path(), LayerOptions { compression: Compression::None, ..Default::default() }).unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let opts = imgtool_archive::ExtractOptions { xattrs: true, ..Default::default() };
+    imgtool_archive::apply_layer(&root, std::fs::File::open(&spooled.file).unwrap(), opts, "l").unwrap();
+    assert_eq!(xattr::get(root.join("f"), "user.imgtool").unwrap().as_deref(), Some(&b"kept"[..]));
+    assert!(std::fs::symlink_metadata(root.join("pipe")).unwrap().file_type().is_fifo());
+
+    // Device nodes only when asked, and only root can make them.
+    let dev = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/hostile/08-device-node.tar");
+    let root2 = tmp.path().join("root2");
+    std::fs::create_dir(&root2).unwrap();
+    imgtool_archive::apply_layer(&root2, std::fs::File::open(&dev).unwrap(), Default::default(), "dev").unwrap();
+    assert!(!root2.join("dev/evil").exists(), "skipped by default");
+    let as_root = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap();
+    let create = imgtool_archive::ExtractOptions { devices: imgtool_archive::Devices::Create, ..Default::default() };
+    let made = imgtool_archive::apply_layer(&root2, std::fs::File::open(&dev).unwrap(), create, "dev");
+    if as_root {
+        made.unwrap();
+        assert!(std::fs::symlink_metadata(root2.join("dev/evil")).unwrap().file_type().is_char_device());
+    } else {
+        assert!(made.unwrap_err().to_string().contains("needs root"));
+    }
 }
