@@ -74,7 +74,9 @@ pub fn busybox_rootfs(dir: &Path) -> PathBuf {
     }
     let bb = ["/bin/busybox", "/usr/bin/busybox"].into_iter().find(|p| Path::new(p).exists()).unwrap();
     std::fs::copy(bb, root.join("bin/busybox")).unwrap();
-    let list = run_ok(Command::new(root.join("bin/busybox")).arg("--list"));
+    // Run the host's copy: executing the one just written can race with another test's
+    // fork holding it open ("text file busy").
+    let list = run_ok(Command::new(bb).arg("--list"));
     for applet in list.lines().filter(|a| *a != "busybox") {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }

@@ -268,3 +268,48 @@ fn copy_all_platforms_or_one() {
     let left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(!left.iter().any(|n| n.contains("fail.tar")), "nothing is left behind: {left:?}");
 }
+
+#[test]
+fn json_results_and_additional_tags() {
+    require("skopeo", "skopeo");
+    let dir = example();
+    let out = run_ok(imgtool(dir.path()).args(["--json", "pipe", "pipeline.toml"]));
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3, "one JSON object per sink: {out}");
+    assert!(lines.iter().all(|v| v["digest"] == lines[0]["digest"] && v["destination"].is_string()));
+    let out = run_ok(imgtool(dir.path()).args([
+        "copy",
+        "--json",
+        "--additional-tag",
+        "demo:v2",
+        "--additional-tag",
+        "other/name:latest",
+        "oci:out/layout:latest",
+        "docker-archive:tags.tar:demo:v1",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["digest"], lines[0]["digest"]);
+    for name in ["demo:v1", "demo:v2", "other/name:latest"] {
+        let info = run_ok(
+            std::process::Command::new("skopeo").current_dir(dir.path()).args(["inspect", &format!("docker-archive:tags.tar:{name}")]),
+        );
+        assert!(info.contains("FOO=BAR"), "{name}: {info}");
+    }
+}
+
+#[test]
+fn owner_and_mode_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("src")).unwrap();
+    std::fs::write(dir.path().join("src/a"), "a").unwrap();
+    std::fs::write(
+        dir.path().join("p.toml"),
+        "[source]\nimage = \"scratch\"\n[options]\ncompression = \"none\"\n[[step]]\nadd_path = { from = \"src\", to = \"/srv/\", owner = \"1000:2000\", mode = \"0640\" }\n[[sink]]\nto = \"oci:o:x\"\n",
+    )
+    .unwrap();
+    run_ok(imgtool(dir.path()).args(["pipe", "-q", "p.toml"]));
+    run_ok(imgtool(dir.path()).args(["export", "-q", "oci:o:x", "flat.tar"]));
+    let listing = run_ok(std::process::Command::new("tar").current_dir(dir.path()).args(["--numeric-owner", "-tvf", "flat.tar"]));
+    let a = listing.lines().find(|l| l.ends_with("srv/a")).unwrap_or_else(|| panic!("{listing}"));
+    assert!(a.starts_with("-rw-r----- 1000/2000"), "{a}");
+}

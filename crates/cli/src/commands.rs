@@ -17,22 +17,23 @@ pub async fn run(command: Command, p: Printer) -> Result<()> {
     let cwd = std::env::current_dir().context("reading the current directory")?;
     match command {
         Command::Pipe { file, dry_run } => pipe(&file, dry_run, p).await,
-        Command::Copy { src, dst, all: true, .. } => {
+        Command::Copy { src, dst, all: true, additional_tags, .. } => {
             let (src, dst) = (Transport::parse(&src, &cwd)?, Transport::parse(&dst, &cwd)?);
             let (source, selector) = src.open_source()?;
             let desc = source.resolve(selector.as_deref()).await.with_context(|| format!("reading {src}"))?;
-            let (sink, tags) = dst.open_sink()?;
+            let (sink, mut tags) = dst.open_sink()?;
+            tags.extend(additional_tags);
             let opts = CopyOptions { tags, jobs: 4, progress: p.progress() };
             copy_manifest_tree(source.as_ref(), &desc, sink.as_ref(), &opts).await.with_context(|| format!("writing {dst}"))?;
             sink.finish().await.with_context(|| format!("finishing {dst}"))?;
-            p.result(format!("{dst} {}", desc.digest));
+            report(&dst, &desc, p);
             Ok(())
         }
-        Command::Copy { src, dst, platform, .. } => {
+        Command::Copy { src, dst, platform, additional_tags, .. } => {
             let image = load(&Transport::parse(&src, &cwd)?, platform.as_deref(), Flavor::Oci).await?;
-            write(&image, &Transport::parse(&dst, &cwd)?, p).await
+            write(&image, &Transport::parse(&dst, &cwd)?, &additional_tags, p).await
         }
-        Command::Inspect { image, json, platform } => inspect(&Transport::parse(&image, &cwd)?, json, platform.as_deref(), p).await,
+        Command::Inspect { image, platform } => inspect(&Transport::parse(&image, &cwd)?, p.json, platform.as_deref(), p).await,
         Command::Append { src, dst, paths, contents, env, platform, compression } => {
             let mut image = load(&Transport::parse(&src, &cwd)?, platform.as_deref(), Flavor::Oci).await?;
             let spool = tempfile::tempdir().context("creating a spool directory")?;
@@ -56,7 +57,7 @@ pub async fn run(command: Command, p: Printer) -> Result<()> {
             if !env.is_empty() {
                 image.config_mut().apply(&ConfigEdit { env, ..Default::default() })?;
             }
-            write(&image, &Transport::parse(&dst, &cwd)?, p).await
+            write(&image, &Transport::parse(&dst, &cwd)?, &[], p).await
         }
         Command::Export { image, dest, platform } => {
             let image = load(&Transport::parse(&image, &cwd)?, platform.as_deref(), Flavor::Oci).await?;
@@ -87,10 +88,13 @@ async fn produce(
 ) -> Result<Image> {
     let epoch = source_date_epoch();
     for producer in producers {
-        p.status(format!("building {}", producer.describe()));
+        let bar = p.spinner(format!("building {}", producer.describe()));
         let mut cx = BuildContext { image, spool_dir: spool.to_path_buf(), epoch, compression };
         let layers = producer.produce(&mut cx).await.with_context(|| producer.describe())?;
         image = cx.image;
+        let made: Vec<String> =
+            layers.iter().map(|l| format!("{} ({})", l.layer.descriptor.digest, indicatif::HumanBytes(l.layer.descriptor.size))).collect();
+        p.done(bar, format!("built {}: {}", producer.describe(), made.join(", ")));
         for l in layers {
             image.push_layer(l.layer, l.history);
         }
@@ -102,12 +106,20 @@ async fn produce(
     Ok(image)
 }
 
-async fn write(image: &Image, t: &Transport, p: Printer) -> Result<()> {
-    let (sink, tags) = t.open_sink()?;
+fn report(t: &Transport, desc: &imgtool_core::Descriptor, p: Printer) {
+    p.record(
+        serde_json::json!({"destination": t.to_string(), "digest": desc.digest.to_string(), "mediaType": desc.media_type.as_str(), "size": desc.size}),
+        format!("{t} {}", desc.digest),
+    );
+}
+
+async fn write(image: &Image, t: &Transport, additional_tags: &[String], p: Printer) -> Result<()> {
+    let (sink, mut tags) = t.open_sink()?;
+    tags.extend(additional_tags.iter().cloned());
     let opts = CopyOptions { tags, jobs: 4, progress: p.progress() };
     let desc = copy_image(image, sink.as_ref(), &opts).await.with_context(|| format!("writing {t}"))?;
     sink.finish().await.with_context(|| format!("finishing {t}"))?;
-    p.result(format!("{t} {}", desc.digest));
+    report(t, &desc, p);
     Ok(())
 }
 
@@ -186,8 +198,8 @@ async fn pipe(file: &Path, dry_run: bool, p: Printer) -> Result<()> {
             _ => {}
         }
     }
-    for s in &sinks {
-        write(&image, s, p).await?;
+    for (s, spec) in sinks.iter().zip(&pl.sinks) {
+        write(&image, s, &spec.additional_tags, p).await?;
     }
     Ok(())
 }

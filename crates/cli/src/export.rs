@@ -28,7 +28,10 @@ pub async fn export(image: &Image, dest: &Path, p: Printer) -> Result<()> {
         )
         .await?;
     }
-    p.result(format!("exported {} layers to {}", image.layers().len(), dest.display()));
+    p.record(
+        serde_json::json!({"destination": dest.display().to_string(), "layers": image.layers().len()}),
+        format!("exported {} layers to {}", image.layers().len(), dest.display()),
+    );
     Ok(())
 }
 

@@ -18,6 +18,9 @@ struct Cli {
     /// Print only results (no progress or status lines).
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// Print results as JSON (one object per line; `inspect` prints one document).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -44,14 +47,15 @@ enum Command {
         /// Copy every platform of an index, and the index itself, byte for byte.
         #[arg(long)]
         all: bool,
+        /// Another name for the image at the destination (repeatable), as in the
+        /// destination's syntax (`NAME:TAG` for docker-archive, a tag for OCI).
+        #[arg(long = "additional-tag", value_name = "TAG")]
+        additional_tags: Vec<String>,
     },
     /// Show an image's manifest, config and layers.
     Inspect {
         /// The image, as a transport string.
         image: String,
-        /// Print JSON instead of a summary.
-        #[arg(long)]
-        json: bool,
         /// Platform to pick from a multi-platform source.
         #[arg(long)]
         platform: Option<String>,
@@ -97,7 +101,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .without_time()
         .init();
-    let printer = printer::Printer { quiet: cli.quiet };
+    let printer = printer::Printer { quiet: cli.quiet, json: cli.json };
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

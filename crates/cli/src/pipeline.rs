@@ -118,6 +118,9 @@ pub enum Contents {
 pub struct SinkSpec {
     /// A transport string.
     pub to: Spanned<String>,
+    /// More names for the image at this sink, in its syntax.
+    #[serde(default)]
+    pub additional_tags: Vec<String>,
 }
 
 /// A pipeline file with what is needed to point at places in it.

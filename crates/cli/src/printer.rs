@@ -11,9 +11,19 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 #[derive(Debug, Clone, Copy)]
 pub struct Printer {
     pub quiet: bool,
+    pub json: bool,
 }
 
 impl Printer {
+    /// A result: `text` normally, `json` (one line) with --json.
+    pub fn record(&self, json: serde_json::Value, text: impl AsRef<str>) {
+        if self.json {
+            println!("{json}");
+        } else {
+            println!("{}", text.as_ref());
+        }
+    }
+
     /// A result line on stdout.
     pub fn result(&self, line: impl AsRef<str>) {
         println!("{}", line.as_ref());
@@ -21,14 +31,39 @@ impl Printer {
 
     /// A status line on stderr (silent with --quiet).
     pub fn status(&self, line: impl AsRef<str>) {
-        if !self.quiet {
+        if !self.quiet && !self.json {
             eprintln!("{}", line.as_ref());
+        }
+    }
+
+    /// A spinner for work with no byte count (building a layer) on a terminal; a plain
+    /// status line elsewhere. Finish it with [`Printer::done`].
+    pub fn spinner(&self, msg: String) -> Option<ProgressBar> {
+        if self.quiet || self.json {
+            return None;
+        }
+        if !std::io::stderr().is_terminal() {
+            eprintln!("{msg}");
+            return None;
+        }
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+        bar.set_message(msg);
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        Some(bar)
+    }
+
+    /// End a spinner with a line saying what was made.
+    pub fn done(&self, bar: Option<ProgressBar>, line: String) {
+        match bar {
+            Some(b) => b.finish_with_message(line),
+            None => self.status(line),
         }
     }
 
     /// A progress reporter for copies: bars on a terminal, plain lines otherwise.
     pub fn progress(&self) -> Option<Arc<dyn Progress>> {
-        if self.quiet {
+        if self.quiet || self.json {
             return None;
         }
         if std::io::stderr().is_terminal() {
