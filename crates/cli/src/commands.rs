@@ -8,20 +8,22 @@ use imgtool_core::{
     source_date_epoch,
 };
 
+use imgtool_registry::Registries;
+
 use crate::Command;
 use crate::pipeline::{PipelineFile, Step};
 use crate::printer::Printer;
 use crate::transport::Transport;
 
-pub async fn run(command: Command, p: Printer) -> Result<()> {
+pub async fn run(command: Command, p: Printer, reg: &Registries) -> Result<()> {
     let cwd = std::env::current_dir().context("reading the current directory")?;
     match command {
-        Command::Pipe { file, dry_run } => pipe(&file, dry_run, p).await,
+        Command::Pipe { file, dry_run } => pipe(&file, dry_run, p, reg).await,
         Command::Copy { src, dst, all: true, additional_tags, .. } => {
             let (src, dst) = (Transport::parse(&src, &cwd)?, Transport::parse(&dst, &cwd)?);
-            let (source, selector) = src.open_source()?;
+            let (source, selector) = src.open_source(reg)?;
             let desc = source.resolve(selector.as_deref()).await.with_context(|| format!("reading {src}"))?;
-            let (sink, mut tags) = dst.open_sink()?;
+            let (sink, mut tags) = dst.open_sink(reg)?;
             tags.extend(additional_tags);
             let opts = CopyOptions { tags, jobs: 4, progress: p.progress() };
             copy_manifest_tree(source.as_ref(), &desc, sink.as_ref(), &opts).await.with_context(|| format!("writing {dst}"))?;
@@ -30,12 +32,12 @@ pub async fn run(command: Command, p: Printer) -> Result<()> {
             Ok(())
         }
         Command::Copy { src, dst, platform, additional_tags, .. } => {
-            let image = load(&Transport::parse(&src, &cwd)?, platform.as_deref(), Flavor::Oci).await?;
-            write(&image, &Transport::parse(&dst, &cwd)?, &additional_tags, p).await
+            let image = load(&Transport::parse(&src, &cwd)?, platform.as_deref(), Flavor::Oci, reg).await?;
+            write(&image, &Transport::parse(&dst, &cwd)?, &additional_tags, p, reg).await
         }
-        Command::Inspect { image, platform } => inspect(&Transport::parse(&image, &cwd)?, p.json, platform.as_deref(), p).await,
+        Command::Inspect { image, platform } => inspect(&Transport::parse(&image, &cwd)?, p.json, platform.as_deref(), p, reg).await,
         Command::Append { src, dst, paths, contents, env, platform, compression } => {
-            let mut image = load(&Transport::parse(&src, &cwd)?, platform.as_deref(), Flavor::Oci).await?;
+            let mut image = load(&Transport::parse(&src, &cwd)?, platform.as_deref(), Flavor::Oci, reg).await?;
             let spool = tempfile::tempdir().context("creating a spool directory")?;
             let mut producers: Vec<Box<dyn LayerProducer>> = Vec::new();
             for spec in &paths {
@@ -57,10 +59,10 @@ pub async fn run(command: Command, p: Printer) -> Result<()> {
             if !env.is_empty() {
                 image.config_mut().apply(&ConfigEdit { env, ..Default::default() })?;
             }
-            write(&image, &Transport::parse(&dst, &cwd)?, &[], p).await
+            write(&image, &Transport::parse(&dst, &cwd)?, &[], p, reg).await
         }
         Command::Export { image, dest, platform } => {
-            let image = load(&Transport::parse(&image, &cwd)?, platform.as_deref(), Flavor::Oci).await?;
+            let image = load(&Transport::parse(&image, &cwd)?, platform.as_deref(), Flavor::Oci, reg).await?;
             crate::export::export(&image, &dest, p).await
         }
     }
@@ -70,12 +72,12 @@ fn platform_of(s: Option<&str>) -> Result<Option<Platform>> {
     s.map(|s| s.parse::<Platform>()).transpose().map_err(Into::into)
 }
 
-async fn load(t: &Transport, platform: Option<&str>, flavor: Flavor) -> Result<Image> {
+async fn load(t: &Transport, platform: Option<&str>, flavor: Flavor, reg: &Registries) -> Result<Image> {
     let platform = platform_of(platform)?;
     if *t == Transport::Scratch {
         return Ok(Image::scratch(&platform.unwrap_or_else(Platform::host), flavor));
     }
-    let (source, selector) = t.open_source()?;
+    let (source, selector) = t.open_source(reg)?;
     Image::load(source, selector.as_deref(), platform.as_ref()).await.with_context(|| format!("reading {t}"))
 }
 
@@ -113,8 +115,8 @@ fn report(t: &Transport, desc: &imgtool_core::Descriptor, p: Printer) {
     );
 }
 
-async fn write(image: &Image, t: &Transport, additional_tags: &[String], p: Printer) -> Result<()> {
-    let (sink, mut tags) = t.open_sink()?;
+async fn write(image: &Image, t: &Transport, additional_tags: &[String], p: Printer, reg: &Registries) -> Result<()> {
+    let (sink, mut tags) = t.open_sink(reg)?;
     tags.extend(additional_tags.iter().cloned());
     let opts = CopyOptions { tags, jobs: 4, progress: p.progress() };
     let desc = copy_image(image, sink.as_ref(), &opts).await.with_context(|| format!("writing {t}"))?;
@@ -123,7 +125,7 @@ async fn write(image: &Image, t: &Transport, additional_tags: &[String], p: Prin
     Ok(())
 }
 
-async fn pipe(file: &Path, dry_run: bool, p: Printer) -> Result<()> {
+async fn pipe(file: &Path, dry_run: bool, p: Printer, reg: &Registries) -> Result<()> {
     let pf = PipelineFile::load(file)?;
     let pl = &pf.pipeline;
     let at = |s: std::ops::Range<usize>| pf.at(s);
@@ -172,7 +174,7 @@ async fn pipe(file: &Path, dry_run: bool, p: Printer) -> Result<()> {
         return Ok(());
     }
     let flavor = pl.source.media_types.unwrap_or_default();
-    let mut image = load(&source, platform.as_ref().map(ToString::to_string).as_deref(), flavor)
+    let mut image = load(&source, platform.as_ref().map(ToString::to_string).as_deref(), flavor, reg)
         .await
         .with_context(|| format!("{}: the source", at(pl.source.image.span())))?;
     let spool = tempfile::tempdir().context("creating a spool directory")?;
@@ -199,13 +201,13 @@ async fn pipe(file: &Path, dry_run: bool, p: Printer) -> Result<()> {
         }
     }
     for (s, spec) in sinks.iter().zip(&pl.sinks) {
-        write(&image, s, &spec.additional_tags, p).await?;
+        write(&image, s, &spec.additional_tags, p, reg).await?;
     }
     Ok(())
 }
 
-async fn inspect(t: &Transport, json: bool, platform: Option<&str>, p: Printer) -> Result<()> {
-    let image = load(t, platform, Flavor::Oci).await?;
+async fn inspect(t: &Transport, json: bool, platform: Option<&str>, p: Printer, reg: &Registries) -> Result<()> {
+    let image = load(t, platform, Flavor::Oci, reg).await?;
     let (mdesc, raw) = image.manifest();
     let config: serde_json::Value = serde_json::from_slice(&image.config().to_bytes()).context("parsing the config")?;
     if json {

@@ -21,6 +21,15 @@ struct Cli {
     /// Print results as JSON (one object per line; `inspect` prints one document).
     #[arg(long, global = true)]
     json: bool,
+    /// A registry (HOST[:PORT]) that may use plain HTTP or unverified TLS (repeatable).
+    #[arg(long = "insecure-registry", global = true, value_name = "HOST", value_delimiter = ',', env = "IMGTOOL_INSECURE_REGISTRIES")]
+    insecure_registries: Vec<String>,
+    /// A directory of HOST[:PORT]/*.crt CA certificates, like /etc/containers/certs.d (repeatable).
+    #[arg(long = "cert-dir", global = true, value_name = "DIR")]
+    cert_dirs: Vec<PathBuf>,
+    /// USER:PASSWORD for the registries this command talks to (or set IMGTOOL_CREDS).
+    #[arg(long, global = true, value_name = "USER:PASSWORD", env = "IMGTOOL_CREDS", hide_env_values = true)]
+    creds: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -94,6 +103,17 @@ enum Command {
     },
 }
 
+fn registry_options(cli: &Cli) -> anyhow::Result<imgtool_registry::ClientOptions> {
+    let mut o = imgtool_registry::ClientOptions { insecure: cli.insecure_registries.clone(), ..Default::default() };
+    o.cert_dirs.splice(0..0, cli.cert_dirs.iter().cloned());
+    if let Some(c) = &cli.creds {
+        let (user, pass) = c.split_once(':').ok_or_else(|| anyhow::anyhow!("--creds needs USER:PASSWORD"))?;
+        o.default_credential =
+            Some(imgtool_registry::Credential::Basic { username: user.into(), password: imgtool_registry::Secret::new(pass) });
+    }
+    Ok(o)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -109,7 +129,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(commands::run(cli.command, printer)) {
+    let registries = match registry_options(&cli) {
+        Ok(o) => imgtool_registry::Registries::new(o),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(commands::run(cli.command, printer, &registries)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -17,16 +17,12 @@ pub struct Printer {
 impl Printer {
     /// A result: `text` normally, `json` (one line) with --json.
     pub fn record(&self, json: serde_json::Value, text: impl AsRef<str>) {
-        if self.json {
-            println!("{json}");
-        } else {
-            println!("{}", text.as_ref());
-        }
+        if self.json { out(&json.to_string()) } else { out(text.as_ref()) }
     }
 
     /// A result line on stdout.
     pub fn result(&self, line: impl AsRef<str>) {
-        println!("{}", line.as_ref());
+        out(line.as_ref());
     }
 
     /// A status line on stderr (silent with --quiet).
@@ -71,6 +67,18 @@ impl Printer {
         } else {
             Some(Arc::new(Lines))
         }
+    }
+}
+
+/// One line on stdout. A reader that went away (`| head`) ends the program quietly, as
+/// it does for other Unix tools, instead of a panic.
+fn out(line: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{line}")
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use imgtool_archive::{DockerArchiveSource, LayoutSink, OciLayoutSource};
 use imgtool_core::{ImageSink, SharedSource};
+use imgtool_registry::Registries;
 
 /// A parsed transport string.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +81,7 @@ impl Transport {
     }
 
     /// The source this names, and the image selector inside it.
-    pub fn open_source(&self) -> Result<(SharedSource, Option<String>)> {
+    pub fn open_source(&self, registries: &Registries) -> Result<(SharedSource, Option<String>)> {
         Ok(match self {
             Transport::Scratch => bail!("scratch is not a source to open"),
             Transport::DockerArchive(p, n) => {
@@ -90,21 +91,29 @@ impl Transport {
             Transport::OciArchive(p, n) => {
                 (Arc::new(OciLayoutSource::open_archive(p).with_context(|| format!("opening {self}"))?), n.clone())
             }
-            Transport::Registry(_) => bail!("{self}: registries are not supported by this build yet (the registry client is issue #3)"),
+            Transport::Registry(r) => (Arc::new(registries.source(&parse_ref(r)?)?), None),
         })
     }
 
     /// The sink this names, and the names to give the image there.
-    pub fn open_sink(&self) -> Result<(Box<dyn ImageSink>, Vec<String>)> {
+    pub fn open_sink(&self, registries: &Registries) -> Result<(Box<dyn ImageSink>, Vec<String>)> {
         let tags = |n: &Option<String>| n.iter().cloned().collect::<Vec<_>>();
         Ok(match self {
             Transport::Scratch => bail!("scratch cannot be written to"),
             Transport::DockerArchive(p, n) => (Box::new(LayoutSink::docker_archive(p)?), tags(n)),
             Transport::Oci(p, n) => (Box::new(LayoutSink::oci_dir(p)?), tags(n)),
             Transport::OciArchive(p, n) => (Box::new(LayoutSink::oci_archive(p)?), tags(n)),
-            Transport::Registry(_) => bail!("{self}: registries are not supported by this build yet (the registry client is issue #3)"),
+            Transport::Registry(r) => {
+                let reference = parse_ref(r)?;
+                let tags = reference.digest().is_none().then(|| reference.tag().map(str::to_string)).flatten().into_iter().collect();
+                (Box::new(registries.sink(&reference)?), tags)
+            }
         })
     }
+}
+
+fn parse_ref(r: &str) -> Result<imgtool_core::Reference> {
+    r.parse().with_context(|| format!("docker://{r}"))
 }
 
 fn is_oci_tar(p: &Path) -> bool {
