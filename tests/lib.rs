@@ -4,7 +4,7 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -89,36 +89,158 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A real registry (Debian's docker-registry) on 127.0.0.1, stopped on drop.
+/// How a test registry authenticates.
+#[derive(Debug, Clone, Default)]
+pub enum RegistryAuth {
+    /// Open to all.
+    #[default]
+    None,
+    /// htpasswd Basic auth with one user.
+    Basic {
+        /// User name.
+        user: String,
+        /// Password.
+        pass: String,
+    },
+    /// Bearer tokens from `realm`, signed by the key of `cert` (a PEM path).
+    Token {
+        /// The token endpoint.
+        realm: String,
+        /// The certificate whose key signs tokens.
+        cert: PathBuf,
+    },
+}
+
+/// How to start a test registry.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryConfig {
+    /// Authentication.
+    pub auth: RegistryAuth,
+    /// Serve HTTPS with a fresh self-signed certificate (see [`Registry::cert_dir`]).
+    pub tls: bool,
+}
+
+/// A real registry (Debian's docker-registry) on 127.0.0.1, stopped on drop. Its access log
+/// is kept, so tests can count what was asked of it.
 pub struct Registry {
     child: Child,
     /// `127.0.0.1:PORT`
     pub addr: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Registry {
     /// Start an open registry with its own storage.
     pub fn start() -> Self {
+        Self::start_with(RegistryConfig::default())
+    }
+
+    /// Start a registry configured by `cfg`.
+    pub fn start_with(cfg: RegistryConfig) -> Self {
         require("docker-registry", "docker-registry");
         let dir = tempfile::tempdir().unwrap();
-        let addr = format!("127.0.0.1:{}", free_port());
-        let cfg = dir.path().join("config.yml");
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut http = format!("addr: {addr}, secret: fixed");
+        if cfg.tls {
+            require("openssl", "openssl");
+            let certs = dir.path().join("certs.d").join(&addr);
+            std::fs::create_dir_all(&certs).unwrap();
+            // A CA and a server certificate it signs: rustls (rightly) refuses a
+            // self-signed CA certificate used as the server's own.
+            let ssl = |args: &[&str]| run_ok(Command::new("openssl").current_dir(dir.path()).args(args));
+            ssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=imgtool test CA",
+            ]);
+            ssl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "server.csr", "-subj", "/CN=localhost"]);
+            std::fs::write(
+                dir.path().join("server.ext"),
+                "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+            )
+            .unwrap();
+            ssl(&[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "cert.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "server.ext",
+            ]);
+            std::fs::copy(dir.path().join("ca.pem"), certs.join("ca.crt")).unwrap();
+            http.push_str(&format!(
+                ", tls: {{certificate: {}, key: {}}}",
+                dir.path().join("cert.pem").display(),
+                dir.path().join("key.pem").display()
+            ));
+        }
+        let auth = match &cfg.auth {
+            RegistryAuth::None => String::new(),
+            RegistryAuth::Basic { user, pass } => {
+                require("htpasswd", "apache2-utils");
+                let line = run_ok(Command::new("htpasswd").args(["-Bbn", user, pass]));
+                std::fs::write(dir.path().join("htpasswd"), line.trim()).unwrap();
+                format!("auth: {{htpasswd: {{realm: basic-realm, path: {}}}}}\n", dir.path().join("htpasswd").display())
+            }
+            RegistryAuth::Token { realm, cert } => format!(
+                "auth: {{token: {{realm: \"{realm}\", service: test-registry, issuer: test-issuer, rootcertbundle: {}}}}}\n",
+                cert.display()
+            ),
+        };
+        let cfg_path = dir.path().join("config.yml");
         std::fs::write(
-            &cfg,
+            &cfg_path,
             format!(
-                "version: 0.1\nlog: {{level: warn, accesslog: {{disabled: true}}}}\nstorage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\nhttp: {{addr: {addr}, secret: fixed}}\n",
+                "version: 0.1\nlog: {{level: info, formatter: text, accesslog: {{disabled: false}}}}\nstorage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\nhttp: {{{http}}}\n{auth}",
                 dir.path().join("data").display()
             ),
         )
         .unwrap();
-        let child = Command::new("docker-registry").arg("serve").arg(&cfg).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child =
+            Command::new("docker-registry").arg("serve").arg(&cfg_path).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(&addr).is_err() {
             assert!(Instant::now() < deadline, "docker-registry did not start on {addr}");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Self { child, addr, _dir: dir }
+        Self { child, addr, dir }
+    }
+
+    /// The directory holding `HOST:PORT/ca.crt` for a TLS registry (a `--cert-dir`).
+    pub fn cert_dir(&self) -> PathBuf {
+        self.dir.path().join("certs.d")
+    }
+
+    /// Everything the registry logged so far (its access log included).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// How many access-log lines are `METHOD` requests whose path contains `needle`.
+    pub fn requests(&self, method: &str, needle: &str) -> usize {
+        let m = format!("\"{method} ");
+        self.log().lines().filter(|l| l.contains(&m) && l.contains(needle)).count()
     }
 }
 

@@ -183,8 +183,18 @@ impl RegistryClient {
                 let ping = https.join("v2/").map_err(|e| Error::Config { registry: self.registry.clone(), why: e.to_string() })?;
                 match self.http.get(ping).timeout(Duration::from_secs(10)).send().await {
                     Ok(_) => Ok(https),
+                    // A server that speaks TLS with a certificate we do not trust is not a
+                    // reason to drop to plain HTTP: say what to do instead.
+                    Err(e) if !self.insecure && error_chain(&e).contains("certificate") => Err(Error::Config {
+                        registry: self.registry.clone(),
+                        why: format!(
+                            "its TLS certificate is not trusted ({}); put its CA in a --cert-dir as {}/ca.crt, or name it with --insecure-registry",
+                            error_chain(&e),
+                            self.registry
+                        ),
+                    }),
                     Err(e) if e.is_connect() || e.is_request() => {
-                        tracing::debug!(registry = %self.registry, "no TLS ({e}); using plain HTTP");
+                        tracing::debug!(registry = %self.registry, "no TLS ({}); using plain HTTP", error_chain(&e));
                         Url::parse(&format!("http://{host}/"))
                             .map_err(|e| Error::Config { registry: self.registry.clone(), why: e.to_string() })
                     }
@@ -390,6 +400,17 @@ impl RegistryClient {
     pub fn shared(self) -> Arc<Self> {
         Arc::new(self)
     }
+}
+
+/// An error and its causes on one line.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        parts.push(s.to_string());
+        cur = s.source();
+    }
+    parts.join(": ")
 }
 
 fn is_retryable(s: StatusCode) -> bool {

@@ -1,0 +1,165 @@
+//! imgtool-registry against real registry servers (Debian's docker-registry).
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use imgtool_archive::ContentsLayer;
+use imgtool_core::{BuildContext, Compression, CopyOptions, Flavor, Image, ImageSink, LayerProducer, Reference, copy_image, validate};
+use imgtool_registry::{ClientOptions, Credential, Registries, Secret};
+use imgtool_tests::{Registry, RegistryAuth, RegistryConfig, run_ok};
+
+async fn image_with_layers(spool: &Path, n: usize, seed: &str) -> Image {
+    let mut image = Image::scratch(&"linux/amd64".parse().unwrap(), Flavor::Oci);
+    for i in 0..n {
+        let producer = ContentsLayer::new([(format!("/layer{i}"), format!("{seed} layer {i} {}", "x".repeat(i * 1000)))]);
+        let mut cx = BuildContext { image, spool_dir: spool.to_path_buf(), epoch: 0, compression: Compression::Gzip };
+        let layers = producer.produce(&mut cx).await.unwrap();
+        image = cx.image;
+        for l in layers {
+            image.push_layer(l.layer, l.history);
+        }
+    }
+    image
+}
+
+fn reference(reg: &Registry, repo: &str) -> Reference {
+    format!("{}/{repo}", reg.addr).parse().unwrap()
+}
+
+async fn push(registries: &Registries, image: &Image, r: &Reference) {
+    let sink: Box<dyn ImageSink> = Box::new(registries.sink(r).unwrap());
+    copy_image(image, sink.as_ref(), &CopyOptions { tags: r.tag().into_iter().map(str::to_string).collect(), ..Default::default() })
+        .await
+        .unwrap();
+    sink.finish().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn push_pull_tags_catalog_delete_on_an_open_registry() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let registries = Registries::new(ClientOptions::default());
+    let image = image_with_layers(tmp.path(), 3, "open").await;
+    let r = reference(&reg, "team/app:v1");
+    push(&registries, &image, &r).await;
+
+    let pulled = Image::load(Arc::new(registries.source(&r).unwrap()), None, None).await.unwrap();
+    assert_eq!(pulled.digest(), image.digest());
+    validate(&pulled).await.unwrap();
+
+    // skopeo sees what we pushed the way we do.
+    let out = run_ok(std::process::Command::new("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{r}")]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["Digest"], image.digest().to_string());
+
+    let client = registries.client(&reg.addr).unwrap();
+    for t in ["v2", "v3", "v4", "latest"] {
+        push(&registries, &image, &reference(&reg, &format!("team/app:{t}"))).await;
+    }
+    let mut tags = client.tags("team/app", 2).await.unwrap();
+    tags.sort();
+    assert_eq!(tags, ["latest", "v1", "v2", "v3", "v4"], "all pages are followed");
+    push(&registries, &image, &reference(&reg, "other:x")).await;
+    assert_eq!(client.catalog(1).await.unwrap(), ["other", "team/app"]);
+
+    let head = client.head_manifest("team/app", "v1").await.unwrap().unwrap();
+    assert_eq!(head.digest, image.digest());
+    client.delete_manifest("team/app", &head.digest).await.unwrap();
+    assert!(client.head_manifest("team/app", "v1").await.unwrap().is_none());
+    let err = Image::load(Arc::new(registries.source(&r).unwrap()), None, None).await.unwrap_err().to_string();
+    assert!(err.contains("manifest v1 not found"), "{err}");
+    let referrers = client.referrers("other", &image.digest()).await.unwrap();
+    assert!(referrers.manifests.is_empty());
+}
+
+/// Pulling is lazy and pushing to the same registry mounts: base layers never move.
+#[tokio::test(flavor = "multi_thread")]
+async fn edit_and_push_moves_no_base_layer_bytes() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let seed_registries = Registries::new(ClientOptions::default());
+    let base = image_with_layers(tmp.path(), 3, "base").await;
+    push(&seed_registries, &base, &reference(&reg, "base:1")).await;
+
+    // A fresh pool, as a new process would have.
+    let registries = Registries::new(ClientOptions::default());
+    let mut image = Image::load(Arc::new(registries.source(&reference(&reg, "base:1")).unwrap()), None, None).await.unwrap();
+    let producer = ContentsLayer::new([("/added", "new")]);
+    let mut cx = BuildContext { image, spool_dir: tmp.path().to_path_buf(), epoch: 0, compression: Compression::Gzip };
+    let layers = producer.produce(&mut cx).await.unwrap();
+    image = cx.image;
+    for l in layers {
+        image.push_layer(l.layer, l.history);
+    }
+    push(&registries, &image, &reference(&reg, "derived:1")).await;
+
+    let client = registries.client(&reg.addr).unwrap();
+    assert_eq!(client.stats.blob_gets.load(Ordering::Relaxed), 1, "only the config blob was downloaded");
+    assert_eq!(client.stats.mounts.load(Ordering::Relaxed), 3, "the three base layers were mounted");
+    assert_eq!(client.stats.uploads.load(Ordering::Relaxed), 2, "only the new layer and the config were uploaded");
+    // The server agrees: nobody asked it for a layer of the base repository.
+    for l in base.layers() {
+        assert_eq!(reg.requests("GET", &format!("/v2/base/blobs/{}", l.descriptor.digest)), 0, "{}", reg.log());
+    }
+    assert_eq!(reg.requests("GET", "/v2/base/blobs/"), 1, "the config, once");
+
+    // Pushing the same image again uploads nothing.
+    push(&registries, &image, &reference(&reg, "derived:1")).await;
+    assert_eq!(client.stats.uploads.load(Ordering::Relaxed), 2);
+    assert_eq!(client.stats.mounts.load(Ordering::Relaxed), 3);
+
+    let pulled = Image::load(Arc::new(registries.source(&reference(&reg, "derived:1")).unwrap()), None, None).await.unwrap();
+    validate(&pulled).await.unwrap();
+    assert_eq!(pulled.layers().len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn basic_auth() {
+    let reg =
+        Registry::start_with(RegistryConfig { auth: RegistryAuth::Basic { user: "alice".into(), pass: "s3cret".into() }, tls: false });
+    let tmp = tempfile::tempdir().unwrap();
+    let image = image_with_layers(tmp.path(), 1, "auth").await;
+    let r = reference(&reg, "private:1");
+
+    let anonymous = Registries::new(ClientOptions::default());
+    let sink = anonymous.sink(&r).unwrap();
+    let err = copy_image(&image, &sink, &CopyOptions::default()).await.unwrap_err().to_string();
+    assert!(err.contains("authentication failed") && err.contains("imgtool login"), "{err}");
+
+    let mut opts = ClientOptions::default();
+    let wrong = Credential::Basic { username: "alice".into(), password: Secret::new("wrong-password") };
+    opts.credentials.insert(reg.addr.clone(), wrong);
+    let err = copy_image(&image, &Registries::new(opts.clone()).sink(&r).unwrap(), &CopyOptions::default()).await.unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(shown.contains("authentication failed") && !shown.contains("wrong-password"), "{shown}");
+
+    opts.credentials.insert(reg.addr.clone(), Credential::Basic { username: "alice".into(), password: Secret::new("s3cret") });
+    let registries = Registries::new(opts);
+    push(&registries, &image, &r).await;
+    let pulled = Image::load(Arc::new(registries.source(&r).unwrap()), None, None).await.unwrap();
+    validate(&pulled).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_with_a_private_ca() {
+    let reg = Registry::start_with(RegistryConfig { tls: true, ..Default::default() });
+    let tmp = tempfile::tempdir().unwrap();
+    let image = image_with_layers(tmp.path(), 1, "tls").await;
+    let r = reference(&reg, "secure:1");
+
+    // Without the CA the certificate is refused (and there is no silent fallback to HTTP).
+    let untrusting = Registries::new(ClientOptions { cert_dirs: vec![], ..Default::default() });
+    let err = copy_image(&image, &untrusting.sink(&r).unwrap(), &CopyOptions::default()).await.unwrap_err();
+    let shown = err.to_string();
+    assert!(shown.contains("certificate is not trusted") && shown.contains("--cert-dir"), "{shown}");
+
+    let trusting = Registries::new(ClientOptions { cert_dirs: vec![reg.cert_dir()], ..Default::default() });
+    push(&trusting, &image, &r).await;
+    assert!(trusting.client(&reg.addr).unwrap().base().await.unwrap().as_str().starts_with("https://"));
+
+    let insecure = Registries::new(ClientOptions { cert_dirs: vec![], insecure: vec![reg.addr.clone()], ..Default::default() });
+    let pulled = Image::load(Arc::new(insecure.source(&r).unwrap()), None, None).await.unwrap();
+    validate(&pulled).await.unwrap();
+}
