@@ -265,3 +265,169 @@ pub fn podman(dir: &Path) -> Command {
     ]);
     c
 }
+
+/// A token endpoint for a registry with `auth.token`: it checks Basic credentials (when
+/// configured), grants what the scope asks for, and signs RS256 JWTs with `openssl`,
+/// carrying its certificate in `x5c` as distribution expects.
+pub struct TokenServer {
+    /// The realm URL to configure in the registry.
+    pub realm: String,
+    /// The certificate (PEM) to give the registry as `rootcertbundle`.
+    pub cert: PathBuf,
+    /// Requests seen: (query string, whether an Authorization header came).
+    pub seen: std::sync::Arc<std::sync::Mutex<Vec<(String, bool)>>>,
+    _dir: tempfile::TempDir,
+}
+
+fn b64url(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    b64(data, T, false)
+}
+
+fn b64(data: &[u8], table: &[u8; 64], pad: bool) -> String {
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(table[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else if pad {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn url_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap_or(b'?'));
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl TokenServer {
+    /// Start one; `user` and `pass` are required when given, else anyone gets tokens.
+    pub fn start(user: Option<(&str, &str)>) -> Self {
+        require("openssl", "openssl");
+        let dir = tempfile::tempdir().unwrap();
+        run_ok(Command::new("openssl").current_dir(dir.path()).args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "tok.key",
+            "-out",
+            "tok.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=token-signer",
+        ]));
+        let der = std::process::Command::new("openssl")
+            .current_dir(dir.path())
+            .args(["x509", "-in", "tok.crt", "-outform", "DER"])
+            .output()
+            .unwrap()
+            .stdout;
+        const STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let x5c = b64(&der, STD, true);
+        let expected_basic = user.map(|(u, p)| format!("Basic {}", b64(format!("{u}:{p}").as_bytes(), STD, true)));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let realm = format!("http://{}/token", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let key = dir.path().join("tok.key");
+        let seen2 = seen.clone();
+        std::thread::spawn(move || {
+            use std::io::{BufRead, BufReader, Write};
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let mut auth = None;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                    if let Some((k, v)) = h.split_once(':')
+                        && k.eq_ignore_ascii_case("authorization")
+                    {
+                        auth = Some(v.trim().to_string());
+                    }
+                }
+                let query = line.split_whitespace().nth(1).and_then(|p| p.split_once('?')).map(|(_, q)| q.to_string()).unwrap_or_default();
+                seen2.lock().unwrap().push((query.clone(), auth.is_some()));
+                if expected_basic.is_some() && auth != expected_basic {
+                    let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#;
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    continue;
+                }
+                let mut access = Vec::new();
+                for pair in query.split('&') {
+                    if let Some(scope) = pair.strip_prefix("scope=") {
+                        for s in url_decode(scope).split(' ') {
+                            let parts: Vec<&str> = s.split(':').collect();
+                            if parts.len() == 3 {
+                                let actions: Vec<&str> = parts[2].split(',').collect();
+                                access.push(serde_json::json!({"type": parts[0], "name": parts[1], "actions": actions}));
+                            }
+                        }
+                    }
+                }
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+                let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5c": [x5c]});
+                let claims = serde_json::json!({
+                    "iss": "test-issuer", "sub": "tester", "aud": "test-registry",
+                    "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", rand_id()), "access": access,
+                });
+                let signing_input = format!("{}.{}", b64url(header.to_string().as_bytes()), b64url(claims.to_string().as_bytes()));
+                let mut child = std::process::Command::new("openssl")
+                    .args(["dgst", "-sha256", "-sign"])
+                    .arg(&key)
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                child.stdin.take().unwrap().write_all(signing_input.as_bytes()).unwrap();
+                let sig = child.wait_with_output().unwrap().stdout;
+                let token = format!("{signing_input}.{}", b64url(&sig));
+                let body = serde_json::json!({"token": token, "expires_in": 300}).to_string();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        Self { realm, cert: dir.path().join("tok.crt"), seen, _dir: dir }
+    }
+}
+
+fn rand_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
+    h.finish()
+}

@@ -163,3 +163,53 @@ async fn tls_with_a_private_ca() {
     let pulled = Image::load(Arc::new(insecure.source(&r).unwrap()), None, None).await.unwrap();
     validate(&pulled).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bearer_tokens_anonymous_and_with_credentials() {
+    use imgtool_tests::TokenServer;
+    let tmp = tempfile::tempdir().unwrap();
+    let image = image_with_layers(tmp.path(), 2, "token").await;
+
+    // Anyone may get a token: anonymous push and pull work, with scopes escalated to push.
+    let open = TokenServer::start(None);
+    let reg = Registry::start_with(RegistryConfig {
+        auth: RegistryAuth::Token { realm: open.realm.clone(), cert: open.cert.clone() },
+        tls: false,
+    });
+    let registries = Registries::new(ClientOptions::default());
+    push(&registries, &image, &reference(&reg, "tok/a:1")).await;
+    // A second repository on the same registry: mounting asks for pull on the source too.
+    let from_a = Image::load(Arc::new(registries.source(&reference(&reg, "tok/a:1")).unwrap()), None, None).await.unwrap();
+    push(&registries, &from_a, &reference(&reg, "tok/b:1")).await;
+    let pulled = Image::load(Arc::new(registries.source(&reference(&reg, "tok/b:1")).unwrap()), None, None).await.unwrap();
+    validate(&pulled).await.unwrap();
+    let client = registries.client(&reg.addr).unwrap();
+    assert_eq!(client.stats.mounts.load(Ordering::Relaxed), 2, "the layers were mounted from tok/a");
+    let seen = open.seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().any(|(q, _)| q.contains("repository%3Atok%2Fa%3Apull%2Cpush") || q.contains("repository:tok/a:pull,push")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().any(|(q, _)| q.contains("tok%2Fa%3Apull&") || q.ends_with("tok%2Fa%3Apull")),
+        "mount asks pull on the source: {seen:?}"
+    );
+    assert!(seen.len() < 12, "tokens are cached per scope, not fetched per request: {}", seen.len());
+
+    // Tokens only for alice: her password goes to the token endpoint, never to the registry.
+    let strict = TokenServer::start(Some(("alice", "pw")));
+    let reg2 = Registry::start_with(RegistryConfig {
+        auth: RegistryAuth::Token { realm: strict.realm.clone(), cert: strict.cert.clone() },
+        tls: false,
+    });
+    let err =
+        copy_image(&image, &Registries::new(ClientOptions::default()).sink(&reference(&reg2, "p:1")).unwrap(), &CopyOptions::default())
+            .await
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("authentication failed"), "{err}");
+    let mut opts = ClientOptions::default();
+    opts.credentials.insert(reg2.addr.clone(), Credential::Basic { username: "alice".into(), password: Secret::new("pw") });
+    push(&Registries::new(opts), &image, &reference(&reg2, "p:1")).await;
+    assert!(strict.seen.lock().unwrap().iter().any(|(_, auth)| *auth));
+}
