@@ -313,3 +313,103 @@ fn owner_and_mode_overrides() {
     let a = listing.lines().find(|l| l.ends_with("srv/a")).unwrap_or_else(|| panic!("{listing}"));
     assert!(a.starts_with("-rw-r----- 1000/2000"), "{a}");
 }
+
+/// The registry commands, as a user would run them, against a registry with Basic auth.
+#[test]
+fn registry_commands_with_login() {
+    use imgtool_tests::{RegistryAuth, RegistryConfig};
+    let reg =
+        Registry::start_with(RegistryConfig { auth: RegistryAuth::Basic { user: "alice".into(), pass: "s3cret".into() }, tls: false });
+    let dir = example();
+    let auth = dir.path().join("auth.json");
+    let cli = |args: &[&str]| {
+        let mut c = imgtool(dir.path());
+        c.env("REGISTRY_AUTH_FILE", &auth).args(args);
+        c
+    };
+    run_ok(&mut cli(&["pipe", "-q", "pipeline.toml"]));
+    let r = format!("{}/team/example", reg.addr);
+
+    let out = cli(&["push", "oci:out/layout:latest", &format!("{r}:v1")]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("imgtool login"), "{}", transcript(&out));
+
+    let mut login = cli(&["login", &reg.addr, "-u", "alice", "--password-stdin"]);
+    login.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = login.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"wrong\n").unwrap();
+    assert!(!child.wait_with_output().unwrap().status.success(), "a wrong password is refused");
+    assert!(!auth.exists(), "and nothing is stored");
+    let mut child = login.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"s3cret\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", transcript(&out));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("s3cret"));
+
+    let pushed = run_ok(&mut cli(&["--json", "push", "oci:out/layout:latest", &format!("{r}:v1")]));
+    let digest = serde_json::from_str::<serde_json::Value>(&pushed).unwrap()["digest"].as_str().unwrap().to_string();
+    run_ok(&mut cli(&["tag", &format!("{r}:v1"), "v2"]));
+    assert_eq!(run_ok(&mut cli(&["tags", &r])), "v1\nv2\n");
+    assert_eq!(run_ok(&mut cli(&["digest", &format!("docker://{r}:v2")])).trim(), digest);
+    assert_eq!(run_ok(&mut cli(&["catalog", &reg.addr])).trim(), "team/example");
+    let config: serde_json::Value = serde_json::from_str(&run_ok(&mut cli(&["config", &format!("{r}:v2")]))).unwrap();
+    assert_eq!(config["config"]["Env"], serde_json::json!(["FOO=BAR"]));
+    let manifest = run_ok(&mut cli(&["manifest", &format!("{r}:v2")]));
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(manifest.trim_end_matches('\n').as_bytes())),
+        digest,
+        "the manifest is printed byte for byte"
+    );
+
+    // imgtool inspect and skopeo agree on what we pushed.
+    let ours: serde_json::Value = serde_json::from_str(&run_ok(&mut cli(&["inspect", "--json", &format!("docker://{r}:v1")]))).unwrap();
+    let skopeo: serde_json::Value = serde_json::from_str(&run_ok(std::process::Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        "--creds",
+        "alice:s3cret",
+        &format!("docker://{r}:v1"),
+    ])))
+    .unwrap();
+    assert_eq!(ours["digest"], skopeo["Digest"]);
+    assert_eq!(ours["manifest"]["layers"].as_array().unwrap().len(), skopeo["Layers"].as_array().unwrap().len());
+
+    // Pull what skopeo pushed, and skopeo pulls what we pushed.
+    run_ok(std::process::Command::new("skopeo").current_dir(dir.path()).args([
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "alice:s3cret",
+        "docker-archive:out/example-docker-image.tar",
+        &format!("docker://{r}:from-skopeo"),
+    ]));
+    run_ok(&mut cli(&["pull", &format!("{r}:from-skopeo"), "-o", "oci:pulled:x"]));
+    run_ok(&mut cli(&["inspect", "oci:pulled:x"]));
+    run_ok(std::process::Command::new("skopeo").current_dir(dir.path()).args([
+        "copy",
+        "--src-tls-verify=false",
+        "--src-creds",
+        "alice:s3cret",
+        &format!("docker://{r}:v1"),
+        "oci:by-skopeo:x",
+    ]));
+
+    run_ok(&mut cli(&["delete", &format!("{r}:v2")]));
+    assert_eq!(run_ok(&mut cli(&["tags", &r])), "from-skopeo\n");
+    run_ok(&mut cli(&["logout", &reg.addr]));
+    let out = cli(&["tags", &r]).output().unwrap();
+    assert!(!out.status.success(), "logged out");
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            std::io::Write::write_all(&mut c.stdin.take().unwrap(), data)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string()
+}

@@ -61,6 +61,32 @@ pub async fn run(command: Command, p: Printer, reg: &Registries) -> Result<()> {
             }
             write(&image, &Transport::parse(&dst, &cwd)?, &[], p, reg).await
         }
+        Command::Pull { image, output, platform } => {
+            let r: imgtool_core::Reference =
+                image.strip_prefix("docker://").unwrap_or(&image).parse().with_context(|| format!("{image:?}"))?;
+            let dest = output.unwrap_or_else(|| {
+                let name = r.repository().rsplit('/').next().unwrap_or("image");
+                format!("docker-archive:{name}.tar:{}", r.familiar().split('@').next().unwrap_or_default())
+            });
+            let img = load(&Transport::Registry(r.to_string()), platform.as_deref(), Flavor::Oci, reg).await?;
+            write(&img, &Transport::parse(&dest, &cwd)?, &[], p, reg).await
+        }
+        Command::Push { src, dest } => {
+            let img = load(&Transport::parse(&src, &cwd)?, None, Flavor::Oci, reg).await?;
+            let dest = dest.strip_prefix("docker://").unwrap_or(&dest);
+            write(&img, &Transport::Registry(dest.to_string()), &[], p, reg).await
+        }
+        Command::Tags { repo } => crate::registry_cmds::tags(&repo, reg, p).await,
+        Command::Catalog { registry } => crate::registry_cmds::catalog(&registry, reg, p).await,
+        Command::Manifest { image, platform } => crate::registry_cmds::manifest(&image, platform.as_deref(), reg, p).await,
+        Command::Config { image, platform } => crate::registry_cmds::config(&image, platform.as_deref(), reg, p).await,
+        Command::Digest { image } => crate::registry_cmds::digest(&image, reg, p).await,
+        Command::Delete { image } => crate::registry_cmds::delete(&image, reg, p).await,
+        Command::Tag { image, new_tag } => crate::registry_cmds::tag(&image, &new_tag, reg, p).await,
+        Command::Login { registry, username, password_stdin, password } => {
+            crate::registry_cmds::login(&registry, username, password_stdin, password, p).await
+        }
+        Command::Logout { registry } => crate::registry_cmds::logout(&registry, p).await,
         Command::Export { image, dest, platform } => {
             let image = load(&Transport::parse(&image, &cwd)?, platform.as_deref(), Flavor::Oci, reg).await?;
             crate::export::export(&image, &dest, p).await

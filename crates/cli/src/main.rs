@@ -4,6 +4,7 @@ mod commands;
 mod export;
 mod pipeline;
 mod printer;
+mod registry_cmds;
 mod transport;
 
 use std::path::PathBuf;
@@ -90,6 +91,86 @@ enum Command {
         /// Compression of the new layers: gzip, zstd or none.
         #[arg(long, default_value = "gzip")]
         compression: imgtool_core::Compression,
+    },
+    /// Pull an image from a registry into a local transport (default: NAME.tar in the current directory).
+    Pull {
+        /// The image, `REF` or `docker://REF`.
+        image: String,
+        /// Where to write it (any transport; a bare path is a docker-archive).
+        #[arg(short, long)]
+        output: Option<String>,
+        /// Platform to pick from a multi-platform image (default: the host's).
+        #[arg(long)]
+        platform: Option<String>,
+    },
+    /// Push a local image to a registry (blobs it has are skipped, others in it mounted).
+    Push {
+        /// The local image, as a transport string.
+        src: String,
+        /// The destination, `REF` or `docker://REF`.
+        dest: String,
+    },
+    /// List a repository's tags.
+    Tags {
+        /// `REGISTRY/REPO`, `docker://REGISTRY/REPO`.
+        repo: String,
+    },
+    /// List the repositories of a registry.
+    Catalog {
+        /// `HOST[:PORT]`.
+        registry: String,
+    },
+    /// Print an image's manifest exactly as stored.
+    Manifest {
+        /// The image reference.
+        image: String,
+        /// From an index, the manifest of this platform.
+        #[arg(long)]
+        platform: Option<String>,
+    },
+    /// Print an image's config.
+    Config {
+        /// The image reference.
+        image: String,
+        /// Platform to pick from a multi-platform image.
+        #[arg(long)]
+        platform: Option<String>,
+    },
+    /// Print the digest a reference resolves to.
+    Digest {
+        /// The image reference.
+        image: String,
+    },
+    /// Delete an image's manifest from its registry (every tag on it goes with it).
+    Delete {
+        /// The image reference.
+        image: String,
+    },
+    /// Give an image another tag in its repository, moving no blobs.
+    Tag {
+        /// The image reference.
+        image: String,
+        /// The new tag (or a full reference in the same repository).
+        new_tag: String,
+    },
+    /// Store credentials for a registry, after checking them against it.
+    Login {
+        /// `HOST[:PORT]` (docker.io for Docker Hub).
+        registry: String,
+        /// User name.
+        #[arg(short, long)]
+        username: Option<String>,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// The password (visible to other users in the process list; prefer --password-stdin).
+        #[arg(short, long)]
+        password: Option<String>,
+    },
+    /// Remove stored credentials for a registry.
+    Logout {
+        /// `HOST[:PORT]`.
+        registry: String,
     },
     /// Flatten an image into a directory or a tar of its root filesystem.
     Export {

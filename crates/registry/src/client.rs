@@ -47,6 +47,8 @@ pub struct ClientOptions {
     pub manifest_limit: u64,
     /// Chunk size for chunked uploads; `None` uploads each blob in one request.
     pub chunk_size: Option<u64>,
+    /// Files (and helpers) to find credentials in when none are given.
+    pub auth_files: crate::AuthFiles,
 }
 
 impl Default for ClientOptions {
@@ -60,6 +62,7 @@ impl Default for ClientOptions {
             retry_budget: Duration::from_secs(120),
             manifest_limit: imgtool_core::MANIFEST_LIMIT,
             chunk_size: None,
+            auth_files: crate::AuthFiles::from_env(),
         }
     }
 }
@@ -144,13 +147,12 @@ impl RegistryClient {
             .redirect(reqwest::redirect::Policy::limited(5))
             .build()
             .map_err(|e| Error::Config { registry: registry.into(), why: format!("cannot set up HTTPS: {e}") })?;
-        let credential = opts
-            .credentials
-            .get(registry)
-            .or_else(|| opts.credentials.get(&host))
-            .cloned()
-            .or_else(|| opts.default_credential.clone())
-            .unwrap_or_default();
+        let explicit =
+            opts.credentials.get(registry).or_else(|| opts.credentials.get(&host)).cloned().or_else(|| opts.default_credential.clone());
+        let credential = match explicit {
+            Some(c) => c,
+            None => opts.auth_files.lookup(registry)?.unwrap_or_default(),
+        };
         Ok(Self {
             registry: registry.to_string(),
             insecure,

@@ -24,6 +24,7 @@
 mod api;
 mod auth;
 mod client;
+mod credentials;
 mod error;
 mod image;
 mod stream;
@@ -31,5 +32,6 @@ mod stream;
 pub use api::{MANIFEST_ACCEPT, Mount};
 pub use auth::{Challenge, Credential, Secret};
 pub use client::{ClientOptions, RegistryClient, Stats, api_host, is_loopback, strip_query};
+pub use credentials::{AuthFiles, remove_login, store_login};
 pub use error::{ApiError, Error, Result};
 pub use image::{Registries, RegistrySink, RegistrySource};

@@ -1,0 +1,145 @@
+//! Commands that talk to a registry directly: tags, catalog, manifest, config, digest,
+//! delete, tag, login, logout.
+
+use std::io::Read;
+
+use anyhow::{Context, Result, anyhow, bail};
+use imgtool_core::{Image, ParsedManifest, Platform, Reference};
+use imgtool_registry::{AuthFiles, ClientOptions, Credential, Registries, RegistryClient, Secret};
+
+use crate::printer::Printer;
+
+fn reference(s: &str) -> Result<Reference> {
+    let s = s.strip_prefix("docker://").unwrap_or(s);
+    s.parse::<Reference>().with_context(|| format!("{s:?} is not an image reference"))
+}
+
+/// `imgtool tags REPO`
+pub async fn tags(repo: &str, reg: &Registries, p: Printer) -> Result<()> {
+    let r = reference(repo)?;
+    let client = reg.client(r.registry())?;
+    let tags = client.tags(r.repository(), 1000).await.with_context(|| format!("listing tags of {}", r.name()))?;
+    if p.json {
+        p.result(serde_json::to_string(&tags)?);
+    } else {
+        for t in tags {
+            p.result(t);
+        }
+    }
+    Ok(())
+}
+
+/// `imgtool catalog REGISTRY`
+pub async fn catalog(registry: &str, reg: &Registries, p: Printer) -> Result<()> {
+    let registry = registry.strip_prefix("docker://").unwrap_or(registry).trim_end_matches('/');
+    let repos = reg.client(registry)?.catalog(1000).await.with_context(|| format!("listing the catalog of {registry}"))?;
+    if p.json {
+        p.result(serde_json::to_string(&repos)?);
+    } else {
+        for r in repos {
+            p.result(r);
+        }
+    }
+    Ok(())
+}
+
+/// `imgtool manifest REF`: the manifest bytes exactly as the registry holds them.
+pub async fn manifest(image: &str, platform: Option<&str>, reg: &Registries, p: Printer) -> Result<()> {
+    let r = reference(image)?;
+    let client = reg.client(r.registry())?;
+    let (_, raw) = client.get_manifest(r.repository(), &r.tag_or_digest()).await.with_context(|| format!("reading {r}"))?;
+    let raw = match (platform, ParsedManifest::parse(&raw, None)?) {
+        (Some(pl), ParsedManifest::Index(index)) => {
+            let want: Platform = pl.parse()?;
+            let d = imgtool_core::choose_platform(&index, Some(&want), &r.to_string())?;
+            client.get_manifest(r.repository(), &d.digest.to_string()).await?.1
+        }
+        _ => raw,
+    };
+    p.result(String::from_utf8_lossy(&raw));
+    Ok(())
+}
+
+/// `imgtool config REF`: the config blob of the image (for the chosen platform).
+pub async fn config(image: &str, platform: Option<&str>, reg: &Registries, p: Printer) -> Result<()> {
+    let r = reference(image)?;
+    let platform = platform.map(str::parse::<Platform>).transpose()?;
+    let img = Image::load(std::sync::Arc::new(reg.source(&r)?), None, platform.as_ref()).await.with_context(|| format!("reading {r}"))?;
+    p.result(String::from_utf8_lossy(&img.config().to_bytes()));
+    Ok(())
+}
+
+/// `imgtool digest REF`: the manifest digest the reference resolves to.
+pub async fn digest(image: &str, reg: &Registries, p: Printer) -> Result<()> {
+    let r = reference(image)?;
+    let client = reg.client(r.registry())?;
+    let d = client.head_manifest(r.repository(), &r.tag_or_digest()).await?.ok_or_else(|| anyhow!("{r} not found"))?;
+    p.record(
+        serde_json::json!({"reference": r.to_string(), "digest": d.digest.to_string(), "mediaType": d.media_type.as_str()}),
+        d.digest.to_string(),
+    );
+    Ok(())
+}
+
+/// `imgtool delete REF`: delete the manifest (by its digest; every tag on it goes too).
+pub async fn delete(image: &str, reg: &Registries, p: Printer) -> Result<()> {
+    let r = reference(image)?;
+    let client = reg.client(r.registry())?;
+    let d = client.head_manifest(r.repository(), &r.tag_or_digest()).await?.ok_or_else(|| anyhow!("{r} not found"))?;
+    client.delete_manifest(r.repository(), &d.digest).await.with_context(|| format!("deleting {r}"))?;
+    p.record(serde_json::json!({"deleted": r.to_string(), "digest": d.digest.to_string()}), format!("deleted {} {}", r.name(), d.digest));
+    Ok(())
+}
+
+/// `imgtool tag REF NEWTAG`: put the same manifest under another tag; no blob moves.
+pub async fn tag(image: &str, new_tag: &str, reg: &Registries, p: Printer) -> Result<()> {
+    let r = reference(image)?;
+    let target = if new_tag.contains('/') || new_tag.contains(':') { reference(new_tag)? } else { r.with_tag(new_tag)? };
+    if target.registry() != r.registry() || target.repository() != r.repository() {
+        bail!("{target} is in another repository; use `imgtool copy docker://{r} docker://{target}` (blobs are mounted, not downloaded)");
+    }
+    let client = reg.client(r.registry())?;
+    let (desc, raw) = client.get_manifest(r.repository(), &r.tag_or_digest()).await?;
+    let t = target.tag().unwrap_or("latest");
+    client.put_manifest(r.repository(), t, &desc, raw).await?;
+    p.record(serde_json::json!({"tagged": target.to_string(), "digest": desc.digest.to_string()}), format!("{target} {}", desc.digest));
+    Ok(())
+}
+
+/// `imgtool login REGISTRY`: check the credentials against the registry, then store them.
+pub async fn login(registry: &str, username: Option<String>, password_stdin: bool, password: Option<String>, p: Printer) -> Result<()> {
+    let registry = registry.strip_prefix("docker://").unwrap_or(registry).trim_end_matches('/');
+    let username = username.ok_or_else(|| anyhow!("give a user name with -u USER"))?;
+    let password = match (password, password_stdin) {
+        (Some(pw), false) => pw,
+        (None, true) => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s).context("reading the password from standard input")?;
+            s.trim_end_matches(['\n', '\r']).to_string()
+        }
+        (None, false) => bail!("give the password with --password-stdin (or -p, which shows it to other users of this machine)"),
+        (Some(_), true) => bail!("-p and --password-stdin cannot be used together"),
+    };
+    let secret = Secret::new(password);
+    let mut opts = ClientOptions { auth_files: AuthFiles::default(), ..Default::default() };
+    opts.credentials.insert(registry.to_string(), Credential::Basic { username: username.clone(), password: secret.clone() });
+    let client = RegistryClient::new(registry, &opts)?;
+    // A catalog-less ping: /v2/ with the credentials, through whatever auth the registry asks for.
+    client.ensure_auth(&[]).await.with_context(|| format!("logging in to {registry}"))?;
+    let file = AuthFiles::login_file();
+    imgtool_registry::store_login(&file, registry, &username, &secret)?;
+    p.status(format!("credentials for {registry} stored in {}", file.display()));
+    p.record(serde_json::json!({"registry": registry, "file": file.display().to_string()}), "Login Succeeded");
+    Ok(())
+}
+
+/// `imgtool logout REGISTRY`
+pub async fn logout(registry: &str, p: Printer) -> Result<()> {
+    let registry = registry.strip_prefix("docker://").unwrap_or(registry).trim_end_matches('/');
+    let file = AuthFiles::login_file();
+    if !imgtool_registry::remove_login(&file, registry)? {
+        bail!("not logged in to {registry} (no entry in {})", file.display());
+    }
+    p.result(format!("Removed login credentials for {registry}"));
+    Ok(())
+}

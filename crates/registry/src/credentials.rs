@@ -1,0 +1,238 @@
+//! Credentials from the files docker and podman keep: `~/.docker/config.json` (`auths`,
+//! `credsStore`, `credHelpers`) and containers' `auth.json`; and writing them for
+//! `imgtool login` / `logout`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use serde_json::{Map, Value, json};
+
+use crate::auth::{Credential, Secret};
+use crate::error::{Error, Result};
+
+/// Where credentials are looked up, in order.
+#[derive(Debug, Clone, Default)]
+pub struct AuthFiles {
+    /// Files in `auths` format, first match wins.
+    pub paths: Vec<PathBuf>,
+}
+
+fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(PathBuf::from)
+}
+
+impl AuthFiles {
+    /// The usual places: `REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`,
+    /// `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`.
+    pub fn from_env() -> Self {
+        let mut paths = Vec::new();
+        if let Some(p) = std::env::var_os("REGISTRY_AUTH_FILE") {
+            paths.push(PathBuf::from(p));
+        }
+        if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR") {
+            paths.push(PathBuf::from(d).join("containers/auth.json"));
+        }
+        paths.push(Self::docker_config());
+        Self { paths }
+    }
+
+    fn docker_config() -> PathBuf {
+        match std::env::var_os("DOCKER_CONFIG") {
+            Some(d) => PathBuf::from(d).join("config.json"),
+            None => home().unwrap_or_else(|| PathBuf::from("/root")).join(".docker/config.json"),
+        }
+    }
+
+    /// The file `login` writes: `REGISTRY_AUTH_FILE` when set, else docker's config.
+    pub fn login_file() -> PathBuf {
+        std::env::var_os("REGISTRY_AUTH_FILE").map_or_else(Self::docker_config, PathBuf::from)
+    }
+
+    /// The credential for `registry`, if any file (or helper) has one.
+    pub fn lookup(&self, registry: &str) -> Result<Option<Credential>> {
+        for p in &self.paths {
+            let Ok(text) = std::fs::read_to_string(p) else { continue };
+            let v: Value = serde_json::from_str(&text)
+                .map_err(|e| Error::Config { registry: registry.into(), why: format!("{} is not valid JSON: {e}", p.display()) })?;
+            if let Some(helper) = v.get("credHelpers").and_then(|h| h.get(registry)).and_then(Value::as_str) {
+                return helper_get(helper, registry);
+            }
+            if let Some(entry) = keys(registry).iter().find_map(|k| v.get("auths").and_then(|a| a.get(k))) {
+                if let Some(c) = parse_entry(entry, registry, p)? {
+                    return Ok(Some(c));
+                }
+            }
+            if let Some(store) = v.get("credsStore").and_then(Value::as_str)
+                && let Some(c) = helper_get(store, registry)?
+            {
+                return Ok(Some(c));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The keys a registry may be stored under.
+fn keys(registry: &str) -> Vec<String> {
+    let mut k = vec![
+        registry.to_string(),
+        format!("https://{registry}"),
+        format!("http://{registry}"),
+        format!("https://{registry}/v1/"),
+        format!("https://{registry}/v2/"),
+    ];
+    if registry == imgtool_core::DOCKER_HUB {
+        k.extend(["https://index.docker.io/v1/".to_string(), "index.docker.io".into(), "registry-1.docker.io".into()]);
+    }
+    k
+}
+
+fn parse_entry(entry: &Value, registry: &str, file: &Path) -> Result<Option<Credential>> {
+    if let Some(t) = entry.get("identitytoken").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+        return Ok(Some(Credential::IdentityToken(Secret::new(t))));
+    }
+    if let Some(t) = entry.get("registrytoken").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+        return Ok(Some(Credential::Bearer(Secret::new(t))));
+    }
+    let Some(auth) = entry.get("auth").and_then(Value::as_str).filter(|a| !a.is_empty()) else { return Ok(None) };
+    let bad =
+        || Error::Config { registry: registry.into(), why: format!("the auth entry in {} is not base64 of USER:PASSWORD", file.display()) };
+    let raw = base64::engine::general_purpose::STANDARD.decode(auth.trim()).map_err(|_| bad())?;
+    let text = String::from_utf8(raw).map_err(|_| bad())?;
+    let (user, pass) = text.split_once(':').ok_or_else(bad)?;
+    Ok(Some(Credential::Basic { username: user.into(), password: Secret::new(pass) }))
+}
+
+/// Ask `docker-credential-HELPER get` for `registry`.
+fn helper_get(helper: &str, registry: &str) -> Result<Option<Credential>> {
+    let program = format!("docker-credential-{helper}");
+    let mut child = match std::process::Command::new(&program)
+        .arg("get")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => return Err(Error::Config { registry: registry.into(), why: format!("cannot run the credential helper {program}: {e}") }),
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(registry.as_bytes());
+    }
+    let out = child.wait_with_output().map_err(|e| Error::Config { registry: registry.into(), why: format!("{program}: {e}") })?;
+    if !out.status.success() {
+        // Helpers say "credentials not found" with a failure status.
+        return Ok(None);
+    }
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| Error::Config { registry: registry.into(), why: format!("{program} answered something other than JSON: {e}") })?;
+    let user = v.get("Username").and_then(Value::as_str).unwrap_or_default();
+    let secret = v.get("Secret").and_then(Value::as_str).unwrap_or_default();
+    Ok(match (user, secret) {
+        (_, "") => None,
+        ("<token>", s) => Some(Credential::IdentityToken(Secret::new(s))),
+        (u, s) => Some(Credential::Basic { username: u.into(), password: Secret::new(s) }),
+    })
+}
+
+fn read_object(file: &Path) -> Result<Map<String, Value>> {
+    match std::fs::read_to_string(file) {
+        Ok(t) if !t.trim().is_empty() => match serde_json::from_str(&t) {
+            Ok(Value::Object(m)) => Ok(m),
+            _ => Err(Error::Config { registry: String::new(), why: format!("{} is not a JSON object; fix or remove it", file.display()) }),
+        },
+        _ => Ok(Map::new()),
+    }
+}
+
+fn write_object(file: &Path, m: &Map<String, Value>) -> Result<()> {
+    let io = |e: std::io::Error| Error::Config { registry: String::new(), why: format!("writing {}: {e}", file.display()) };
+    let dir = file.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut tmp = tempfile_in(dir).map_err(io)?;
+    tmp.1.write_all(serde_json::to_string_pretty(&Value::Object(m.clone())).unwrap_or_default().as_bytes()).map_err(io)?;
+    tmp.1.sync_all().map_err(io)?;
+    std::fs::rename(&tmp.0, file).map_err(io)
+}
+
+/// A new file beside the target, readable by its owner only (it will hold secrets).
+fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    for i in 0..100u32 {
+        let p = dir.join(format!(".auth.json.{}.{i}", std::process::id()));
+        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&p) {
+            Ok(f) => return Ok((p, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other("no free temporary name"))
+}
+
+/// Store `username`/`password` for `registry` in `file` (keeping everything else in it).
+pub fn store_login(file: &Path, registry: &str, username: &str, password: &Secret) -> Result<()> {
+    let mut m = read_object(file)?;
+    let auths = m.entry("auths").or_insert_with(|| json!({}));
+    if !auths.is_object() {
+        *auths = json!({});
+    }
+    let key = if registry == imgtool_core::DOCKER_HUB { "https://index.docker.io/v1/" } else { registry };
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{}", password.expose()));
+    auths.as_object_mut().expect("made an object above").insert(key.into(), json!({ "auth": auth }));
+    write_object(file, &m)
+}
+
+/// Remove `registry` from `file`; `Ok(false)` when it was not there.
+pub fn remove_login(file: &Path, registry: &str) -> Result<bool> {
+    let mut m = read_object(file)?;
+    let Some(auths) = m.get_mut("auths").and_then(Value::as_object_mut) else { return Ok(false) };
+    let mut removed = false;
+    for k in keys(registry) {
+        removed |= auths.remove(&k).is_some();
+    }
+    if removed {
+        write_object(file, &m)?;
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_lookup_logout() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("auth.json");
+        std::fs::write(&file, r#"{"auths": {"other.example": {"auth": "eDp5"}}, "HttpHeaders": {"X": "1"}}"#).unwrap();
+        store_login(&file, "localhost:5000", "alice", &Secret::new("pw:with:colons")).unwrap();
+        store_login(&file, "docker.io", "bob", &Secret::new("hub")).unwrap();
+        let files = AuthFiles { paths: vec![file.clone()] };
+        assert_eq!(
+            files.lookup("localhost:5000").unwrap(),
+            Some(Credential::Basic { username: "alice".into(), password: Secret::new("pw:with:colons") })
+        );
+        assert_eq!(files.lookup("docker.io").unwrap(), Some(Credential::Basic { username: "bob".into(), password: Secret::new("hub") }));
+        assert_eq!(files.lookup("other.example").unwrap(), Some(Credential::Basic { username: "x".into(), password: Secret::new("y") }));
+        assert_eq!(files.lookup("nowhere.example").unwrap(), None);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        let kept: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        assert_eq!(kept["HttpHeaders"]["X"], "1", "other settings survive");
+        assert!(remove_login(&file, "localhost:5000").unwrap());
+        assert!(!remove_login(&file, "localhost:5000").unwrap());
+        assert_eq!(files.lookup("localhost:5000").unwrap(), None);
+    }
+
+    #[test]
+    fn identity_tokens_and_helpers() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.json");
+        std::fs::write(&file, r#"{"auths": {"ghcr.io": {"auth": "", "identitytoken": "refresh-me"}}, "credHelpers": {"helped.example": "imgtool-test-missing"}}"#).unwrap();
+        let files = AuthFiles { paths: vec![file] };
+        assert_eq!(files.lookup("ghcr.io").unwrap(), Some(Credential::IdentityToken(Secret::new("refresh-me"))));
+        let err = files.lookup("helped.example").unwrap_err().to_string();
+        assert!(err.contains("docker-credential-imgtool-test-missing"), "{err}");
+    }
+}
