@@ -2,6 +2,10 @@
 //! registry server, and podman with the flags this machine needs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod fault;
+
+pub use fault::{Fault, FaultProxy};
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};

@@ -213,3 +213,114 @@ async fn bearer_tokens_anonymous_and_with_credentials() {
     push(&Registries::new(opts), &image, &reference(&reg2, "p:1")).await;
     assert!(strict.seen.lock().unwrap().iter().any(|(_, auth)| *auth));
 }
+
+/// Incompressible bytes, so layers are big enough to cut mid-way.
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+async fn big_image(spool: &Path) -> Image {
+    let mut image = Image::scratch(&"linux/amd64".parse().unwrap(), Flavor::Oci);
+    for i in 0..2u64 {
+        let producer = ContentsLayer::new([(format!("/noise{i}"), noise(600_000, i + 7))]);
+        let mut cx = BuildContext { image, spool_dir: spool.to_path_buf(), epoch: 0, compression: Compression::Gzip };
+        let layers = producer.produce(&mut cx).await.unwrap();
+        image = cx.image;
+        for l in layers {
+            image.push_layer(l.layer, l.history);
+        }
+    }
+    image
+}
+
+async fn pull_to_archive(registries: &Registries, r: &Reference, out: &Path) -> imgtool_core::Result<()> {
+    let image = Image::load(Arc::new(registries.source(r).unwrap()), None, None).await?;
+    let sink: Box<dyn ImageSink> = Box::new(imgtool_archive::LayoutSink::docker_archive(out).unwrap());
+    copy_image(&image, sink.as_ref(), &CopyOptions { tags: vec!["x:y".into()], ..Default::default() }).await?;
+    sink.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn faults_are_survived_or_reported() {
+    use imgtool_tests::{Fault, FaultProxy};
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let image = big_image(tmp.path()).await;
+    push(&Registries::new(ClientOptions::default()), &image, &reference(&reg, "f/app:1")).await;
+    let proxy = FaultProxy::start(&reg.addr, None);
+    let via = |repo: &str| -> Reference { format!("{}/{repo}", proxy.addr).parse().unwrap() };
+
+    // Connections cut mid-blob: resumed with Range, and the result is intact.
+    proxy.inject(Fault::DropBlob { bytes: 200_000, times: 3 });
+    let registries = Registries::new(ClientOptions::default());
+    let out = tmp.path().join("resumed.tar");
+    pull_to_archive(&registries, &via("f/app:1"), &out).await.unwrap();
+    let back = Image::load(Arc::new(imgtool_archive::DockerArchiveSource::open(&out).unwrap()), None, None).await.unwrap();
+    validate(&back).await.unwrap();
+    assert_eq!(back.digest(), image.digest());
+    let gets = registries.client(&proxy.addr).unwrap().stats.blob_gets.load(Ordering::Relaxed);
+    assert!(gets >= 5, "3 blobs + 3 resumptions, got {gets}");
+
+    // 500s and 429 with Retry-After are retried.
+    proxy.inject(Fault::Status { method: "GET", path: "/manifests/", status: 500, retry_after: None, times: 2 });
+    proxy.inject(Fault::Status { method: "HEAD", path: "/blobs/", status: 429, retry_after: Some(1), times: 1 });
+    let started = std::time::Instant::now();
+    let registries = Registries::new(ClientOptions::default());
+    let pulled = Image::load(Arc::new(registries.source(&via("f/app:1")).unwrap()), None, None).await.unwrap();
+    push(&registries, &pulled, &via("f/copy:1")).await;
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1), "Retry-After was honoured");
+
+    // Corrupted bytes: a clear error, and no output file.
+    proxy.clear();
+    proxy.inject(Fault::CorruptBlob { times: 100 });
+    let out = tmp.path().join("corrupt.tar");
+    let err = pull_to_archive(&Registries::new(ClientOptions::default()), &via("f/app:1"), &out).await.unwrap_err().to_string();
+    assert!(err.contains("digest mismatch"), "{err}");
+    assert!(!out.exists());
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains("corrupt")).count(),
+        0
+    );
+
+    // A push whose upload keeps failing reports it and tags nothing.
+    proxy.clear();
+    proxy.inject(Fault::Status { method: "PUT", path: "/blobs/uploads/", status: 500, retry_after: None, times: 100 });
+    let sink = Registries::new(ClientOptions::default()).sink(&via("f/broken:1")).unwrap();
+    let err = copy_image(&image, &sink, &CopyOptions { tags: vec!["1".into()], ..Default::default() }).await.unwrap_err().to_string();
+    assert!(err.contains("500") && err.contains("INJECTED"), "{err}");
+    let client = Registries::new(ClientOptions::default()).client(&reg.addr).unwrap();
+    assert!(client.head_manifest("f/broken", "1").await.unwrap().is_none());
+}
+
+/// Blob GETs redirected to a storage host: followed, without our credentials.
+#[tokio::test(flavor = "multi_thread")]
+async fn redirects_do_not_leak_credentials() {
+    use imgtool_tests::{Fault, FaultProxy};
+    let reg = Registry::start_with(RegistryConfig { auth: RegistryAuth::Basic { user: "bob".into(), pass: "pw".into() }, tls: false });
+    let tmp = tempfile::tempdir().unwrap();
+    let image = image_with_layers(tmp.path(), 2, "redirect").await;
+    let mut opts = ClientOptions::default();
+    opts.credentials.insert(reg.addr.clone(), Credential::Basic { username: "bob".into(), password: Secret::new("pw") });
+    push(&Registries::new(opts.clone()), &image, &reference(&reg, "r/app:1")).await;
+
+    let proxy = FaultProxy::start(&reg.addr, Some(("bob", "pw")));
+    proxy.inject(Fault::RedirectBlobs);
+    let mut opts = ClientOptions::default();
+    opts.credentials.insert(proxy.addr.clone(), Credential::Basic { username: "bob".into(), password: Secret::new("pw") });
+    let out = tmp.path().join("r.tar");
+    pull_to_archive(&Registries::new(opts), &format!("{}/r/app:1", proxy.addr).parse().unwrap(), &out).await.unwrap();
+    let to_registry = proxy.registry_saw_auth();
+    let to_storage = proxy.storage_saw_auth();
+    assert!(!to_storage.is_empty() && to_registry.iter().any(|a| *a), "registry {to_registry:?}, storage {to_storage:?}");
+    assert!(to_storage.iter().all(|a| !a), "credentials reached the storage host: {to_storage:?}");
+    let back = Image::load(Arc::new(imgtool_archive::DockerArchiveSource::open(&out).unwrap()), None, None).await.unwrap();
+    validate(&back).await.unwrap();
+}
