@@ -43,6 +43,19 @@ pub enum Fault {
     },
     /// Redirect every blob GET to the storage host (see [`FaultProxy::storage_saw_auth`]).
     RedirectBlobs,
+    /// Answer `method` requests whose path contains `path` with this body and content type.
+    Respond {
+        /// HTTP method.
+        method: &'static str,
+        /// Substring of the path.
+        path: &'static str,
+        /// The content type.
+        content_type: &'static str,
+        /// The body.
+        body: Vec<u8>,
+        /// How many times.
+        times: usize,
+    },
 }
 
 #[derive(Debug)]
@@ -106,7 +119,9 @@ impl FaultProxy {
     /// Add a fault.
     pub fn inject(&self, fault: Fault) {
         let times = match &fault {
-            Fault::Status { times, .. } | Fault::DropBlob { times, .. } | Fault::CorruptBlob { times } => *times,
+            Fault::Status { times, .. } | Fault::DropBlob { times, .. } | Fault::CorruptBlob { times } | Fault::Respond { times, .. } => {
+                *times
+            }
             Fault::RedirectBlobs => usize::MAX,
         };
         self.shared.faults.lock().unwrap().push((fault, times));
@@ -186,6 +201,13 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         take_fault(&shared, |f| matches!(f, Fault::Status { method: m, path: p, .. } if *m == method && path.contains(p)))
     {
         return status(code, retry_after);
+    }
+    if let Some(Fault::Respond { content_type, body, .. }) =
+        take_fault(&shared, |f| matches!(f, Fault::Respond { method: m, path: p, .. } if *m == method && path.contains(p)))
+    {
+        let mut r = Response::new(Body::from(body));
+        r.headers_mut().insert("content-type", HeaderValue::from_static(content_type));
+        return r;
     }
     let blob = is_blob_get(&req);
     if blob {

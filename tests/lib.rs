@@ -325,6 +325,13 @@ fn url_decode(s: &str) -> String {
 impl TokenServer {
     /// Start one; `user` and `pass` are required when given, else anyone gets tokens.
     pub fn start(user: Option<(&str, &str)>) -> Self {
+        Self::start_with_refresh(user, None)
+    }
+
+    /// Like [`TokenServer::start`], also answering OAuth2 POSTs that present `refresh`
+    /// as their refresh token (an identity token).
+    pub fn start_with_refresh(user: Option<(&str, &str)>, refresh: Option<&str>) -> Self {
+        let refresh = refresh.map(str::to_string);
         require("openssl", "openssl");
         let dir = tempfile::tempdir().unwrap();
         run_ok(Command::new("openssl").current_dir(dir.path()).args([
@@ -366,20 +373,32 @@ impl TokenServer {
                     continue;
                 }
                 let mut auth = None;
+                let mut length = 0usize;
                 loop {
                     let mut h = String::new();
                     if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
                         break;
                     }
-                    if let Some((k, v)) = h.split_once(':')
-                        && k.eq_ignore_ascii_case("authorization")
-                    {
-                        auth = Some(v.trim().to_string());
+                    if let Some((k, v)) = h.split_once(':') {
+                        if k.eq_ignore_ascii_case("authorization") {
+                            auth = Some(v.trim().to_string());
+                        } else if k.eq_ignore_ascii_case("content-length") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
                     }
                 }
-                let query = line.split_whitespace().nth(1).and_then(|p| p.split_once('?')).map(|(_, q)| q.to_string()).unwrap_or_default();
+                let mut query =
+                    line.split_whitespace().nth(1).and_then(|p| p.split_once('?')).map(|(_, q)| q.to_string()).unwrap_or_default();
+                let mut refreshed = false;
+                if line.starts_with("POST") {
+                    let mut body = vec![0u8; length];
+                    let _ = std::io::Read::read_exact(&mut reader, &mut body);
+                    query = String::from_utf8_lossy(&body).into_owned();
+                    let presented = query.split('&').find_map(|kv| kv.strip_prefix("refresh_token=")).map(url_decode);
+                    refreshed = refresh.is_some() && presented == refresh;
+                }
                 seen2.lock().unwrap().push((query.clone(), auth.is_some()));
-                if expected_basic.is_some() && auth != expected_basic {
+                if expected_basic.is_some() && auth != expected_basic && !refreshed {
                     let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#;
                     let _ = write!(
                         stream,
@@ -417,7 +436,11 @@ impl TokenServer {
                 child.stdin.take().unwrap().write_all(signing_input.as_bytes()).unwrap();
                 let sig = child.wait_with_output().unwrap().stdout;
                 let token = format!("{signing_input}.{}", b64url(&sig));
-                let body = serde_json::json!({"token": token, "expires_in": 300}).to_string();
+                let body = if refreshed {
+                    serde_json::json!({"access_token": token, "expires_in": 300, "token_type": "Bearer"}).to_string()
+                } else {
+                    serde_json::json!({"token": token, "expires_in": 300}).to_string()
+                };
                 let _ = write!(
                     stream,
                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -324,3 +324,125 @@ async fn redirects_do_not_leak_credentials() {
     let back = Image::load(Arc::new(imgtool_archive::DockerArchiveSource::open(&out).unwrap()), None, None).await.unwrap();
     validate(&back).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chunked_uploads_recover_from_416() {
+    use imgtool_tests::{Fault, FaultProxy};
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let image = big_image(tmp.path()).await;
+    let proxy = FaultProxy::start(&reg.addr, None);
+    // A PATCH is refused with 416: the client asks the upload where it is and resends from there.
+    proxy.inject(Fault::Status { method: "PATCH", path: "/blobs/uploads/", status: 416, retry_after: None, times: 1 });
+    let opts = ClientOptions { chunk_size: Some(256 * 1024), ..Default::default() };
+    let r: Reference = format!("{}/chunked/app:1", proxy.addr).parse().unwrap();
+    push(&Registries::new(opts), &image, &r).await;
+    let pulled =
+        Image::load(Arc::new(Registries::new(ClientOptions::default()).source(&reference(&reg, "chunked/app:1")).unwrap()), None, None)
+            .await
+            .unwrap();
+    validate(&pulled).await.unwrap();
+    assert_eq!(pulled.digest(), image.digest());
+    assert!(reg.requests("PATCH", "/v2/chunked/app/blobs/uploads/") > 4, "uploads went in several chunks");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_manifests_are_refused_clearly() {
+    use imgtool_tests::{Fault, FaultProxy};
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let image = image_with_layers(tmp.path(), 1, "bad").await;
+    push(&Registries::new(ClientOptions::default()), &image, &reference(&reg, "m/app:1")).await;
+    let proxy = FaultProxy::start(&reg.addr, None);
+    let r: Reference = format!("{}/m/app:1", proxy.addr).parse().unwrap();
+    let load = |opts: ClientOptions| {
+        let r = r.clone();
+        async move { Image::load(Arc::new(Registries::new(opts).source(&r).unwrap()), None, None).await }
+    };
+
+    let schema1 = br#"{"schemaVersion": 1, "name": "m/app", "tag": "1", "fsLayers": [], "history": []}"#.to_vec();
+    proxy.inject(Fault::Respond {
+        method: "GET",
+        path: "/manifests/",
+        content_type: "application/vnd.docker.distribution.manifest.v1+prettyjws",
+        body: schema1,
+        times: 1,
+    });
+    let err = load(ClientOptions::default()).await.unwrap_err().to_string();
+    assert!(err.contains("schema 1"), "{err}");
+
+    let err = load(ClientOptions { manifest_limit: 100, ..Default::default() }).await.unwrap_err().to_string();
+    assert!(err.contains("larger than the 100-byte limit"), "{err}");
+
+    // A manifest that is not what the digest says is refused.
+    let (d, _) = Registries::new(ClientOptions::default()).client(&reg.addr).unwrap().get_manifest("m/app", "1").await.unwrap();
+    let other = br#"{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "size": 0}, "layers": []}"#.to_vec();
+    proxy.inject(Fault::Respond {
+        method: "GET",
+        path: "/manifests/",
+        content_type: "application/vnd.oci.image.manifest.v1+json",
+        body: other,
+        times: 1,
+    });
+    let pinned: Reference = format!("{}/m/app@{}", proxy.addr, d.digest).parse().unwrap();
+    let err = Image::load(Arc::new(Registries::new(ClientOptions::default()).source(&pinned).unwrap()), None, None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("digest mismatch"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn multi_platform_indexes_and_referrers() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let registries = Registries::new(ClientOptions::default());
+    let mut images = Vec::new();
+    for p in ["linux/amd64", "linux/arm64/v8"] {
+        let mut img = image_with_layers(tmp.path(), 1, p).await;
+        img.config_mut().apply(&imgtool_core::ConfigEdit { platform: Some(p.into()), ..Default::default() }).unwrap();
+        images.push(img);
+    }
+    let r = reference(&reg, "multi:1");
+    let sink = registries.sink(&r).unwrap();
+    let index = imgtool_core::copy_index(&images, &sink, &CopyOptions { tags: vec!["1".into()], ..Default::default() }).await.unwrap();
+    let arm = Image::load(Arc::new(registries.source(&r).unwrap()), None, Some(&"linux/arm64".parse().unwrap())).await.unwrap();
+    assert_eq!(arm.digest(), images[1].digest());
+    validate(&arm).await.unwrap();
+    let host = Image::load(Arc::new(registries.source(&r).unwrap()), None, None).await.unwrap();
+    assert_eq!(host.digest(), images[0].digest(), "the host platform (amd64 here) by default");
+
+    // Referrers: a registry without the API falls back to the sha256-HEX tag.
+    let client = registries.client(&reg.addr).unwrap();
+    let mut referrers = imgtool_core::Index::new();
+    referrers.manifests.push(index.clone());
+    let raw = bytes::Bytes::from(serde_json::to_vec(&referrers).unwrap());
+    let desc = imgtool_core::Descriptor::of(imgtool_core::MediaType::OciIndex, &raw);
+    let tag = format!("sha256-{}", images[0].digest().hex());
+    client.put_manifest("multi", &tag, &desc, raw).await.unwrap();
+    let found = client.referrers("multi", &images[0].digest()).await.unwrap();
+    assert_eq!(found.manifests.len(), 1);
+    assert_eq!(found.manifests[0].digest, index.digest);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identity_tokens_are_exchanged_with_oauth2() {
+    use imgtool_tests::TokenServer;
+    let tmp = tempfile::tempdir().unwrap();
+    let image = image_with_layers(tmp.path(), 1, "refresh").await;
+    let tokens = TokenServer::start_with_refresh(Some(("alice", "pw")), Some("my-refresh-token"));
+    let reg = Registry::start_with(RegistryConfig {
+        auth: RegistryAuth::Token { realm: tokens.realm.clone(), cert: tokens.cert.clone() },
+        tls: false,
+    });
+    let mut opts = ClientOptions::default();
+    opts.credentials.insert(reg.addr.clone(), Credential::IdentityToken(Secret::new("my-refresh-token")));
+    push(&Registries::new(opts), &image, &reference(&reg, "id/app:1")).await;
+    let seen = tokens.seen.lock().unwrap().clone();
+    assert!(seen.iter().all(|(q, _)| q.contains("grant_type=refresh_token")), "{seen:?}");
+    let mut opts = ClientOptions::default();
+    opts.credentials.insert(reg.addr.clone(), Credential::IdentityToken(Secret::new("stale")));
+    let err =
+        copy_image(&image, &Registries::new(opts).sink(&reference(&reg, "id/app:2")).unwrap(), &CopyOptions::default()).await.unwrap_err();
+    assert!(err.to_string().contains("authentication failed") && !format!("{err:?}").contains("stale"), "{err:?}");
+}
