@@ -394,10 +394,17 @@ impl TokenServer {
                     let mut body = vec![0u8; length];
                     let _ = std::io::Read::read_exact(&mut reader, &mut body);
                     query = String::from_utf8_lossy(&body).into_owned();
+                    seen2.lock().unwrap().push((query.clone(), auth.is_some()));
+                    if !query.contains("grant_type=refresh_token") {
+                        // Like many token servers: no OAuth2 password grant, only the GET.
+                        let _ = write!(stream, "HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                        continue;
+                    }
                     let presented = query.split('&').find_map(|kv| kv.strip_prefix("refresh_token=")).map(url_decode);
                     refreshed = refresh.is_some() && presented == refresh;
+                } else {
+                    seen2.lock().unwrap().push((query.clone(), auth.is_some()));
                 }
-                seen2.lock().unwrap().push((query.clone(), auth.is_some()));
                 if expected_basic.is_some() && auth != expected_basic && !refreshed {
                     let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#;
                     let _ = write!(

@@ -413,3 +413,29 @@ fn sha256_hex(data: &[u8]) -> String {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string()
 }
+
+/// Credentials from a docker credential helper named in the auth file.
+#[test]
+fn credential_helpers_are_asked() {
+    use imgtool_tests::{RegistryAuth, RegistryConfig};
+    use std::os::unix::fs::PermissionsExt;
+    let reg =
+        Registry::start_with(RegistryConfig { auth: RegistryAuth::Basic { user: "carol".into(), pass: "from-helper".into() }, tls: false });
+    let dir = example();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let helper = bin.join("docker-credential-imgtooltest");
+    std::fs::write(&helper, "#!/bin/sh\nread server\necho \"$server\" >> \"$(dirname \"$0\")/asked\"\necho '{\"ServerURL\":\"'$server'\",\"Username\":\"carol\",\"Secret\":\"from-helper\"}'\n").unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let auth = dir.path().join("auth.json");
+    std::fs::write(&auth, format!(r#"{{"credHelpers": {{"{}": "imgtooltest"}}}}"#, reg.addr)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    run_ok(imgtool(dir.path()).args(["pipe", "-q", "pipeline.toml"]));
+    run_ok(imgtool(dir.path()).env("PATH", &path).env("REGISTRY_AUTH_FILE", &auth).args([
+        "push",
+        "-q",
+        "oci:out/layout:latest",
+        &format!("{}/helped:v1", reg.addr),
+    ]));
+    assert_eq!(std::fs::read_to_string(bin.join("asked")).unwrap().trim(), reg.addr);
+}

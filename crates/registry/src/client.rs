@@ -99,6 +99,8 @@ pub struct RegistryClient {
     base: OnceCell<Url>,
     credential: Credential,
     auth: Mutex<AuthState>,
+    /// Set once the token server turned down an OAuth2 password POST: use GET from then on.
+    no_oauth_post: std::sync::atomic::AtomicBool,
     pub(crate) opts: ClientOptions,
     /// What moved through this client.
     pub stats: Stats,
@@ -161,6 +163,7 @@ impl RegistryClient {
             base: OnceCell::new(),
             credential,
             auth: Mutex::new(AuthState::default()),
+            no_oauth_post: std::sync::atomic::AtomicBool::new(false),
             opts: opts.clone(),
             stats: Stats::default(),
         })
@@ -244,53 +247,63 @@ impl RegistryClient {
     async fn fetch_token(&self, realm: &str, service: Option<&str>, scopes: &[String]) -> Result<(Secret, Option<u64>)> {
         let url = Url::parse(realm).map_err(|e| Error::Protocol { url: realm.into(), why: format!("bad token realm: {e}") })?;
         let what = || format!("getting a token from {}", url.host_str().unwrap_or(realm));
+        // OAuth2 form fields common to both grants.
+        let oauth = |grant: Vec<(&'static str, String)>| {
+            let mut form = grant;
+            form.push(("client_id", "imgtool".into()));
+            if let Some(s) = service {
+                form.push(("service", s.into()));
+            }
+            if !scopes.is_empty() {
+                form.push(("scope", scopes.join(" ")));
+            }
+            form
+        };
         let resp = match &self.credential {
             Credential::IdentityToken(refresh) => {
-                let mut form = vec![
-                    ("grant_type", "refresh_token".to_string()),
-                    ("refresh_token", refresh.expose().to_string()),
-                    ("client_id", "imgtool".into()),
-                ];
-                if let Some(s) = service {
-                    form.push(("service", s.into()));
-                }
-                if !scopes.is_empty() {
-                    form.push(("scope", scopes.join(" ")));
-                }
+                let form = oauth(vec![("grant_type", "refresh_token".into()), ("refresh_token", refresh.expose().into())]);
                 self.http.post(url.clone()).form(&form).send().await.map_err(transport(what()))?
             }
             cred => {
-                let mut get = url.clone();
-                {
-                    let mut q = get.query_pairs_mut();
-                    if let Some(s) = service {
-                        q.append_pair("service", s);
-                    }
-                    for s in scopes {
-                        q.append_pair("scope", s);
-                    }
-                }
-                let mut rb = self.http.get(get);
-                if let Credential::Basic { username, password } = cred {
-                    rb = rb.basic_auth(username, Some(password.expose()));
-                }
-                let resp = rb.send().await.map_err(transport(what()))?;
-                match (resp.status(), cred) {
-                    // Some token servers only speak OAuth2 POST.
-                    (StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED, Credential::Basic { username, password }) => {
-                        let mut form = vec![
-                            ("grant_type", "password".to_string()),
+                // A user and password go by OAuth2 POST first; token servers that only
+                // know the classic GET answer 404 or 405, and get the GET.
+                let posted = match cred {
+                    Credential::Basic { username, password } if !self.no_oauth_post.load(Ordering::Relaxed) => {
+                        let form = oauth(vec![
+                            ("grant_type", "password".into()),
                             ("username", username.clone()),
-                            ("password", password.expose().to_string()),
-                            ("client_id", "imgtool".into()),
-                        ];
-                        if let Some(s) = service {
-                            form.push(("service", s.into()));
+                            ("password", password.expose().into()),
+                        ]);
+                        let resp = self.http.post(url.clone()).form(&form).send().await.map_err(transport(what()))?;
+                        match resp.status() {
+                            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::BAD_REQUEST => {
+                                self.no_oauth_post.store(true, Ordering::Relaxed);
+                                None
+                            }
+                            _ => Some(resp),
                         }
-                        form.push(("scope", scopes.join(" ")));
-                        self.http.post(url.clone()).form(&form).send().await.map_err(transport(what()))?
                     }
-                    _ => resp,
+                    _ => None,
+                };
+                match posted {
+                    Some(resp) => resp,
+                    None => {
+                        let mut get = url.clone();
+                        {
+                            let mut q = get.query_pairs_mut();
+                            if let Some(s) = service {
+                                q.append_pair("service", s);
+                            }
+                            for s in scopes {
+                                q.append_pair("scope", s);
+                            }
+                        }
+                        let mut rb = self.http.get(get);
+                        if let Credential::Basic { username, password } = cred {
+                            rb = rb.basic_auth(username, Some(password.expose()));
+                        }
+                        rb.send().await.map_err(transport(what()))?
+                    }
                 }
             }
         };

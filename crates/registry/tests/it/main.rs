@@ -211,7 +211,9 @@ async fn bearer_tokens_anonymous_and_with_credentials() {
     let mut opts = ClientOptions::default();
     opts.credentials.insert(reg2.addr.clone(), Credential::Basic { username: "alice".into(), password: Secret::new("pw") });
     push(&Registries::new(opts), &image, &reference(&reg2, "p:1")).await;
-    assert!(strict.seen.lock().unwrap().iter().any(|(_, auth)| *auth));
+    let seen = strict.seen.lock().unwrap().clone();
+    assert!(seen.iter().any(|(q, _)| q.contains("grant_type=password")), "OAuth2 POST first: {seen:?}");
+    assert!(seen.iter().any(|(_, auth)| *auth), "then the GET with Basic credentials: {seen:?}");
 }
 
 /// Incompressible bytes, so layers are big enough to cut mid-way.
