@@ -227,19 +227,14 @@ fn export_and_squash_flatten_the_layers() {
 
 /// A layout with a two-platform index tagged `multi`, made with the library.
 fn multi_platform_layout(dir: &Path) {
-    use imgtool_core::{BuildContext, Compression, CopyOptions, Flavor, Image, ImageSink, LayerProducer};
+    use imgtool_core::{Compression, CopyOptions, Flavor, Image, ImageSink};
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut images = Vec::new();
         for platform in ["linux/amd64", "linux/arm64"] {
             let image = Image::scratch(&platform.parse().unwrap(), Flavor::Oci);
             let producer = imgtool_archive::ContentsLayer::new([("/arch", platform)]);
-            let mut cx = BuildContext { image, spool_dir: dir.to_path_buf(), epoch: 0, compression: Compression::Gzip };
-            let layers = producer.produce(&mut cx).await.unwrap();
-            let mut image = cx.image;
-            for l in layers {
-                image.push_layer(l.layer, l.history);
-            }
+            let image = image.add_layers(&producer, dir, 0, Compression::Gzip).await.unwrap();
             images.push(image);
         }
         let sink: Box<dyn ImageSink> = Box::new(imgtool_archive::LayoutSink::oci_dir(&dir.join("multi")).unwrap());

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
 use imgtool_core::{
-    BuildContext, Compression, ConfigEdit, CopyOptions, Flavor, Image, LayerProducer, Platform, copy_image, copy_manifest_tree, rfc3339,
+    Compression, ConfigEdit, CopyOptions, Flavor, Image, LayerProducer, Platform, copy_image, copy_manifest_tree, rfc3339,
     source_date_epoch,
 };
 
@@ -117,15 +117,13 @@ async fn produce(
     let epoch = source_date_epoch();
     for producer in producers {
         let bar = p.spinner(format!("building {}", producer.describe()));
-        let mut cx = BuildContext { image, spool_dir: spool.to_path_buf(), epoch, compression };
-        let layers = producer.produce(&mut cx).await.with_context(|| producer.describe())?;
-        image = cx.image;
-        let made: Vec<String> =
-            layers.iter().map(|l| format!("{} ({})", l.layer.descriptor.digest, indicatif::HumanBytes(l.layer.descriptor.size))).collect();
+        let before = image.layers().len();
+        image = image.add_layers(producer.as_ref(), spool, epoch, compression).await.with_context(|| producer.describe())?;
+        let made: Vec<String> = image.layers()[before..]
+            .iter()
+            .map(|l| format!("{} ({})", l.descriptor.digest, indicatif::HumanBytes(l.descriptor.size)))
+            .collect();
         p.done(bar, format!("built {}: {}", producer.describe(), made.join(", ")));
-        for l in layers {
-            image.push_layer(l.layer, l.history);
-        }
     }
     if !producers.is_empty() {
         // New layers make a new image: its time is the build's, fixed for reproducibility.

@@ -223,6 +223,26 @@ impl Image {
     }
 }
 
+impl Image {
+    /// Run `producer` on this image and append the layers it makes (it may also have
+    /// edited the config). New files and history get the time `epoch`.
+    pub async fn add_layers(
+        self,
+        producer: &dyn crate::LayerProducer,
+        spool_dir: &std::path::Path,
+        epoch: i64,
+        compression: crate::Compression,
+    ) -> Result<Self> {
+        let mut cx = crate::BuildContext { image: self, spool_dir: spool_dir.to_path_buf(), epoch, compression };
+        let layers = producer.produce(&mut cx).await?;
+        let mut image = cx.image;
+        for l in layers {
+            image.push_layer(l.layer, l.history);
+        }
+        Ok(image)
+    }
+}
+
 /// Pick the entry for `wanted` (default: the host platform) from an index.
 pub fn choose_platform<'a>(index: &'a Index, wanted: Option<&Platform>, place: &str) -> Result<&'a Descriptor> {
     let images: Vec<&Descriptor> = index.manifests.iter().filter(|d| d.media_type.is_manifest() || d.media_type.is_index()).collect();

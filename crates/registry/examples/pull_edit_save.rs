@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use imgtool_archive::{ContentsLayer, LayoutSink, PathLayer};
-use imgtool_core::{BuildContext, Compression, ConfigEdit, CopyOptions, Image, ImageSink, LayerProducer, copy_image, source_date_epoch};
+use imgtool_core::{Compression, ConfigEdit, CopyOptions, Image, ImageSink, LayerProducer, copy_image, source_date_epoch};
 use imgtool_registry::{ClientOptions, Registries};
 
 #[tokio::main]
@@ -28,12 +28,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Box::new(ContentsLayer::new([("/this/is/a/test1", "this is test 1"), ("/this/is/a/test2", "this is test 2")])),
     ];
     for p in producers {
-        let mut cx = BuildContext { image, spool_dir: spool.path().into(), epoch: source_date_epoch(), compression: Compression::Gzip };
-        let layers = p.produce(&mut cx).await?;
-        image = cx.image;
-        for l in layers {
-            image.push_layer(l.layer, l.history);
-        }
+        image = image.add_layers(p.as_ref(), spool.path(), source_date_epoch(), Compression::Gzip).await?;
     }
     image.config_mut().apply(&ConfigEdit { env: vec!["FOO=BAR".into()], ..Default::default() })?;
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use imgtool_archive::ContentsLayer;
-use imgtool_core::{BuildContext, Compression, CopyOptions, Image, ImageSink, LayerProducer, copy_image};
+use imgtool_core::{Compression, CopyOptions, Image, ImageSink, copy_image};
 use imgtool_registry::{ClientOptions, Registries};
 
 #[tokio::main]
@@ -22,12 +22,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut image = Image::load(Arc::new(registries.source(&from)?), None, None).await?;
 
     let spool = tempfile::tempdir()?;
-    let mut cx = BuildContext { image, spool_dir: spool.path().into(), epoch: 0, compression: Compression::Gzip };
-    let layers = ContentsLayer::new([("/etc/motd", "pushed without downloading\n")]).produce(&mut cx).await?;
-    image = cx.image;
-    for l in layers {
-        image.push_layer(l.layer, l.history);
-    }
+    image =
+        image.add_layers(&ContentsLayer::new([("/etc/motd", "pushed without downloading\n")]), spool.path(), 0, Compression::Gzip).await?;
 
     let sink: Box<dyn ImageSink> = Box::new(registries.sink(&to)?);
     let tags = to.tag().map(|t| vec![t.to_string()]).unwrap_or_default();

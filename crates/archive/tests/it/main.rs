@@ -9,8 +9,7 @@ use std::sync::Arc;
 
 use imgtool_archive::{ContentsLayer, DockerArchiveSource, LayerOptions, LayoutSink, OciLayoutSource, PathLayer, write_layer};
 use imgtool_core::{
-    BuildContext, Compression, CopyOptions, Descriptor, Flavor, Image, ImageSink, LayerProducer, MediaType, Platform, SharedSource,
-    copy_image, validate,
+    Compression, CopyOptions, Descriptor, Flavor, Image, ImageSink, LayerProducer, MediaType, Platform, SharedSource, copy_image, validate,
 };
 
 fn platform() -> Platform {
@@ -24,12 +23,7 @@ async fn build(spool: &Path, tree: &Path) -> Image {
         Box::new(ContentsLayer::new([("/etc/motd", "hello\n"), ("/this/is/a/test1", "this is test 1")])),
     ];
     for p in producers {
-        let mut cx = BuildContext { image, spool_dir: spool.to_path_buf(), epoch: 0, compression: Compression::Gzip };
-        let layers = p.produce(&mut cx).await.unwrap();
-        image = cx.image;
-        for l in layers {
-            image.push_layer(l.layer, l.history);
-        }
+        image = image.add_layers(p.as_ref(), spool, 0, Compression::Gzip).await.unwrap();
     }
     image
 }
@@ -336,12 +330,7 @@ fn whiteouts_delete_from_lower_layers() {
 async fn platform_image(spool: &Path, platform: &str, shared: &str) -> Image {
     let mut image = Image::scratch(&platform.parse().unwrap(), Flavor::Oci);
     for p in [ContentsLayer::new([("/shared", shared.to_string())]), ContentsLayer::new([("/arch", platform.to_string())])] {
-        let mut cx = BuildContext { image, spool_dir: spool.to_path_buf(), epoch: 0, compression: Compression::Gzip };
-        let layers = p.produce(&mut cx).await.unwrap();
-        image = cx.image;
-        for l in layers {
-            image.push_layer(l.layer, l.history);
-        }
+        image = image.add_layers(&p, spool, 0, Compression::Gzip).await.unwrap();
     }
     image
 }

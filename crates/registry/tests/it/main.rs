@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use imgtool_archive::ContentsLayer;
-use imgtool_core::{BuildContext, Compression, CopyOptions, Flavor, Image, ImageSink, LayerProducer, Reference, copy_image, validate};
+use imgtool_core::{Compression, CopyOptions, Flavor, Image, ImageSink, Reference, copy_image, validate};
 use imgtool_registry::{ClientOptions, Credential, Registries, Secret};
 use imgtool_tests::{Registry, RegistryAuth, RegistryConfig, run_ok};
 
@@ -14,12 +14,7 @@ async fn image_with_layers(spool: &Path, n: usize, seed: &str) -> Image {
     let mut image = Image::scratch(&"linux/amd64".parse().unwrap(), Flavor::Oci);
     for i in 0..n {
         let producer = ContentsLayer::new([(format!("/layer{i}"), format!("{seed} layer {i} {}", "x".repeat(i * 1000)))]);
-        let mut cx = BuildContext { image, spool_dir: spool.to_path_buf(), epoch: 0, compression: Compression::Gzip };
-        let layers = producer.produce(&mut cx).await.unwrap();
-        image = cx.image;
-        for l in layers {
-            image.push_layer(l.layer, l.history);
-        }
+        image = image.add_layers(&producer, spool, 0, Compression::Gzip).await.unwrap();
     }
     image
 }
@@ -87,12 +82,7 @@ async fn edit_and_push_moves_no_base_layer_bytes() {
     let registries = Registries::new(ClientOptions::default());
     let mut image = Image::load(Arc::new(registries.source(&reference(&reg, "base:1")).unwrap()), None, None).await.unwrap();
     let producer = ContentsLayer::new([("/added", "new")]);
-    let mut cx = BuildContext { image, spool_dir: tmp.path().to_path_buf(), epoch: 0, compression: Compression::Gzip };
-    let layers = producer.produce(&mut cx).await.unwrap();
-    image = cx.image;
-    for l in layers {
-        image.push_layer(l.layer, l.history);
-    }
+    image = image.add_layers(&producer, tmp.path(), 0, Compression::Gzip).await.unwrap();
     push(&registries, &image, &reference(&reg, "derived:1")).await;
 
     let client = registries.client(&reg.addr).unwrap();
@@ -233,12 +223,7 @@ async fn big_image(spool: &Path) -> Image {
     let mut image = Image::scratch(&"linux/amd64".parse().unwrap(), Flavor::Oci);
     for i in 0..2u64 {
         let producer = ContentsLayer::new([(format!("/noise{i}"), noise(600_000, i + 7))]);
-        let mut cx = BuildContext { image, spool_dir: spool.to_path_buf(), epoch: 0, compression: Compression::Gzip };
-        let layers = producer.produce(&mut cx).await.unwrap();
-        image = cx.image;
-        for l in layers {
-            image.push_layer(l.layer, l.history);
-        }
+        image = image.add_layers(&producer, spool, 0, Compression::Gzip).await.unwrap();
     }
     image
 }
