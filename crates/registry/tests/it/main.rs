@@ -433,3 +433,53 @@ async fn identity_tokens_are_exchanged_with_oauth2() {
         copy_image(&image, &Registries::new(opts).sink(&reference(&reg, "id/app:2")).unwrap(), &CopyOptions::default()).await.unwrap_err();
     assert!(err.to_string().contains("authentication failed") && !format!("{err:?}").contains("stale"), "{err:?}");
 }
+
+/// A source that claims its blobs live in `origin`, to drive the registry's 202 answer.
+#[derive(Debug)]
+struct PretendOrigin {
+    inner: imgtool_core::SharedSource,
+    origin: Reference,
+}
+
+#[async_trait::async_trait]
+impl imgtool_core::BlobSource for PretendOrigin {
+    async fn resolve(&self, s: Option<&str>) -> imgtool_core::Result<imgtool_core::Descriptor> {
+        self.inner.resolve(s).await
+    }
+    async fn open(&self, d: &imgtool_core::Descriptor) -> imgtool_core::Result<imgtool_core::BlobStream> {
+        self.inner.open(d).await
+    }
+    async fn exists(&self, d: &imgtool_core::Descriptor) -> imgtool_core::Result<bool> {
+        self.inner.exists(d).await
+    }
+    fn describe(&self) -> String {
+        "pretend".into()
+    }
+    fn mount_origin(&self) -> Option<Reference> {
+        Some(self.origin.clone())
+    }
+}
+
+/// A mount the registry cannot do (202) hands over an upload session, which is used.
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_mounts_upload_into_the_session_given() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let built = image_with_layers(tmp.path(), 2, "session").await;
+    // Same layers, but their source claims a repository that does not hold them.
+    let mut image = Image::scratch(&"linux/amd64".parse().unwrap(), Flavor::Oci);
+    let history = built.config().history().unwrap();
+    for (l, h) in built.layers().iter().zip(history) {
+        let mut l = l.clone();
+        l.source = Arc::new(PretendOrigin { inner: l.source.clone(), origin: reference(&reg, "ghost:x") });
+        image.push_layer(l, h);
+    }
+    let registries = Registries::new(ClientOptions::default());
+    push(&registries, &image, &reference(&reg, "target:1")).await;
+    let pulled = Image::load(Arc::new(registries.source(&reference(&reg, "target:1")).unwrap()), None, None).await.unwrap();
+    validate(&pulled).await.unwrap();
+    assert_eq!(reg.requests("POST", "&from=ghost"), 2, "{}", reg.log());
+    // Two mount attempts answered 202 plus one plain upload (the config): no extra POSTs.
+    assert_eq!(reg.requests("POST", "/v2/target/blobs/uploads/"), 3, "{}", reg.log());
+    assert_eq!(registries.client(&reg.addr).unwrap().stats.mounts.load(Ordering::Relaxed), 0);
+}
