@@ -86,21 +86,33 @@ pub async fn copy_blob(desc: &Descriptor, source: &dyn BlobSource, sink: &dyn Im
         return Ok(());
     }
     opts.emit(CopyEvent::Started(desc.clone()));
-    // Sinks verify what they store (their contract), so the stream goes through as is.
-    let mut stream = source.open(desc).await?;
-    if let Some(p) = &opts.progress {
-        stream = Box::pin(Counting { inner: stream, desc: desc.clone(), progress: p.clone() });
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        // Sinks verify what they store (their contract), so the stream goes through as is.
+        let mut stream = source.open(desc).await?;
+        if let Some(p) = &opts.progress {
+            stream = Box::pin(Counting { inner: stream, desc: desc.clone(), progress: p.clone() });
+        }
+        match sink.put_blob(desc, stream).await {
+            Ok(()) => break,
+            // A streamed upload cannot be replayed below us: start it again from the source.
+            Err(e) if e.is_transient() && attempt < 3 => {
+                tracing::info!(digest = %desc.digest, attempt, "retrying the blob: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(500 * attempt)).await;
+            }
+            Err(e) => return Err(e),
+        }
     }
-    sink.put_blob(desc, stream).await?;
     opts.emit(CopyEvent::Done(desc.clone()));
     Ok(())
 }
 
 async fn copy_image_blobs(image: &Image, sink: &dyn ImageSink, opts: &CopyOptions) -> Result<()> {
     let (config_desc, config_raw) = image.config_blob();
-    if !sink.has_blob(&config_desc).await? {
-        sink.put_blob(&config_desc, Box::pin(io::Cursor::new(config_raw))).await?;
-    }
+    let config = crate::MemoryBlobs::default();
+    config.insert(config_raw);
+    copy_blob(&config_desc, &config, sink, opts).await?;
     let mut seen = HashSet::new();
     let layers: Vec<_> = image.layers().iter().filter(|l| seen.insert(l.descriptor.digest.clone())).collect();
     let jobs = if opts.jobs == 0 { 4 } else { opts.jobs }.min(sink.max_parallel()).max(1);

@@ -111,6 +111,10 @@ pub enum Error {
     /// An error from a backend crate (registry, archive, ...).
     #[error(transparent)]
     Backend(Box<dyn std::error::Error + Send + Sync>),
+    /// A backend error that may go away if the same thing is tried again (a dropped
+    /// connection, a 503); the copy engine retries these.
+    #[error(transparent)]
+    Transient(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl Error {
@@ -125,6 +129,22 @@ impl Error {
             };
         }
         Error::Io { context: context.into(), source }
+    }
+
+    /// Whether trying again may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Transient(_) => true,
+            Error::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::UnexpectedEof
+            ),
+            _ => false,
+        }
     }
 
     /// Wrap a backend's own error.

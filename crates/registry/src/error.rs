@@ -115,6 +115,7 @@ impl From<Error> for imgtool_core::Error {
     fn from(e: Error) -> Self {
         match e {
             Error::Core(c) => c,
+            other if other.should_retry() => imgtool_core::Error::Transient(Box::new(other)),
             other => imgtool_core::Error::backend(other),
         }
     }

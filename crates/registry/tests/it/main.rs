@@ -277,6 +277,11 @@ async fn faults_are_survived_or_reported() {
         0
     );
 
+    // One failed upload is tried again from the source.
+    proxy.clear();
+    proxy.inject(Fault::Status { method: "PUT", path: "/blobs/uploads/", status: 503, retry_after: None, times: 1 });
+    push(&Registries::new(ClientOptions::default()), &image, &via("f/retried:1")).await;
+
     // A push whose upload keeps failing reports it and tags nothing.
     proxy.clear();
     proxy.inject(Fault::Status { method: "PUT", path: "/blobs/uploads/", status: 500, retry_after: None, times: 100 });
