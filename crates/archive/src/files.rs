@@ -321,3 +321,44 @@ impl LayerProducer for ContentsLayer {
         spool(entries, cx, self.describe()).await
     }
 }
+
+/// Entries for `files` (paths relative to `root`, `/`-separated) placed under `dest` in the
+/// image, each preceded by its parent directories (taken from the host inside `root`, made
+/// root-owned 0755 above it). Used to turn part of a tree, such as one conda package's
+/// files in a prefix, into a layer. The order depends only on the paths.
+pub fn entries_for_files(root: &Path, files: &[String], dest: &str, mtime: u64, owner: Owner) -> Result<Vec<TarEntry>, Error> {
+    let mut cfg = PathLayer::new(root, dest);
+    cfg.owner = owner;
+    let dest = image_path(dest, "entries_for_files")?;
+    let mut rels: Vec<String> = files.iter().map(|f| image_path(f, &root.display().to_string())).collect::<Result<_, _>>()?;
+    rels.sort();
+    rels.dedup();
+    let join = |rel: &str| if dest.is_empty() { rel.to_string() } else { format!("{dest}/{rel}") };
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut out = Vec::new();
+    let mut links = HashMap::new();
+    // Directories above `dest` belong to no package.
+    if !dest.is_empty() {
+        out.extend(parents(&format!("{dest}/x"), mtime, &mut seen));
+    }
+    for rel in rels {
+        let comps: Vec<&str> = rel.split('/').collect();
+        for i in 1..comps.len() {
+            let dir_rel = comps[..i].join("/");
+            let path = join(&dir_rel);
+            if seen.insert(path.clone()) {
+                let host = root.join(&dir_rel);
+                let meta = std::fs::symlink_metadata(&host).map_err(crate::error::io(format!("reading {}", host.display())))?;
+                out.push(cfg.entry_for(&host, &meta, path, mtime, &mut links)?);
+            }
+        }
+        let path = join(&rel);
+        if !seen.insert(path.clone()) {
+            continue;
+        }
+        let host = root.join(&rel);
+        let meta = std::fs::symlink_metadata(&host).map_err(crate::error::io(format!("reading {}", host.display())))?;
+        out.push(cfg.entry_for(&host, &meta, path, mtime, &mut links)?);
+    }
+    Ok(out)
+}

@@ -20,7 +20,7 @@ mod store;
 
 pub use error::Error;
 pub use extract::{Devices, ExtractOptions, apply_layer, extract_image, flatten};
-pub use files::{ContentsLayer, FileContents, Owner, PathLayer, image_path};
+pub use files::{ContentsLayer, FileContents, Owner, PathLayer, entries_for_files, image_path};
 pub use filter::PathFilter;
 pub use layer::{EntryKind, FileData, LayerOptions, LayerWriter, SpooledLayer, TarEntry, write_layer};
 pub use pgzip::ParallelGzip;

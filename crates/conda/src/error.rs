@@ -1,0 +1,71 @@
+/// What can go wrong building a conda environment.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A channel that cannot be read.
+    #[error("channel {channel}: {why}")]
+    Channel {
+        /// The channel as given.
+        channel: String,
+        /// What is wrong and what to do.
+        why: String,
+    },
+    /// A spec that does not parse.
+    #[error("invalid package spec {spec:?}: {why}")]
+    Spec {
+        /// The spec.
+        spec: String,
+        /// The parser's complaint.
+        why: String,
+    },
+    /// No set of packages satisfies the specs.
+    #[error("the specs cannot be satisfied:\n{explanation}")]
+    Unsolvable {
+        /// The solver's explanation.
+        explanation: String,
+    },
+    /// An unknown or unsupported platform.
+    #[error("unknown platform {platform:?}: {why}")]
+    Platform {
+        /// As given.
+        platform: String,
+        /// What is expected.
+        why: String,
+    },
+    /// Fetching, extracting or linking packages failed.
+    #[error("installing the environment failed: {0}")]
+    Install(String),
+    /// An I/O error.
+    #[error("{context}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Writing layers failed.
+    #[error(transparent)]
+    Archive(#[from] imgtool_archive::Error),
+    /// The image model.
+    #[error(transparent)]
+    Core(#[from] imgtool_core::Error),
+}
+
+impl From<Error> for imgtool_core::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Core(c) => c,
+            Error::Archive(a) => a.into(),
+            other => imgtool_core::Error::backend(other),
+        }
+    }
+}
+
+pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let context = context.into();
+    move |source| Error::Io { context, source }
+}
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,90 @@
+//! Fetching and linking packages into a staging prefix, in-process.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rattler::install::Installer;
+use rattler::package_cache::PackageCache;
+use rattler_conda_types::{PrefixRecord, RepoDataRecord, Subdir};
+use serde_json::Value;
+
+use crate::error::{Error, Result, io};
+
+/// One package as linked into the staging prefix.
+#[derive(Debug, Clone)]
+pub struct InstalledPackage {
+    /// `name=version=build`.
+    pub id: String,
+    /// Its files, relative to the prefix.
+    pub files: Vec<String>,
+    /// Their total size in bytes.
+    pub size: u64,
+    /// A post-link script it ships (never run), relative to the prefix.
+    pub post_link: Option<String>,
+}
+
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        parts.push(s.to_string());
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
+/// Install `records` (already solved) into `staging`, patching prefix placeholders for
+/// `target_prefix`, with packages fetched into `cache`. Nothing from a package is run.
+/// Returns the packages in the order of `records`.
+pub async fn install(records: &[RepoDataRecord], staging: &Path, target_prefix: &str, cache: &Path, subdir: Subdir) -> Result<Vec<InstalledPackage>> {
+    std::fs::create_dir_all(cache).map_err(io(format!("creating the package cache {}", cache.display())))?;
+    Installer::new()
+        .with_package_cache(PackageCache::new(cache))
+        .with_target_platform(subdir)
+        .with_alternative_target_prefix(PathBuf::from(target_prefix))
+        .with_execute_link_scripts(false)
+        .install(staging, records.to_vec())
+        .await
+        .map_err(|e| Error::Install(chain(&e)))?;
+    let meta = staging.join("conda-meta");
+    let mut by_name: BTreeMap<String, InstalledPackage> = BTreeMap::new();
+    let entries = std::fs::read_dir(&meta).map_err(io(format!("reading {}", meta.display())))?;
+    for e in entries {
+        let path = e.map_err(io(format!("reading {}", meta.display())))?.path();
+        if path.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let record = PrefixRecord::from_path(&path).map_err(io(format!("reading {}", path.display())))?;
+        sanitize(&path)?;
+        let name = record.repodata_record.package_record.name.as_normalized().to_string();
+        let files: Vec<String> = record.files.iter().map(|f| f.to_string_lossy().replace('\\', "/")).collect();
+        let size = files.iter().filter_map(|f| std::fs::symlink_metadata(staging.join(f)).ok()).map(|m| m.len()).sum();
+        let post_link = files.iter().find(|f| f.ends_with(&format!(".{name}-post-link.sh"))).cloned();
+        let r = &record.repodata_record.package_record;
+        by_name.insert(name.clone(), InstalledPackage { id: format!("{name}={}={}", r.version, r.build), files, size, post_link });
+    }
+    records
+        .iter()
+        .map(|r| {
+            let name = r.package_record.name.as_normalized().to_string();
+            by_name.remove(&name).ok_or_else(|| Error::Install(format!("{name} was solved but has no conda-meta record after linking")))
+        })
+        .collect()
+}
+
+/// Remove what a record says about the build host (cache paths) and write it in a stable
+/// key order, so records are the same wherever the image was built.
+fn sanitize(path: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(path).map_err(io(format!("reading {}", path.display())))?;
+    let mut v: Value = serde_json::from_str(&text).map_err(|e| Error::Install(format!("{}: {e}", path.display())))?;
+    if let Some(m) = v.as_object_mut() {
+        for k in ["extracted_package_dir", "package_tarball_full_path"] {
+            m.remove(k);
+        }
+        if let Some(link) = m.get_mut("link").and_then(Value::as_object_mut) {
+            link.remove("source");
+        }
+    }
+    let out = imgtool_core::canonical_json(&v);
+    std::fs::write(path, out).map_err(io(format!("writing {}", path.display())))
+}

@@ -1,0 +1,20 @@
+//! Conda environments as image layers, without conda and without docker.
+//!
+//! [`CondaLayers`] solves specs against channels with rattler's resolvo solver, fetches
+//! packages into a shared cache, links them in-process into a staging prefix (placeholders
+//! patched for the prefix inside the image, nothing from a package executed), and emits one
+//! reproducible layer per package (the smallest merged under a layer budget, named ones
+//! kept separate), then a small layer with `conda-meta`.
+#![deny(missing_docs)]
+
+mod error;
+mod install;
+mod layers;
+mod producer;
+mod solve;
+
+pub use error::{Error, Result};
+pub use install::{InstalledPackage, install};
+pub use layers::group;
+pub use producer::{CondaLayers, CondaSpec, DEFAULT_EXCLUDE, default_cache_dir};
+pub use solve::{channel_url, conda_subdir, image_platform, load_records, parse_specs, solve, virtual_packages};

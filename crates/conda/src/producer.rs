@@ -1,0 +1,199 @@
+//! `CondaLayers`: a conda environment as image layers.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use imgtool_archive::{LayerOptions, Owner, PathFilter, entries_for_files, write_layer};
+use imgtool_core::{BuildContext, History, LayerProducer, NewLayer, rfc3339};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::install::{InstalledPackage, install};
+use crate::layers::group;
+use crate::solve::{channel_url, conda_subdir, solve, virtual_packages};
+
+/// Files left out of the image unless `exclude` says otherwise (the seeds' `conda_file_filter`).
+pub const DEFAULT_EXCLUDE: &[&str] = &["**/*.a", "**/*.js.map", "**/__pycache__", "pkgs"];
+
+fn default_prefix() -> String {
+    "/opt/conda".into()
+}
+
+/// What to install and how to layer it: the `conda` step of a pipeline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CondaSpec {
+    /// Channels in priority order: directories, `file://`/`http(s)://` URLs or names.
+    pub channels: Vec<String>,
+    /// Match specs (`numpy>=1.26`, `python=3.12`).
+    #[serde(default)]
+    pub specs: Vec<String>,
+    /// Where the environment lives in the image.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// The conda subdir or image platform (`linux-aarch64`, `linux/arm64`); default: the image's.
+    #[serde(default)]
+    pub platform: Option<String>,
+    /// Packages that always get a layer of their own (`mkl`).
+    #[serde(default)]
+    pub separate: Vec<String>,
+    /// The most layers the whole image may have (default 100).
+    #[serde(default)]
+    pub max_layers: Option<usize>,
+    /// `.dockerignore`-style patterns of prefix paths to leave out; default [`DEFAULT_EXCLUDE`].
+    #[serde(default)]
+    pub exclude: Option<Vec<String>>,
+    /// Virtual package overrides, `__glibc=2.28`, `__cuda=12.2`.
+    #[serde(default)]
+    pub virtual_packages: Vec<String>,
+    /// The package cache (default `$XDG_CACHE_HOME/imgtool/pkgs` or `~/.cache/imgtool/pkgs`).
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl CondaSpec {
+    /// A spec installing `specs` from `channels` into `/opt/conda`.
+    pub fn new(channels: Vec<String>, specs: Vec<String>) -> Self {
+        Self {
+            channels,
+            specs,
+            prefix: default_prefix(),
+            platform: None,
+            separate: Vec::new(),
+            max_layers: None,
+            exclude: None,
+            virtual_packages: Vec::new(),
+            cache_dir: None,
+        }
+    }
+}
+
+/// The default package cache directory.
+pub fn default_cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("imgtool/pkgs")
+}
+
+/// A [`LayerProducer`] that solves, fetches and links a conda environment in-process and
+/// emits one layer per package (or group), then a small layer with `conda-meta`.
+#[derive(Debug, Clone)]
+pub struct CondaLayers {
+    spec: CondaSpec,
+    base_dir: PathBuf,
+}
+
+impl CondaLayers {
+    /// `base_dir` resolves relative channel paths (a pipeline file's directory).
+    pub fn new(spec: CondaSpec, base_dir: impl Into<PathBuf>) -> Self {
+        Self { spec, base_dir: base_dir.into() }
+    }
+
+    fn prefix_rel(&self) -> Result<String> {
+        let p = imgtool_archive::image_path(&self.spec.prefix, "conda prefix")?;
+        if p.is_empty() {
+            return Err(Error::Spec { spec: self.spec.prefix.clone(), why: "the prefix cannot be /".into() });
+        }
+        Ok(p)
+    }
+
+    async fn build(&self, cx: &mut BuildContext) -> Result<Vec<NewLayer>> {
+        let subdir = match &self.spec.platform {
+            Some(p) => conda_subdir(p)?,
+            None => conda_subdir(&cx.image.platform().to_string())?,
+        };
+        let channels = self.spec.channels.iter().map(|c| channel_url(c, &self.base_dir)).collect::<Result<Vec<_>>>()?;
+        if channels.is_empty() {
+            return Err(Error::Channel { channel: String::new(), why: "name at least one channel".into() });
+        }
+        if self.spec.specs.is_empty() {
+            return Err(Error::Spec { spec: String::new(), why: "name at least one package to install".into() });
+        }
+        let prefix = format!("/{}", self.prefix_rel()?);
+        let records = solve(&channels, &self.spec.specs, subdir, virtual_packages(subdir, &self.spec.virtual_packages)?).await?;
+        tracing::info!(packages = records.len(), "solved");
+        let staging_root = tempfile::Builder::new().prefix("conda-").tempdir_in(&cx.spool_dir).map_err(crate::error::io("creating a staging prefix"))?;
+        let staging = staging_root.path().join("prefix");
+        let cache = self.spec.cache_dir.clone().unwrap_or_else(default_cache_dir);
+        let packages = install(&records, &staging, &prefix, &cache, subdir).await?;
+        for p in &packages {
+            if let Some(script) = &p.post_link {
+                tracing::warn!(package = %p.id, script = %script, "this package has a post-link script; it was not run");
+            }
+        }
+        let patterns: Vec<String> = match &self.spec.exclude {
+            Some(e) => e.clone(),
+            None => DEFAULT_EXCLUDE.iter().map(|s| s.to_string()).collect(),
+        };
+        let filter = PathFilter::new(&patterns)?;
+        let budget = self.spec.max_layers.unwrap_or(100).saturating_sub(cx.image.layers().len() + 1).max(1);
+        let groups = group(&packages, budget, &self.spec.separate);
+        let opts = LayerOptions { compression: cx.compression, flavor: cx.image.flavor(), ..Default::default() };
+        let mtime = cx.epoch.max(0) as u64;
+        let mut out = Vec::new();
+        for g in groups {
+            let members: Vec<&InstalledPackage> = g.iter().map(|&i| &packages[i]).collect();
+            let files: Vec<String> =
+                members.iter().flat_map(|p| p.files.iter()).filter(|f| !f.starts_with("conda-meta/") && !filter.matches(f)).cloned().collect();
+            let ids: Vec<&str> = members.iter().map(|p| p.id.as_str()).collect();
+            out.push(self.layer(&staging, files, format!("imgtool conda {}", ids.join(" ")), mtime, opts, cx).await?);
+        }
+        // The records last: a change to any package changes this small layer, not the others.
+        let env_script = format!("export CONDA_PREFIX={prefix}\nexport PATH={prefix}/bin:$PATH\n");
+        std::fs::create_dir_all(staging.join("etc/profile.d")).map_err(crate::error::io("writing the activation script"))?;
+        std::fs::write(staging.join("etc/profile.d/imgtool-conda.sh"), env_script).map_err(crate::error::io("writing the activation script"))?;
+        let mut meta_files: Vec<String> = std::fs::read_dir(staging.join("conda-meta"))
+            .map_err(crate::error::io("reading conda-meta"))?
+            .filter_map(|e| e.ok().map(|e| format!("conda-meta/{}", e.file_name().to_string_lossy())))
+            .filter(|f| !f.ends_with("/history"))
+            .collect();
+        meta_files.push("etc/profile.d/imgtool-conda.sh".into());
+        out.push(self.layer(&staging, meta_files, "imgtool conda conda-meta".into(), mtime, opts, cx).await?);
+
+        let config = cx.image.config_mut();
+        let path = config.env().into_iter().find_map(|e| e.strip_prefix("PATH=").map(str::to_string));
+        let path = match path {
+            Some(p) => format!("{prefix}/bin:{p}"),
+            None => format!("{prefix}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+        };
+        config.set_env(&format!("PATH={path}"))?;
+        config.set_env(&format!("CONDA_PREFIX={prefix}"))?;
+        if !config.env().iter().any(|e| e.starts_with("LANG=")) {
+            config.set_env("LANG=C.UTF-8")?;
+        }
+        let ids: Vec<&str> = packages.iter().map(|p| p.id.as_str()).collect();
+        let edit = imgtool_core::ConfigEdit {
+            labels: [("org.imgtool.conda.packages".to_string(), ids.join(" "))].into(),
+            ..Default::default()
+        };
+        config.apply(&edit)?;
+        Ok(out)
+    }
+
+    async fn layer(&self, staging: &Path, files: Vec<String>, created_by: String, mtime: u64, opts: LayerOptions, cx: &BuildContext) -> Result<NewLayer> {
+        let staging = staging.to_path_buf();
+        let dest = self.spec.prefix.clone();
+        let spool = cx.spool_dir.clone();
+        let spooled = tokio::task::spawn_blocking(move || -> Result<_> {
+            let entries = entries_for_files(&staging, &files, &dest, mtime, Owner::Root)?;
+            Ok(write_layer(entries, &spool, opts)?)
+        })
+        .await
+        .map_err(|e| Error::Install(format!("the layer writer stopped: {e}")))??;
+        let history = History { created: Some(rfc3339(cx.epoch)), created_by: Some(created_by), ..Default::default() };
+        Ok(NewLayer { layer: spooled.into_layer(), history })
+    }
+}
+
+#[async_trait]
+impl LayerProducer for CondaLayers {
+    fn describe(&self) -> String {
+        format!("imgtool conda {}", self.spec.specs.join(" "))
+    }
+
+    async fn produce(&self, cx: &mut BuildContext) -> imgtool_core::Result<Vec<NewLayer>> {
+        Ok(self.build(cx).await?)
+    }
+}

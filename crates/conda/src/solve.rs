@@ -1,0 +1,164 @@
+//! Channels, repodata and solving.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use rattler_conda_types::{
+    Channel, GenericVirtualPackage, MatchSpec, PackageName, PackageRecord, ParseStrictness, RepoData, RepoDataRecord, Subdir, Version,
+};
+use rattler_solve::{ChannelPriority, SolverImpl, SolverTask};
+use url::Url;
+
+use crate::error::{Error, Result};
+
+/// A channel as a user writes it: a local directory, a `file://`, `http://` or `https://`
+/// URL, or a bare name (on conda.anaconda.org).
+pub fn channel_url(channel: &str, base: &Path) -> Result<Url> {
+    let bad = |why: String| Error::Channel { channel: channel.into(), why };
+    let with_slash = |mut u: Url| {
+        if !u.path().ends_with('/') {
+            let p = format!("{}/", u.path());
+            u.set_path(&p);
+        }
+        u
+    };
+    if channel.starts_with("file://") || channel.starts_with("http://") || channel.starts_with("https://") {
+        return Url::parse(channel).map(with_slash).map_err(|e| bad(e.to_string()));
+    }
+    let p = Path::new(channel);
+    if p.is_absolute() || channel.starts_with('.') || base.join(p).is_dir() {
+        let abs = if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        let abs = abs.canonicalize().map_err(|e| bad(format!("{} is not a readable directory ({e})", abs.display())))?;
+        return Url::from_directory_path(&abs).map_err(|()| bad("not an absolute path".into()));
+    }
+    if channel.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        return Url::parse(&format!("https://conda.anaconda.org/{channel}/")).map_err(|e| bad(e.to_string()));
+    }
+    Err(bad("expected a directory, a file://, http(s):// URL, or a channel name".into()))
+}
+
+/// The records of one channel for one subdir (empty when the subdir is absent, except
+/// `noarch`, which every channel has).
+pub fn load_records(channel: &Url, subdir: Subdir) -> Result<Vec<RepoDataRecord>> {
+    let bad = |why: String| Error::Channel { channel: channel.to_string(), why };
+    match channel.scheme() {
+        "file" => {
+            let dir = channel.to_file_path().map_err(|()| bad("not a local path".into()))?;
+            let path = dir.join(subdir.as_str()).join("repodata.json");
+            if !path.exists() {
+                if subdir == Subdir::NoArch && !dir.join("noarch").exists() {
+                    return Err(bad(format!("{} has no noarch/repodata.json; is it a conda channel?", dir.display())));
+                }
+                return Ok(Vec::new());
+            }
+            let repodata = RepoData::from_path(&path).map_err(|e| bad(format!("reading {}: {e}", path.display())))?;
+            Ok(repodata.into_repo_data_records(&Channel::from_url(channel.clone())))
+        }
+        _ => Err(bad("only local channels (directories, file:// URLs) can be read in this build".into())),
+    }
+}
+
+/// Parse a platform as conda names it (`linux-64`) or as images do (`linux/amd64`).
+pub fn conda_subdir(platform: &str) -> Result<Subdir> {
+    let mapped = match platform {
+        "linux/amd64" => "linux-64",
+        "linux/arm64" | "linux/arm64/v8" => "linux-aarch64",
+        "linux/ppc64le" => "linux-ppc64le",
+        "linux/s390x" => "linux-s390x",
+        "linux/386" => "linux-32",
+        other => other,
+    };
+    match Subdir::from_str(mapped) {
+        Ok(s) if s != Subdir::NoArch && s.as_str().starts_with("linux") => Ok(s),
+        _ => Err(Error::Platform {
+            platform: platform.into(),
+            why: "expected a Linux platform such as linux-64, linux-aarch64, linux/amd64 or linux/arm64".into(),
+        }),
+    }
+}
+
+/// The image platform (`linux/arm64/v8`) of a conda subdir.
+pub fn image_platform(subdir: Subdir) -> imgtool_core::Platform {
+    let s = match subdir.as_str() {
+        "linux-aarch64" => "linux/arm64/v8",
+        "linux-ppc64le" => "linux/ppc64le",
+        "linux-s390x" => "linux/s390x",
+        "linux-32" => "linux/386",
+        _ => "linux/amd64",
+    };
+    s.parse().unwrap_or_else(|_| imgtool_core::Platform::host())
+}
+
+/// Virtual packages for a Linux container: `__unix`, `__linux`, `__glibc`, `__archspec`,
+/// with the given overrides (`name=version`, e.g. `__glibc=2.28`, `__cuda=12.2`).
+pub fn virtual_packages(subdir: Subdir, overrides: &[String]) -> Result<Vec<GenericVirtualPackage>> {
+    let arch = match subdir.as_str() {
+        "linux-aarch64" => "aarch64",
+        "linux-ppc64le" => "ppc64le",
+        "linux-s390x" => "s390x",
+        "linux-32" => "x86",
+        _ => "x86_64",
+    };
+    let mut list: Vec<(String, String, String)> = vec![
+        ("__unix".into(), "0".into(), "0".into()),
+        ("__linux".into(), "6.1".into(), "0".into()),
+        ("__glibc".into(), "2.36".into(), "0".into()),
+        ("__archspec".into(), "1".into(), arch.into()),
+    ];
+    for o in overrides {
+        let mut parts = o.splitn(3, '=');
+        let name = parts.next().unwrap_or_default().to_string();
+        let version = parts.next().unwrap_or("0").to_string();
+        let build = parts.next().unwrap_or("0").to_string();
+        if !name.starts_with("__") {
+            return Err(Error::Spec { spec: o.clone(), why: "virtual packages start with __, e.g. __glibc=2.28".into() });
+        }
+        list.retain(|(n, _, _)| *n != name);
+        list.push((name, version, build));
+    }
+    list.into_iter()
+        .map(|(n, v, b)| {
+            let bad = |why: String| Error::Spec { spec: format!("{n}={v}"), why };
+            Ok(GenericVirtualPackage {
+                name: PackageName::from_str(&n).map_err(|e| bad(e.to_string()))?,
+                version: Version::from_str(&v).map_err(|e| bad(e.to_string()))?,
+                build_string: b.parse().map_err(|_| bad("bad build string".into()))?,
+            })
+        })
+        .collect()
+}
+
+/// Parse match specs (`numpy>=1.26`, `python=3.12`).
+pub fn parse_specs(specs: &[String]) -> Result<Vec<MatchSpec>> {
+    specs
+        .iter()
+        .map(|s| MatchSpec::from_str(s, ParseStrictness::Lenient).map_err(|e| Error::Spec { spec: s.clone(), why: e.to_string() }))
+        .collect()
+}
+
+/// Solve `specs` against `channels` (strict priority, in order) for `subdir`, returning the
+/// records in dependency order.
+pub async fn solve(channels: &[Url], specs: &[String], subdir: Subdir, virtual_packages: Vec<GenericVirtualPackage>) -> Result<Vec<RepoDataRecord>> {
+    let specs = parse_specs(specs)?;
+    let mut available = Vec::new();
+    for c in channels {
+        let mut records = load_records(c, subdir)?;
+        records.extend(load_records(c, Subdir::NoArch)?);
+        available.push(records);
+    }
+    let records = tokio::task::spawn_blocking(move || {
+        let mut task = SolverTask::from_iter(available.iter());
+        task.specs = specs;
+        task.virtual_packages = virtual_packages;
+        task.channel_priority = ChannelPriority::Strict;
+        rattler_solve::resolvo::Solver.solve(task)
+    })
+    .await
+    .map_err(|e| Error::Install(format!("the solver stopped: {e}")))?
+    .map_err(|e| match e {
+        rattler_solve::SolveError::Unsolvable(lines) => Error::Unsolvable { explanation: lines.join("\n") },
+        other => Error::Unsolvable { explanation: other.to_string() },
+    })?
+    .records;
+    Ok(PackageRecord::sort_topologically(records))
+}
