@@ -36,7 +36,13 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// Install `records` (already solved) into `staging`, patching prefix placeholders for
 /// `target_prefix`, with packages fetched into `cache`. Nothing from a package is run.
 /// Returns the packages in the order of `records`.
-pub async fn install(records: &[RepoDataRecord], staging: &Path, target_prefix: &str, cache: &Path, subdir: Subdir) -> Result<Vec<InstalledPackage>> {
+pub async fn install(
+    records: &[RepoDataRecord],
+    staging: &Path,
+    target_prefix: &str,
+    cache: &Path,
+    subdir: Subdir,
+) -> Result<Vec<InstalledPackage>> {
     std::fs::create_dir_all(cache).map_err(io(format!("creating the package cache {}", cache.display())))?;
     Installer::new()
         .with_package_cache(PackageCache::new(cache))

@@ -114,7 +114,8 @@ impl CondaLayers {
         let prefix = format!("/{}", self.prefix_rel()?);
         let records = solve(&channels, &self.spec.specs, subdir, virtual_packages(subdir, &self.spec.virtual_packages)?).await?;
         tracing::info!(packages = records.len(), "solved");
-        let staging_root = tempfile::Builder::new().prefix("conda-").tempdir_in(&cx.spool_dir).map_err(crate::error::io("creating a staging prefix"))?;
+        let staging_root =
+            tempfile::Builder::new().prefix("conda-").tempdir_in(&cx.spool_dir).map_err(crate::error::io("creating a staging prefix"))?;
         let staging = staging_root.path().join("prefix");
         let cache = self.spec.cache_dir.clone().unwrap_or_else(default_cache_dir);
         let packages = install(&records, &staging, &prefix, &cache, subdir).await?;
@@ -135,15 +136,20 @@ impl CondaLayers {
         let mut out = Vec::new();
         for g in groups {
             let members: Vec<&InstalledPackage> = g.iter().map(|&i| &packages[i]).collect();
-            let files: Vec<String> =
-                members.iter().flat_map(|p| p.files.iter()).filter(|f| !f.starts_with("conda-meta/") && !filter.matches(f)).cloned().collect();
+            let files: Vec<String> = members
+                .iter()
+                .flat_map(|p| p.files.iter())
+                .filter(|f| !f.starts_with("conda-meta/") && !filter.matches(f))
+                .cloned()
+                .collect();
             let ids: Vec<&str> = members.iter().map(|p| p.id.as_str()).collect();
             out.push(self.layer(&staging, files, format!("imgtool conda {}", ids.join(" ")), mtime, opts, cx).await?);
         }
         // The records last: a change to any package changes this small layer, not the others.
         let env_script = format!("export CONDA_PREFIX={prefix}\nexport PATH={prefix}/bin:$PATH\n");
         std::fs::create_dir_all(staging.join("etc/profile.d")).map_err(crate::error::io("writing the activation script"))?;
-        std::fs::write(staging.join("etc/profile.d/imgtool-conda.sh"), env_script).map_err(crate::error::io("writing the activation script"))?;
+        std::fs::write(staging.join("etc/profile.d/imgtool-conda.sh"), env_script)
+            .map_err(crate::error::io("writing the activation script"))?;
         let mut meta_files: Vec<String> = std::fs::read_dir(staging.join("conda-meta"))
             .map_err(crate::error::io("reading conda-meta"))?
             .filter_map(|e| e.ok().map(|e| format!("conda-meta/{}", e.file_name().to_string_lossy())))
@@ -153,6 +159,10 @@ impl CondaLayers {
         out.push(self.layer(&staging, meta_files, "imgtool conda conda-meta".into(), mtime, opts, cx).await?);
 
         let config = cx.image.config_mut();
+        if self.spec.platform.is_some() {
+            // Asked for another platform: the image is that platform's now.
+            config.apply(&imgtool_core::ConfigEdit { platform: Some(crate::image_platform(subdir).to_string()), ..Default::default() })?;
+        }
         let path = config.env().into_iter().find_map(|e| e.strip_prefix("PATH=").map(str::to_string));
         let path = match path {
             Some(p) => format!("{prefix}/bin:{p}"),
@@ -164,15 +174,21 @@ impl CondaLayers {
             config.set_env("LANG=C.UTF-8")?;
         }
         let ids: Vec<&str> = packages.iter().map(|p| p.id.as_str()).collect();
-        let edit = imgtool_core::ConfigEdit {
-            labels: [("org.imgtool.conda.packages".to_string(), ids.join(" "))].into(),
-            ..Default::default()
-        };
+        let edit =
+            imgtool_core::ConfigEdit { labels: [("org.imgtool.conda.packages".to_string(), ids.join(" "))].into(), ..Default::default() };
         config.apply(&edit)?;
         Ok(out)
     }
 
-    async fn layer(&self, staging: &Path, files: Vec<String>, created_by: String, mtime: u64, opts: LayerOptions, cx: &BuildContext) -> Result<NewLayer> {
+    async fn layer(
+        &self,
+        staging: &Path,
+        files: Vec<String>,
+        created_by: String,
+        mtime: u64,
+        opts: LayerOptions,
+        cx: &BuildContext,
+    ) -> Result<NewLayer> {
         let staging = staging.to_path_buf();
         let dest = self.spec.prefix.clone();
         let spool = cx.spool_dir.clone();

@@ -138,7 +138,12 @@ pub fn parse_specs(specs: &[String]) -> Result<Vec<MatchSpec>> {
 
 /// Solve `specs` against `channels` (strict priority, in order) for `subdir`, returning the
 /// records in dependency order.
-pub async fn solve(channels: &[Url], specs: &[String], subdir: Subdir, virtual_packages: Vec<GenericVirtualPackage>) -> Result<Vec<RepoDataRecord>> {
+pub async fn solve(
+    channels: &[Url],
+    specs: &[String],
+    subdir: Subdir,
+    virtual_packages: Vec<GenericVirtualPackage>,
+) -> Result<Vec<RepoDataRecord>> {
     let specs = parse_specs(specs)?;
     let mut available = Vec::new();
     for c in channels {
