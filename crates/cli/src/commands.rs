@@ -175,6 +175,7 @@ async fn pipe(file: &Path, dry_run: bool, p: Printer, reg: &Registries) -> Resul
         producers.push(match step.get_ref() {
             Step::AddPath(a) => Some(Box::new(pf.path_layer(a)?)),
             Step::AddContents(c) => Some(Box::new(pf.contents_layer(c, step.span())?)),
+            Step::Conda(spec) => Some(Box::new(imgtool_conda::CondaLayers::new(spec.clone(), &pf.dir))),
             _ => None,
         });
     }

@@ -65,6 +65,8 @@ pub enum Step {
     Config(ConfigEdit),
     /// Flatten every layer so far into one (`squash = true`).
     Squash(bool),
+    /// A conda environment, one layer per package.
+    Conda(imgtool_conda::CondaSpec),
 }
 
 /// The `add_path` step.

@@ -61,7 +61,7 @@ pub async fn install(
             continue;
         }
         let record = PrefixRecord::from_path(&path).map_err(io(format!("reading {}", path.display())))?;
-        sanitize(&path)?;
+        sanitize(&path, records)?;
         let name = record.repodata_record.package_record.name.as_normalized().to_string();
         let files: Vec<String> = record.files.iter().map(|f| f.to_string_lossy().replace('\\', "/")).collect();
         let size = files.iter().filter_map(|f| std::fs::symlink_metadata(staging.join(f)).ok()).map(|m| m.len()).sum();
@@ -80,7 +80,7 @@ pub async fn install(
 
 /// Remove what a record says about the build host (cache paths) and write it in a stable
 /// key order, so records are the same wherever the image was built.
-fn sanitize(path: &Path) -> Result<()> {
+fn sanitize(path: &Path, records: &[RepoDataRecord]) -> Result<()> {
     let text = std::fs::read_to_string(path).map_err(io(format!("reading {}", path.display())))?;
     let mut v: Value = serde_json::from_str(&text).map_err(|e| Error::Install(format!("{}: {e}", path.display())))?;
     if let Some(m) = v.as_object_mut() {
@@ -90,7 +90,30 @@ fn sanitize(path: &Path) -> Result<()> {
         if let Some(link) = m.get_mut("link").and_then(Value::as_object_mut) {
             link.remove("source");
         }
+        // A local channel's URL is a path on the build host: keep only its name.
+        for k in ["url", "channel"] {
+            if let Some(u) = m.get(k).and_then(Value::as_str).map(str::to_string)
+                && let Some(local) = local_url(&u, records)
+            {
+                m.insert(k.into(), Value::String(local));
+            }
+        }
     }
     let out = imgtool_core::canonical_json(&v);
-    std::fs::write(path, out).map_err(io(format!("writing {}", path.display())))
+    std::fs::write(path, out).map_err(io(format!("writing {}", path.display())))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).map_err(io(format!("writing {}", path.display())))
+}
+
+/// `file:///home/me/chan/noarch/x.conda` -> `file:///local/chan/noarch/x.conda`, for
+/// the channels of `records`.
+fn local_url(u: &str, records: &[RepoDataRecord]) -> Option<String> {
+    let rest = u.strip_prefix("file://")?;
+    let channel = records.iter().filter_map(|r| r.channel.as_deref()).find(|c| {
+        let c = c.strip_prefix("file://").unwrap_or(c).trim_end_matches('/');
+        !c.is_empty() && rest.starts_with(c)
+    })?;
+    let base = channel.strip_prefix("file://").unwrap_or(channel).trim_end_matches('/');
+    let name = base.rsplit('/').next().unwrap_or("channel");
+    Some(format!("file:///local/{name}{}", &rest[base.len()..]))
 }

@@ -193,7 +193,16 @@ impl CondaLayers {
         let dest = self.spec.prefix.clone();
         let spool = cx.spool_dir.clone();
         let spooled = tokio::task::spawn_blocking(move || -> Result<_> {
-            let entries = entries_for_files(&staging, &files, &dest, mtime, Owner::Root)?;
+            let mut entries = entries_for_files(&staging, &files, &dest, mtime, Owner::Root)?;
+            // Modes as packages mean them, not as this host's umask made them.
+            for e in &mut entries {
+                e.mode = match e.kind {
+                    imgtool_archive::EntryKind::Dir => 0o755,
+                    imgtool_archive::EntryKind::Symlink(_) => 0o777,
+                    _ if e.mode & 0o111 != 0 => 0o755,
+                    _ => 0o644,
+                };
+            }
             Ok(write_layer(entries, &spool, opts)?)
         })
         .await
