@@ -438,3 +438,104 @@ fn credential_helpers_are_asked() {
     ]));
     assert_eq!(std::fs::read_to_string(bin.join("asked")).unwrap().trim(), reg.addr);
 }
+
+/// conda-docker's job: a conda environment on a busybox base, run by podman.
+#[test]
+fn conda_build_runs_in_podman() {
+    require("runc", "runc");
+    require("skopeo", "skopeo");
+    let tmp = tempfile::tempdir().unwrap();
+    busybox_rootfs(tmp.path());
+    let channel = workspace().join("fixtures/example/conda-channel");
+    let channel = channel.to_str().unwrap();
+    let cache = tmp.path().join("pkgs");
+    let cache = cache.to_str().unwrap();
+    run_ok(imgtool(tmp.path()).args(["append", "-q", "scratch", "docker-archive:base.tar:bb:latest", "--path", "rootfs:/"]));
+    let out = run_ok(imgtool(tmp.path()).args([
+        "--json",
+        "conda",
+        "build",
+        "-b",
+        "docker-archive:base.tar",
+        "-i",
+        "imgtool-e2e-conda:latest",
+        "-o",
+        "conda.tar",
+        "-c",
+        channel,
+        "--cache-dir",
+        cache,
+        "hello",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(v["destination"].as_str().unwrap().contains("imgtool-e2e-conda:latest"), "{v}");
+    run_ok(podman(tmp.path()).args(["load", "-i"]).arg(tmp.path().join("conda.tar")));
+    let ran = run_ok(podman(tmp.path()).args([
+        "run",
+        "--rm",
+        "--runtime",
+        "runc",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+        "--network",
+        "none",
+        "imgtool-e2e-conda:latest",
+        "hello",
+    ]));
+    assert_eq!(ran, "hello from a conda package\nmy prefix is /opt/conda\n");
+
+    // Two platforms make one index.
+    run_ok(imgtool(tmp.path()).args([
+        "conda",
+        "build",
+        "-q",
+        "-b",
+        "scratch",
+        "-i",
+        "multi:1",
+        "-o",
+        "oci:multi:1",
+        "-c",
+        channel,
+        "--cache-dir",
+        cache,
+        "--platform",
+        "linux-64",
+        "--platform",
+        "linux/arm64",
+        "hello",
+    ]));
+    let raw: serde_json::Value = serde_json::from_str(&run_ok(std::process::Command::new("skopeo").current_dir(tmp.path()).args([
+        "inspect",
+        "--raw",
+        "oci:multi:1",
+    ])))
+    .unwrap();
+    let arches: Vec<&str> = raw["manifests"].as_array().unwrap().iter().map(|m| m["platform"]["architecture"].as_str().unwrap()).collect();
+    assert_eq!(arches, ["amd64", "arm64"]);
+
+    // Bad input: clear errors, nothing written.
+    let out = imgtool(tmp.path())
+        .args(["conda", "build", "-b", "scratch", "-i", "x:1", "-o", "bad.tar", "-c", channel, "hello>=9"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("cannot be satisfied"), "{}", transcript(&out));
+    std::fs::write(
+        tmp.path().join("environment.yml"),
+        "name: x\nchannels: [conda-forge]\ndependencies:\n  - hello\n  - pip:\n    - requests\n",
+    )
+    .unwrap();
+    let out = imgtool(tmp.path())
+        .args(["conda", "build", "-b", "scratch", "-i", "x:1", "-o", "bad.tar", "-f", "environment.yml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("requests"), "{}", transcript(&out));
+    let out = imgtool(tmp.path())
+        .args(["conda", "build", "-b", "scratch", "-i", "x:1", "-o", "bad.tar", "-c", channel, "--platform", "win-64", "hello"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("unknown platform"), "{}", transcript(&out));
+    assert!(!tmp.path().join("bad.tar").exists());
+}

@@ -87,6 +87,7 @@ pub async fn run(command: Command, p: Printer, reg: &Registries) -> Result<()> {
             crate::registry_cmds::login(&registry, username, password_stdin, password, p).await
         }
         Command::Logout { registry } => crate::registry_cmds::logout(&registry, p).await,
+        Command::Conda(crate::CondaCommand::Build(args)) => crate::conda_cmd::build(args, reg, p).await,
         Command::Export { image, dest, platform } => {
             let image = load(&Transport::parse(&image, &cwd)?, platform.as_deref(), Flavor::Oci, reg).await?;
             crate::export::export(&image, &dest, p).await

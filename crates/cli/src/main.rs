@@ -1,6 +1,7 @@
 //! `imgtool`: pull, edit, build and push container images without a daemon.
 
 mod commands;
+mod conda_cmd;
 mod export;
 mod pipeline;
 mod printer;
@@ -172,6 +173,9 @@ enum Command {
         /// `HOST[:PORT]`.
         registry: String,
     },
+    /// Conda environments as images, without conda or docker.
+    #[command(subcommand)]
+    Conda(CondaCommand),
     /// Flatten an image into a directory or a tar of its root filesystem.
     Export {
         /// The image, as a transport string.
@@ -182,6 +186,12 @@ enum Command {
         #[arg(long)]
         platform: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum CondaCommand {
+    /// Solve specs, install them in-process, write one layer per package on top of a base.
+    Build(conda_cmd::CondaBuild),
 }
 
 fn registry_options(cli: &Cli) -> anyhow::Result<imgtool_registry::ClientOptions> {

@@ -222,3 +222,24 @@ impl LayerProducer for CondaLayers {
         Ok(self.build(cx).await?)
     }
 }
+
+impl CondaSpec {
+    /// Read an `environment.yml`: its channels and dependencies. A `pip:` section is
+    /// refused, naming the packages, since nothing here installs from PyPI.
+    pub fn from_environment_yaml(path: &Path) -> Result<Self> {
+        let env = rattler_conda_types::EnvironmentYaml::from_path(path)
+            .map_err(|e| Error::Spec { spec: path.display().to_string(), why: format!("not a readable environment.yml: {e}") })?;
+        if let Some(pip) = env.pip_specs() {
+            return Err(Error::Spec {
+                spec: path.display().to_string(),
+                why: format!(
+                    "its pip: section ({}) cannot be installed without running pip; build those into conda packages or add them in a later step",
+                    pip.join(", ")
+                ),
+            });
+        }
+        let channels = env.channels.iter().map(ToString::to_string).collect();
+        let specs = env.match_specs().map(ToString::to_string).collect();
+        Ok(Self::new(channels, specs))
+    }
+}

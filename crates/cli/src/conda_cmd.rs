@@ -1,0 +1,135 @@
+//! `imgtool conda build`: conda-docker's job, without conda or docker.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use imgtool_conda::{CondaLayers, CondaSpec};
+use imgtool_core::{CopyOptions, Flavor, Image, Platform, copy_image, copy_index, source_date_epoch};
+use imgtool_registry::Registries;
+
+use crate::printer::Printer;
+use crate::transport::Transport;
+
+/// The options of `imgtool conda build`.
+#[derive(Debug, clap::Args)]
+pub struct CondaBuild {
+    /// The base image (any source transport, or `scratch` for a fully static environment).
+    #[arg(short = 'b', long = "base", value_name = "BASE")]
+    pub base: String,
+    /// The image name, NAME:TAG (used for docker-archive outputs and --push).
+    #[arg(short = 'i', long = "image", value_name = "NAME:TAG")]
+    pub image: String,
+    /// Where to write the image (any sink transport; a path alone is a docker-archive).
+    #[arg(short = 'o', long = "output", value_name = "OUT")]
+    pub output: Option<String>,
+    /// Push the image to NAME:TAG.
+    #[arg(long)]
+    pub push: bool,
+    /// A channel (directory, file:// or http(s):// URL, or name), highest priority first.
+    #[arg(short = 'c', long = "channel", value_name = "CHANNEL")]
+    pub channels: Vec<String>,
+    /// Build for this platform (repeatable: several make a multi-platform index).
+    #[arg(long = "platform", value_name = "PLATFORM")]
+    pub platforms: Vec<String>,
+    /// Read channels and specs from an environment.yml.
+    #[arg(short = 'f', long = "file", value_name = "ENVIRONMENT_YML")]
+    pub file: Option<PathBuf>,
+    /// The prefix inside the image.
+    #[arg(long, default_value = "/opt/conda")]
+    pub prefix: String,
+    /// A package that gets a layer of its own (repeatable).
+    #[arg(long = "separate", value_name = "NAME")]
+    pub separate: Vec<String>,
+    /// The most layers the image may have.
+    #[arg(long, default_value_t = 100)]
+    pub max_layers: usize,
+    /// A virtual package override such as __glibc=2.28 (repeatable).
+    #[arg(long = "virtual-package", value_name = "NAME=VERSION")]
+    pub virtual_packages: Vec<String>,
+    /// The package cache directory.
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Package specs (`numpy`, `python=3.12`).
+    pub specs: Vec<String>,
+}
+
+pub async fn build(args: CondaBuild, reg: &Registries, p: Printer) -> Result<()> {
+    let cwd = std::env::current_dir()?;
+    let mut spec = match &args.file {
+        Some(f) => CondaSpec::from_environment_yaml(f)?,
+        None => CondaSpec::new(Vec::new(), Vec::new()),
+    };
+    spec.channels.extend(args.channels.iter().cloned());
+    spec.specs.extend(args.specs.iter().cloned());
+    if spec.channels.is_empty() {
+        bail!("name a channel with -c CHANNEL (a directory, a file:// or https:// URL, or a name)");
+    }
+    if spec.specs.is_empty() {
+        bail!("name the packages to install (or give --file environment.yml)");
+    }
+    spec.prefix = args.prefix.clone();
+    spec.separate = args.separate.clone();
+    spec.max_layers = Some(args.max_layers);
+    spec.virtual_packages = args.virtual_packages.clone();
+    spec.cache_dir = args.cache_dir.clone();
+    let name: imgtool_core::Reference = args.image.parse().with_context(|| format!("-i {}", args.image))?;
+    let sink = match (&args.output, args.push) {
+        (Some(o), false) => match Transport::parse(o, &cwd)? {
+            Transport::DockerArchive(path, None) => Transport::DockerArchive(path, Some(name.familiar())),
+            t => t,
+        },
+        (None, true) => Transport::Registry(name.to_string()),
+        (Some(_), true) => bail!("give either -o OUT or --push, not both"),
+        (None, false) => bail!("say where the image goes: -o OUT (a path is a docker-archive) or --push"),
+    };
+    let base = Transport::parse(&args.base, &cwd)?;
+    let platforms: Vec<Option<Platform>> = if args.platforms.is_empty() {
+        vec![None]
+    } else {
+        args.platforms
+            .iter()
+            .map(|pl| {
+                let subdir = imgtool_conda::conda_subdir(pl)?;
+                Ok(Some(imgtool_conda::image_platform(subdir)))
+            })
+            .collect::<Result<_>>()?
+    };
+    let spool = tempfile::tempdir().context("creating a spool directory")?;
+    let mut images = Vec::new();
+    for platform in &platforms {
+        let image = match (&base, platform) {
+            (Transport::Scratch, pl) => Image::scratch(pl.as_ref().unwrap_or(&Platform::host()), Flavor::Oci),
+            (t, pl) => {
+                let (source, selector) = t.open_source(reg)?;
+                Image::load(source, selector.as_deref(), pl.as_ref()).await.with_context(|| format!("reading {t}"))?
+            }
+        };
+        let mut s = spec.clone();
+        s.platform = platform.as_ref().map(ToString::to_string);
+        let bar = p.spinner(format!(
+            "installing {} for {}",
+            spec.specs.join(" "),
+            platform.as_ref().map_or_else(|| image.platform().to_string(), ToString::to_string)
+        ));
+        let before = image.layers().len();
+        let mut image =
+            image.add_layers(&CondaLayers::new(s, &cwd), spool.path(), source_date_epoch(), imgtool_core::Compression::Gzip).await?;
+        p.done(bar, format!("built {} layers", image.layers().len() - before));
+        image.config_mut().json_mut().insert("created".into(), serde_json::json!(imgtool_core::rfc3339(source_date_epoch())));
+        images.push(image);
+    }
+    let (sink_box, tags) = sink.open_sink(reg)?;
+    let opts = CopyOptions { tags, jobs: 4, progress: p.progress() };
+    let desc = if images.len() == 1 {
+        copy_image(&images[0], sink_box.as_ref(), &opts).await
+    } else {
+        copy_index(&images, sink_box.as_ref(), &opts).await
+    }
+    .with_context(|| format!("writing {sink}"))?;
+    sink_box.finish().await.with_context(|| format!("finishing {sink}"))?;
+    p.record(
+        serde_json::json!({"destination": sink.to_string(), "digest": desc.digest.to_string(), "mediaType": desc.media_type.as_str()}),
+        format!("{sink} {}", desc.digest),
+    );
+    Ok(())
+}
