@@ -7,12 +7,14 @@
 //! kept separate), then a small layer with `conda-meta`.
 #![deny(missing_docs)]
 
+mod docker_env;
 mod error;
 mod install;
 mod layers;
 mod producer;
 mod solve;
 
+pub use docker_env::build_docker_environment;
 pub use error::{Error, Result};
 pub use install::{InstalledPackage, install};
 pub use layers::group;

@@ -168,6 +168,11 @@ fn write(root: &Path, rel: &str, data: &[u8], mode: u32) {
 
 /// The channel most tests use.
 pub fn standard_channel(dir: &Path) {
+    standard_channel_with(dir, |_| {});
+}
+
+/// The standard channel, with the packages edited by `edit` first.
+pub fn standard_channel_with(dir: &Path, edit: impl FnOnce(&mut Vec<Pkg>)) {
     let mut binary = b"BIN\0".to_vec();
     binary.extend_from_slice(PLACEHOLDER.as_bytes());
     binary.extend_from_slice(b"/lib/libfoo.so\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0tail");
@@ -204,5 +209,7 @@ pub fn standard_channel(dir: &Path) {
     let mut arm = Pkg::new("hello", "1.0");
     arm.subdir = "linux-aarch64";
     arm.items = vec![Item::Script("bin/hello", "#!/bin/sh\necho aarch64\n".into())];
-    write_channel(dir, &[libfoo, libfoo2, hello, hello_old, python, tool, arm]);
+    let mut pkgs = vec![libfoo, libfoo2, hello, hello_old, python, tool, arm];
+    edit(&mut pkgs);
+    write_channel(dir, &pkgs);
 }

@@ -4,6 +4,7 @@
 mod channel;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use imgtool_conda::{CondaLayers, CondaSpec};
 use imgtool_core::{Compression, Flavor, Image, validate};
@@ -99,4 +100,75 @@ async fn other_platforms_without_emulation() {
     let root = tmp.path().join("rootfs");
     imgtool_archive::extract_image(&image, &root, Default::default()).await.unwrap();
     assert_eq!(std::fs::read_to_string(root.join("opt/conda/bin/hello")).unwrap(), "#!/bin/sh\necho aarch64\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn build_docker_environment_like_the_seeds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ch = tmp.path().join("channel");
+    channel::standard_channel(&ch);
+    let out = tmp.path().join("demo.tar");
+    let digest = imgtool_conda::build_docker_environment("scratch", "example-image:123456", &["hello"], &[ch.to_str().unwrap()], &out)
+        .await
+        .unwrap();
+    let src = Arc::new(imgtool_archive::DockerArchiveSource::open(&out).unwrap());
+    assert_eq!(src.tags(), vec![vec!["example-image:123456".to_string()]]);
+    let image = Image::load(src, None, None).await.unwrap();
+    assert_eq!(image.digest(), digest);
+    validate(&image).await.unwrap();
+}
+
+/// A new build of one package changes its layer and the records, nothing else.
+#[tokio::test(flavor = "multi_thread")]
+async fn changing_one_package_changes_only_its_layer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    channel::standard_channel(&a);
+    let b = tmp.path().join("b");
+    channel::standard_channel_with(&b, |pkgs| {
+        let hello = pkgs.iter_mut().find(|p| p.name == "hello" && p.version == "1.0" && p.subdir == "linux-64").unwrap();
+        hello.items.push(channel::Item::File("share/hello/extra.txt", b"new in build 1".to_vec()));
+        hello.build = "1";
+    });
+    let cache = tmp.path().join("cache");
+    let x = build(&a, tmp.path(), &cache, &["hello"], "linux/amd64").await.unwrap();
+    let y = build(&b, tmp.path(), &cache, &["hello"], "linux/amd64").await.unwrap();
+    let digests = |i: &Image| i.layers().iter().map(|l| l.descriptor.digest.clone()).collect::<Vec<_>>();
+    let (dx, dy) = (digests(&x), digests(&y));
+    assert_eq!(dx.len(), dy.len());
+    let changed: Vec<usize> = (0..dx.len()).filter(|&i| dx[i] != dy[i]).collect();
+    let history: Vec<String> = y.config().history().unwrap().into_iter().filter_map(|h| h.created_by).collect();
+    let hello = history.iter().position(|h| h.contains("hello=1.0=1")).unwrap();
+    assert_eq!(changed, vec![hello, dx.len() - 1], "only hello's layer and conda-meta: {history:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn corrupt_or_mismatched_packages_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ch = tmp.path().join("channel");
+    channel::standard_channel(&ch);
+    // A checksum that does not match the file.
+    let rd = ch.join("linux-64/repodata.json");
+    let text = std::fs::read_to_string(&rd).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let first = v["packages.conda"].as_object_mut().unwrap().iter_mut().find(|(k, _)| k.starts_with("hello-1.0-0")).unwrap().1;
+    first["sha256"] = serde_json::json!("0".repeat(64));
+    std::fs::write(&rd, serde_json::to_vec(&v).unwrap()).unwrap();
+    let err = build(&ch, tmp.path(), &tmp.path().join("cache1"), &["hello"], "linux/amd64").await.unwrap_err().to_string();
+    assert!(
+        err.contains("hello") && (err.contains("sha256") || err.contains("hash") || err.contains("checksum") || err.contains("mismatch")),
+        "{err}"
+    );
+
+    // A corrupt archive.
+    let ch2 = tmp.path().join("channel2");
+    channel::standard_channel(&ch2);
+    let pkg = std::fs::read_dir(ch2.join("linux-64"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("libfoo-2.0"))
+        .unwrap();
+    std::fs::write(&pkg, b"BZh9 not really bzip2").unwrap();
+    let err = build(&ch2, tmp.path(), &tmp.path().join("cache2"), &["hello"], "linux/amd64").await.unwrap_err().to_string();
+    assert!(err.contains("libfoo"), "{err}");
 }
