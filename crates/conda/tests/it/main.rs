@@ -172,3 +172,68 @@ async fn corrupt_or_mismatched_packages_are_refused() {
     let err = build(&ch2, tmp.path(), &tmp.path().join("cache2"), &["hello"], "linux/amd64").await.unwrap_err().to_string();
     assert!(err.contains("libfoo"), "{err}");
 }
+
+fn tree(root: &Path) -> std::collections::BTreeMap<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| {
+            let rel = e.path().strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            // Records are compared elsewhere; CACHEDIR.TAG is a rattler marker no package owns.
+            !rel.starts_with("conda-meta") && !rel.starts_with("etc") && rel != "CACHEDIR.TAG"
+        })
+        .map(|e| {
+            let rel = e.path().strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let m = std::fs::symlink_metadata(e.path()).unwrap();
+            let what = if m.file_type().is_symlink() {
+                format!("link {}", std::fs::read_link(e.path()).unwrap().display())
+            } else if m.is_dir() {
+                format!("dir {:o}", m.permissions().mode() & 0o7777)
+            } else {
+                // Layers normalise modes (0755 executables, 0644 the rest) so the host's umask
+                // cannot leak in; the reference install is read the same way.
+                let mode = if m.permissions().mode() & 0o111 != 0 { 0o755 } else { 0o644 };
+                format!("file {mode:o} {}", imgtool_core::Digest::sha256_of(&std::fs::read(e.path()).unwrap()))
+            };
+            (rel, what)
+        })
+        .collect()
+}
+
+/// The prefix in the image is, file by file, what rattler's installer makes of the same
+/// records in the same prefix.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_prefix_equals_a_plain_rattler_install() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ch = tmp.path().join("channel");
+    channel::standard_channel(&ch);
+    // Short, since binary placeholders only take prefixes no longer than themselves.
+    let short = tempfile::Builder::new().prefix("r").tempdir_in("/tmp").unwrap();
+    let prefix = short.path().join("p");
+    let channels = vec![imgtool_conda::channel_url(ch.to_str().unwrap(), Path::new("/")).unwrap()];
+    let subdir = imgtool_conda::conda_subdir("linux-64").unwrap();
+    let specs = vec!["hello".to_string(), "pytool".to_string()];
+    let records = imgtool_conda::solve(&channels, &specs, subdir, imgtool_conda::virtual_packages(subdir, &[]).unwrap()).await.unwrap();
+    rattler::install::Installer::new()
+        .with_package_cache(rattler_cache::package_cache::PackageCache::new(tmp.path().join("refcache")))
+        .install(&prefix, records)
+        .await
+        .unwrap();
+
+    let mut spec = CondaSpec::new(vec![ch.display().to_string()], specs);
+    spec.prefix = prefix.display().to_string();
+    spec.exclude = Some(vec![]);
+    spec.cache_dir = Some(tmp.path().join("cache"));
+    let image = Image::scratch(&"linux/amd64".parse().unwrap(), Flavor::Oci)
+        .add_layers(&CondaLayers::new(spec, "/"), tmp.path(), 0, Compression::Gzip)
+        .await
+        .unwrap();
+    let root = tmp.path().join("rootfs");
+    imgtool_archive::extract_image(&image, &root, Default::default()).await.unwrap();
+    let ours = root.join(prefix.strip_prefix("/").unwrap());
+    let (want, got) = (tree(&prefix), tree(&ours));
+    assert!(want.len() > 10, "{want:?}");
+    assert_eq!(got, want);
+}
