@@ -38,8 +38,48 @@ pub fn channel_url(channel: &str, base: &Path) -> Result<Url> {
 }
 
 /// The records of one channel for one subdir (empty when the subdir is absent, except
-/// `noarch`, which every channel has).
-pub fn load_records(channel: &Url, subdir: Subdir) -> Result<Vec<RepoDataRecord>> {
+/// `noarch`, which every channel has). Remote channels are read over HTTP(S), preferring
+/// `repodata.json.zst`.
+pub async fn load_records(channel: &Url, subdir: Subdir) -> Result<Vec<RepoDataRecord>> {
+    if channel.scheme() == "http" || channel.scheme() == "https" {
+        return load_remote(channel, subdir).await;
+    }
+    load_local(channel, subdir)
+}
+
+async fn load_remote(channel: &Url, subdir: Subdir) -> Result<Vec<RepoDataRecord>> {
+    let bad = |why: String| Error::Channel { channel: channel.to_string(), why };
+    let client = reqwest::Client::builder()
+        .user_agent(concat!("imgtool/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| bad(format!("cannot set up HTTPS: {e}")))?;
+    let base = channel.join(&format!("{}/", subdir.as_str())).map_err(|e| bad(e.to_string()))?;
+    let mut raw = None;
+    for (name, zst) in [("repodata.json.zst", true), ("repodata.json", false)] {
+        let url = base.join(name).map_err(|e| bad(e.to_string()))?;
+        let resp = client.get(url.clone()).send().await.map_err(|e| bad(format!("GET {url}: {e}")))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            continue;
+        }
+        if !resp.status().is_success() {
+            return Err(bad(format!("GET {url}: {}", resp.status())));
+        }
+        let body = resp.bytes().await.map_err(|e| bad(format!("GET {url}: {e}")))?;
+        raw =
+            Some(if zst { zstd::decode_all(&body[..]).map_err(|e| bad(format!("{url} is not valid zstd: {e}")))? } else { body.to_vec() });
+        break;
+    }
+    let Some(raw) = raw else {
+        if subdir == Subdir::NoArch {
+            return Err(bad("it has no noarch/repodata.json; is it a conda channel?".into()));
+        }
+        return Ok(Vec::new());
+    };
+    let repodata: RepoData = serde_json::from_slice(&raw).map_err(|e| bad(format!("{}repodata.json: {e}", base)))?;
+    Ok(repodata.into_repo_data_records(&Channel::from_url(channel.clone())))
+}
+
+fn load_local(channel: &Url, subdir: Subdir) -> Result<Vec<RepoDataRecord>> {
     let bad = |why: String| Error::Channel { channel: channel.to_string(), why };
     match channel.scheme() {
         "file" => {
@@ -54,7 +94,7 @@ pub fn load_records(channel: &Url, subdir: Subdir) -> Result<Vec<RepoDataRecord>
             let repodata = RepoData::from_path(&path).map_err(|e| bad(format!("reading {}: {e}", path.display())))?;
             Ok(repodata.into_repo_data_records(&Channel::from_url(channel.clone())))
         }
-        _ => Err(bad("only local channels (directories, file:// URLs) can be read in this build".into())),
+        other => Err(bad(format!("unsupported URL scheme {other:?}"))),
     }
 }
 
@@ -147,8 +187,8 @@ pub async fn solve(
     let specs = parse_specs(specs)?;
     let mut available = Vec::new();
     for c in channels {
-        let mut records = load_records(c, subdir)?;
-        records.extend(load_records(c, Subdir::NoArch)?);
+        let mut records = load_records(c, subdir).await?;
+        records.extend(load_records(c, Subdir::NoArch).await?);
         available.push(records);
     }
     let records = tokio::task::spawn_blocking(move || {

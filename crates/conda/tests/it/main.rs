@@ -237,3 +237,58 @@ async fn the_prefix_equals_a_plain_rattler_install() {
     assert!(want.len() > 10, "{want:?}");
     assert_eq!(got, want);
 }
+
+/// An HTTP channel (served from 127.0.0.1), its repodata compressed with zstd, and strict
+/// channel priority between it and a local one.
+#[tokio::test(flavor = "multi_thread")]
+async fn http_channels_and_strict_priority() {
+    let tmp = tempfile::tempdir().unwrap();
+    let remote = tmp.path().join("remote");
+    channel::standard_channel_with(&remote, |pkgs| {
+        for p in pkgs.iter_mut().filter(|p| p.name == "hello") {
+            p.version = "3.0";
+        }
+    });
+    for sub in ["linux-64", "noarch"] {
+        let json = std::fs::read(remote.join(sub).join("repodata.json")).unwrap();
+        std::fs::write(remote.join(sub).join("repodata.json.zst"), zstd::encode_all(&json[..], 3).unwrap()).unwrap();
+        std::fs::remove_file(remote.join(sub).join("repodata.json")).unwrap();
+    }
+    let port = imgtool_tests::free_port();
+    let mut server = std::process::Command::new("python3")
+        .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
+        .arg(&remote)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "http.server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let url = format!("http://127.0.0.1:{port}/");
+    let cache = tmp.path().join("cache");
+    let mut spec = CondaSpec::new(vec![url.clone()], vec!["hello".into()]);
+    spec.cache_dir = Some(cache.clone());
+    let image = Image::scratch(&"linux/amd64".parse().unwrap(), Flavor::Oci)
+        .add_layers(&CondaLayers::new(spec, "/"), tmp.path(), 0, Compression::Gzip)
+        .await;
+    let image = image.unwrap();
+    let label = image.config().json()["config"]["Labels"]["org.imgtool.conda.packages"].as_str().unwrap().to_string();
+    assert!(label.contains("hello=3.0"), "{label}");
+
+    // Strict priority: the first channel's hello wins even though the second has a newer one.
+    let local = tmp.path().join("local");
+    channel::standard_channel(&local);
+    let mut spec = CondaSpec::new(vec![local.display().to_string(), url], vec!["hello".into()]);
+    spec.cache_dir = Some(cache);
+    let image = Image::scratch(&"linux/amd64".parse().unwrap(), Flavor::Oci)
+        .add_layers(&CondaLayers::new(spec, "/"), tmp.path(), 0, Compression::Gzip)
+        .await
+        .unwrap();
+    let label = image.config().json()["config"]["Labels"]["org.imgtool.conda.packages"].as_str().unwrap().to_string();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(label.contains("hello=1.0"), "{label}");
+}
