@@ -32,8 +32,11 @@ pub struct CondaBuild {
     #[arg(long = "platform", value_name = "PLATFORM")]
     pub platforms: Vec<String>,
     /// Read channels and specs from an environment.yml.
-    #[arg(short = 'f', long = "file", value_name = "ENVIRONMENT_YML")]
+    #[arg(short = 'f', long = "file", value_name = "ENVIRONMENT_YML", conflicts_with = "lock")]
     pub file: Option<PathBuf>,
+    /// Install exactly the records of a pixi.lock or conda-lock.yml (no solve).
+    #[arg(long, value_name = "LOCKFILE")]
+    pub lock: Option<PathBuf>,
     /// The prefix inside the image.
     #[arg(long, default_value = "/opt/conda")]
     pub prefix: String,
@@ -61,11 +64,15 @@ pub async fn build(args: CondaBuild, reg: &Registries, p: Printer) -> Result<()>
     };
     spec.channels.extend(args.channels.iter().cloned());
     spec.specs.extend(args.specs.iter().cloned());
-    if spec.channels.is_empty() {
+    spec.lock = args.lock.clone();
+    if spec.lock.is_some() && !spec.specs.is_empty() {
+        bail!("--lock installs what the lock file says; leave out the package specs");
+    }
+    if spec.lock.is_none() && spec.channels.is_empty() {
         bail!("name a channel with -c CHANNEL (a directory, a file:// or https:// URL, or a name)");
     }
-    if spec.specs.is_empty() {
-        bail!("name the packages to install (or give --file environment.yml)");
+    if spec.lock.is_none() && spec.specs.is_empty() {
+        bail!("name the packages to install (or give --file environment.yml or --lock FILE)");
     }
     spec.prefix = args.prefix.clone();
     spec.separate = args.separate.clone();

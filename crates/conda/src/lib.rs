@@ -11,6 +11,7 @@ mod docker_env;
 mod error;
 mod install;
 mod layers;
+mod lock;
 mod producer;
 mod solve;
 
@@ -18,5 +19,6 @@ pub use docker_env::build_docker_environment;
 pub use error::{Error, Result};
 pub use install::{InstalledPackage, install};
 pub use layers::group;
+pub use lock::{locked_records, write_lock};
 pub use producer::{CondaLayers, CondaSpec, DEFAULT_EXCLUDE, default_cache_dir};
 pub use solve::{channel_url, conda_subdir, image_platform, load_records, parse_specs, solve, virtual_packages};

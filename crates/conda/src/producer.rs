@@ -49,6 +49,9 @@ pub struct CondaSpec {
     /// The package cache (default `$XDG_CACHE_HOME/imgtool/pkgs` or `~/.cache/imgtool/pkgs`).
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
+    /// A `pixi.lock` or `conda-lock.yml`: install exactly its records, no solve.
+    #[serde(default)]
+    pub lock: Option<PathBuf>,
 }
 
 impl CondaSpec {
@@ -64,6 +67,7 @@ impl CondaSpec {
             exclude: None,
             virtual_packages: Vec::new(),
             cache_dir: None,
+            lock: None,
         }
     }
 }
@@ -104,15 +108,23 @@ impl CondaLayers {
             Some(p) => conda_subdir(p)?,
             None => conda_subdir(&cx.image.platform().to_string())?,
         };
-        let channels = self.spec.channels.iter().map(|c| channel_url(c, &self.base_dir)).collect::<Result<Vec<_>>>()?;
-        if channels.is_empty() {
-            return Err(Error::Channel { channel: String::new(), why: "name at least one channel".into() });
-        }
-        if self.spec.specs.is_empty() {
-            return Err(Error::Spec { spec: String::new(), why: "name at least one package to install".into() });
-        }
         let prefix = format!("/{}", self.prefix_rel()?);
-        let records = solve(&channels, &self.spec.specs, subdir, virtual_packages(subdir, &self.spec.virtual_packages)?).await?;
+        let records = match &self.spec.lock {
+            Some(lock) => {
+                let path = if lock.is_absolute() { lock.clone() } else { self.base_dir.join(lock) };
+                crate::lock::locked_records(&path, subdir)?
+            }
+            None => {
+                let channels = self.spec.channels.iter().map(|c| channel_url(c, &self.base_dir)).collect::<Result<Vec<_>>>()?;
+                if channels.is_empty() {
+                    return Err(Error::Channel { channel: String::new(), why: "name at least one channel".into() });
+                }
+                if self.spec.specs.is_empty() {
+                    return Err(Error::Spec { spec: String::new(), why: "name at least one package to install".into() });
+                }
+                solve(&channels, &self.spec.specs, subdir, virtual_packages(subdir, &self.spec.virtual_packages)?).await?
+            }
+        };
         tracing::info!(packages = records.len(), "solved");
         let staging_root =
             tempfile::Builder::new().prefix("conda-").tempdir_in(&cx.spool_dir).map_err(crate::error::io("creating a staging prefix"))?;

@@ -202,6 +202,8 @@ pub fn standard_channel_with(dir: &Path, edit: impl FnOnce(&mut Vec<Pkg>)) {
     let mut tool = Pkg::new("pytool", "0.1");
     tool.depends = vec!["python >=3.12"];
     tool.noarch_python = Some(vec!["pytool = pytool.cli:main"]);
+    // As conda-forge names them; conda-lock tells noarch python packages by it.
+    tool.build = "pyh_0";
     tool.items = vec![
         Item::File("site-packages/pytool/__init__.py", b"".to_vec()),
         Item::File("site-packages/pytool/cli.py", b"def main():\n    print('hi')\n".to_vec()),

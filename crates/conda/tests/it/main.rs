@@ -238,6 +238,33 @@ async fn the_prefix_equals_a_plain_rattler_install() {
     assert_eq!(got, want);
 }
 
+/// Serve `dir` over HTTP on 127.0.0.1 (Python's http.server); stopped on drop.
+struct Served(std::process::Child, String);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(dir: &Path) -> Served {
+    let port = imgtool_tests::free_port();
+    let child = std::process::Command::new("python3")
+        .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "http.server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Served(child, format!("http://127.0.0.1:{port}/"))
+}
+
 /// An HTTP channel (served from 127.0.0.1), its repodata compressed with zstd, and strict
 /// channel priority between it and a local one.
 #[tokio::test(flavor = "multi_thread")]
@@ -254,20 +281,8 @@ async fn http_channels_and_strict_priority() {
         std::fs::write(remote.join(sub).join("repodata.json.zst"), zstd::encode_all(&json[..], 3).unwrap()).unwrap();
         std::fs::remove_file(remote.join(sub).join("repodata.json")).unwrap();
     }
-    let port = imgtool_tests::free_port();
-    let mut server = std::process::Command::new("python3")
-        .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
-        .arg(&remote)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "http.server did not start");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let url = format!("http://127.0.0.1:{port}/");
+    let server = serve(&remote);
+    let url = server.1.clone();
     let cache = tmp.path().join("cache");
     let mut spec = CondaSpec::new(vec![url.clone()], vec!["hello".into()]);
     spec.cache_dir = Some(cache.clone());
@@ -288,7 +303,70 @@ async fn http_channels_and_strict_priority() {
         .await
         .unwrap();
     let label = image.config().json()["config"]["Labels"]["org.imgtool.conda.packages"].as_str().unwrap().to_string();
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     assert!(label.contains("hello=1.0"), "{label}");
+}
+
+/// Lock files install exactly their records, with no solve: a pixi.lock, and the same
+/// environment as a conda-lock.yml.
+#[tokio::test(flavor = "multi_thread")]
+async fn lock_files_install_exactly_what_they_lock() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ch = tmp.path().join("channel");
+    channel::standard_channel(&ch);
+    // Over HTTP: CEP-37 lock files refuse local artifact paths.
+    let server = serve(&ch);
+    let cache = tmp.path().join("cache");
+    let mut spec = CondaSpec::new(vec![server.1.clone()], vec!["hello".into(), "pytool".into()]);
+    spec.cache_dir = Some(cache.clone());
+    let solved = Image::scratch(&"linux/amd64".parse().unwrap(), Flavor::Oci)
+        .add_layers(&CondaLayers::new(spec, "/"), tmp.path(), 0, Compression::Gzip)
+        .await
+        .unwrap();
+
+    let subdir = imgtool_conda::conda_subdir("linux-64").unwrap();
+    let channels = vec![imgtool_conda::channel_url(&server.1, Path::new("/")).unwrap()];
+    let specs = vec!["hello".to_string(), "pytool".to_string()];
+    let records = imgtool_conda::solve(&channels, &specs, subdir, imgtool_conda::virtual_packages(subdir, &[]).unwrap()).await.unwrap();
+    let pixi = tmp.path().join("pixi.lock");
+    imgtool_conda::write_lock(&pixi, subdir, &[channels[0].to_string()], &records).unwrap();
+    let lock = rattler_lock::LockFile::from_path(&pixi).unwrap();
+    let cep = lock.default_environment().unwrap().to_conda_lock(&Default::default()).unwrap();
+    let conda_lock = tmp.path().join("conda-lock.yml");
+    cep.to_path(&conda_lock).unwrap();
+
+    // The channel now has a newer hello: a solve would pick it, a lock must not.
+    channel::standard_channel_with(&ch, |pkgs| {
+        for p in pkgs.iter_mut().filter(|p| p.name == "hello") {
+            p.version = "9.0";
+        }
+    });
+    for file in [&pixi, &conda_lock] {
+        let mut spec = CondaSpec::new(vec![], vec![]);
+        spec.lock = Some(file.clone());
+        spec.cache_dir = Some(cache.clone());
+        let image = Image::scratch(&"linux/amd64".parse().unwrap(), Flavor::Oci)
+            .add_layers(&CondaLayers::new(spec, "/"), tmp.path(), 0, Compression::Gzip)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        // The same packages, file for file. (conda-lock.yml carries less metadata than repodata,
+        // so its conda-meta records, in the last layer, are shorter.)
+        let layers = |i: &Image| i.layers().iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>();
+        let (got, want) = (layers(&image), layers(&solved));
+        assert_eq!(got[..got.len() - 1], want[..want.len() - 1], "{} installs the locked records", file.display());
+        let label = |i: &Image| i.config().json()["config"]["Labels"]["org.imgtool.conda.packages"].clone();
+        assert_eq!(label(&image), label(&solved));
+        if file == &pixi {
+            assert_eq!(image.digest(), solved.digest(), "a pixi lock reproduces the solved image exactly");
+        }
+    }
+    let mut spec = CondaSpec::new(vec![], vec![]);
+    spec.lock = Some(pixi);
+    spec.platform = Some("linux-aarch64".into());
+    let err = Image::scratch(&"linux/arm64".parse().unwrap(), Flavor::Oci)
+        .add_layers(&CondaLayers::new(spec, "/"), tmp.path(), 0, Compression::Gzip)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("locks nothing for linux-aarch64") && err.contains("linux-64"), "{err}");
 }
