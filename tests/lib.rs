@@ -255,6 +255,14 @@ impl Drop for Registry {
     }
 }
 
+/// `podman run` of `args` (image, then command) with the flags this machine needs.
+pub fn podman_run(dir: &Path, args: &[&str]) -> Command {
+    let mut c = podman(dir);
+    c.args(["run", "--rm", "--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "--network", "none"])
+        .args(args);
+    c
+}
+
 /// podman with the flags that work on this machine, storage under `dir`.
 pub fn podman(dir: &Path) -> Command {
     require("podman", "podman");

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use imgtool_tests::{Registry, busybox_rootfs, imgtool, podman, require, run_ok, transcript, workspace};
+use imgtool_tests::{Registry, busybox_rootfs, imgtool, podman, podman_run, require, run_ok, transcript, workspace};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -100,19 +100,7 @@ to = "docker-archive:bb.tar:imgtool-e2e-busybox:latest"
     run_ok(imgtool(tmp.path()).args(["pipe", "pipeline.toml"]));
     let loaded = run_ok(podman(tmp.path()).args(["load", "-i"]).arg(tmp.path().join("bb.tar")));
     assert!(loaded.contains("imgtool-e2e-busybox:latest"), "{loaded}");
-    let out = run_ok(podman(tmp.path()).args([
-        "run",
-        "--rm",
-        "--runtime",
-        "runc",
-        "--ulimit",
-        "nofile=1024:1024",
-        "--ulimit",
-        "nproc=1024:1024",
-        "--network",
-        "none",
-        "imgtool-e2e-busybox:latest",
-    ]));
+    let out = run_ok(&mut podman_run(tmp.path(), &["imgtool-e2e-busybox:latest"]));
     assert_eq!(out.trim(), "this is test 1 FOO=BAR");
 }
 
@@ -470,20 +458,7 @@ fn conda_build_runs_in_podman() {
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert!(v["destination"].as_str().unwrap().contains("imgtool-e2e-conda:latest"), "{v}");
     run_ok(podman(tmp.path()).args(["load", "-i"]).arg(tmp.path().join("conda.tar")));
-    let ran = run_ok(podman(tmp.path()).args([
-        "run",
-        "--rm",
-        "--runtime",
-        "runc",
-        "--ulimit",
-        "nofile=1024:1024",
-        "--ulimit",
-        "nproc=1024:1024",
-        "--network",
-        "none",
-        "imgtool-e2e-conda:latest",
-        "hello",
-    ]));
+    let ran = run_ok(&mut podman_run(tmp.path(), &["imgtool-e2e-conda:latest", "hello"]));
     assert_eq!(ran, "hello from a conda package\nmy prefix is /opt/conda\n");
 
     // Two platforms make one index.

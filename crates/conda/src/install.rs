@@ -23,16 +23,6 @@ pub struct InstalledPackage {
     pub post_link: Option<String>,
 }
 
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        parts.push(s.to_string());
-        cur = s.source();
-    }
-    parts.join(": ")
-}
-
 /// Install `records` (already solved) into `staging`, patching prefix placeholders for
 /// `target_prefix`, with packages fetched into `cache`. Nothing from a package is run.
 /// Returns the packages in the order of `records`.
@@ -51,7 +41,7 @@ pub async fn install(
         .with_execute_link_scripts(false)
         .install(staging, records.to_vec())
         .await
-        .map_err(|e| Error::Install(chain(&e)))?;
+        .map_err(|e| Error::Install(imgtool_core::error_chain(&e)))?;
     let meta = staging.join("conda-meta");
     let mut by_name: BTreeMap<String, InstalledPackage> = BTreeMap::new();
     let entries = std::fs::read_dir(&meta).map_err(io(format!("reading {}", meta.display())))?;

@@ -35,7 +35,7 @@ pub use compression::{decompress, decompress_sniffed};
 pub use config::{ConfigEdit, History, ImageConfig, canonical_json, rfc3339, source_date_epoch};
 pub use copy::{CopyEvent, CopyOptions, Progress, copy_blob, copy_image, copy_index, copy_manifest_tree};
 pub use digest::{Algorithm, Digest, Hasher};
-pub use error::{Error, Result};
+pub use error::{Error, Result, error_chain};
 pub use image::{CONFIG_LIMIT, Image, Layer, MANIFEST_LIMIT, SharedImage, choose_platform};
 pub use manifest::{Descriptor, Index, Manifest, ParsedManifest, Platform};
 pub use media::{Compression, Flavor, MediaType};

@@ -15,6 +15,7 @@ use url::Url;
 
 use crate::auth::{Challenge, Credential, Secret, TokenCache, TokenResponse};
 use crate::error::{Error, Result, parse_errors};
+use imgtool_core::error_chain;
 
 /// The API host for a registry name: Docker Hub's API lives on `registry-1.docker.io`.
 pub fn api_host(registry: &str) -> &str {
@@ -415,17 +416,6 @@ impl RegistryClient {
     pub fn shared(self) -> Arc<Self> {
         Arc::new(self)
     }
-}
-
-/// An error and its causes on one line.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        parts.push(s.to_string());
-        cur = s.source();
-    }
-    parts.join(": ")
 }
 
 fn is_retryable(s: StatusCode) -> bool {
