@@ -403,7 +403,8 @@ impl ImageSink for LayoutSink {
             let st = self.state();
             files.push(("index.json", self.index_json(&st)?));
             if self.kind == Kind::Docker {
-                files.push(("manifest.json", serde_json::to_vec(&st.docker).unwrap_or_default()));
+                // Sorted keys whatever serde_json features the build has, so the bytes never vary.
+                files.push(("manifest.json", imgtool_core::canonical_json(&serde_json::Value::Array(st.docker.clone()))));
                 files.push(("repositories", serde_json::to_vec(&st.repositories).unwrap_or_default()));
             }
         }

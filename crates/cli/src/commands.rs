@@ -244,7 +244,9 @@ async fn inspect(t: &Transport, json: bool, platform: Option<&str>, p: Printer, 
             "manifest": manifest,
             "config": config,
         });
-        p.result(serde_json::to_string_pretty(&out)?);
+        // Keys sorted, so the output is the same whatever serde_json features the build has.
+        let sorted: serde_json::Value = serde_json::from_slice(&imgtool_core::canonical_json(&out))?;
+        p.result(serde_json::to_string_pretty(&sorted)?);
         return Ok(());
     }
     p.result(format!("Image:      {t}"));
