@@ -9,7 +9,6 @@ pub use fault::{Fault, FaultProxy};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// The workspace root.
@@ -17,25 +16,10 @@ pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
-/// The `imgtool` binary, built once per test run from the current sources.
-pub fn imgtool_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-q", "-p", "imgtool", "--bin", "imgtool"])
-            .current_dir(workspace())
-            .status()
-            .expect("running cargo build");
-        assert!(status.success(), "building imgtool failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace().join("target"), PathBuf::from);
-        target.join("debug/imgtool")
-    })
-}
-
-/// A command running imgtool in `dir`.
-pub fn imgtool(dir: &Path) -> Command {
-    let mut c = Command::new(imgtool_bin());
+/// A command running the `imgtool` binary at `bin` in `dir`, with a clean environment
+/// for logs and build times.
+pub fn imgtool_at(bin: &Path, dir: &Path) -> Command {
+    let mut c = Command::new(bin);
     c.current_dir(dir).env_remove("RUST_LOG").env_remove("SOURCE_DATE_EPOCH");
     c
 }

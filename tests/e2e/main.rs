@@ -4,7 +4,13 @@
 
 use std::path::Path;
 
-use imgtool_tests::{Registry, busybox_rootfs, imgtool, podman, podman_run, require, run_ok, transcript, workspace};
+use imgtool_tests::{Registry, busybox_rootfs, podman, podman_run, require, run_ok, transcript, workspace};
+
+/// The `imgtool` binary cargo built for this test run (this test belongs to the CLI
+/// package, so the binary shares the test build's features and is never rebuilt).
+fn imgtool(dir: &Path) -> std::process::Command {
+    imgtool_tests::imgtool_at(Path::new(env!("CARGO_BIN_EXE_imgtool")), dir)
+}
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
