@@ -470,6 +470,32 @@ fn conda_build_runs_in_podman() {
     let ran = run_ok(&mut podman_run(tmp.path(), &["imgtool-e2e-conda:latest", "hello"]));
     assert_eq!(ran, "hello from a conda package\nmy prefix is /opt/conda\n");
 
+    // --push sends it to NAME:TAG on a registry.
+    let reg = Registry::start();
+    let name = format!("{}/conda/hello:1", reg.addr);
+    run_ok(imgtool(tmp.path()).args([
+        "conda",
+        "build",
+        "-q",
+        "-b",
+        "docker-archive:base.tar",
+        "-i",
+        &name,
+        "--push",
+        "-c",
+        channel,
+        "--cache-dir",
+        cache,
+        "hello",
+    ]));
+    let pushed: serde_json::Value = serde_json::from_str(&run_ok(std::process::Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{name}"),
+    ])))
+    .unwrap();
+    assert!(pushed["Labels"]["org.imgtool.conda.packages"].as_str().unwrap().contains("hello=1.0=0"), "{pushed}");
+
     // Two platforms make one index.
     run_ok(imgtool(tmp.path()).args([
         "conda",
