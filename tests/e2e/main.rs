@@ -526,6 +526,15 @@ fn conda_build_runs_in_podman() {
     let arches: Vec<&str> = raw["manifests"].as_array().unwrap().iter().map(|m| m["platform"]["architecture"].as_str().unwrap()).collect();
     assert_eq!(arches, ["amd64", "arm64"]);
 
+    // A post-link script is reported, not run.
+    let out = imgtool(tmp.path())
+        .args(["conda", "build", "-b", "scratch", "-i", "pl:1", "-o", "pl.tar", "-c", channel, "--cache-dir", cache, "postlink-demo"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", transcript(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("postlink-demo=1.0=0") && stderr.contains("post-link") && stderr.contains("not run"), "{stderr}");
+
     // Bad input: clear errors, nothing written.
     let out = imgtool(tmp.path())
         .args(["conda", "build", "-b", "scratch", "-i", "x:1", "-o", "bad.tar", "-c", channel, "hello>=9"])
