@@ -9,6 +9,7 @@
 
 mod docker_env;
 mod error;
+mod glibc;
 mod install;
 mod layers;
 mod lock;
@@ -17,6 +18,7 @@ mod solve;
 
 pub use docker_env::build_docker_environment;
 pub use error::{Error, Result};
+pub use glibc::base_glibc;
 pub use install::{InstalledPackage, install};
 pub use layers::group;
 pub use lock::{locked_records, write_lock};

@@ -122,7 +122,14 @@ impl CondaLayers {
                 if self.spec.specs.is_empty() {
                     return Err(Error::Spec { spec: String::new(), why: "name at least one package to install".into() });
                 }
-                solve(&channels, &self.spec.specs, subdir, virtual_packages(subdir, &self.spec.virtual_packages)?).await?
+                let mut overrides = self.spec.virtual_packages.clone();
+                if !overrides.iter().any(|v| v.starts_with("__glibc")) {
+                    if let Some(v) = crate::base_glibc(&cx.image).await {
+                        tracing::info!(version = %v, "the base image's glibc sets __glibc");
+                        overrides.push(format!("__glibc={v}"));
+                    }
+                }
+                solve(&channels, &self.spec.specs, subdir, virtual_packages(subdir, &overrides)?).await?
             }
         };
         tracing::info!(packages = records.len(), "solved");

@@ -370,3 +370,38 @@ async fn lock_files_install_exactly_what_they_lock() {
         .to_string();
     assert!(err.contains("locks nothing for linux-aarch64") && err.contains("linux-64"), "{err}");
 }
+
+/// `__glibc` comes from the base image's libc when its layers are at hand.
+#[tokio::test(flavor = "multi_thread")]
+async fn glibc_is_read_from_the_base_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ch = tmp.path().join("channel");
+    channel::standard_channel_with(&ch, |pkgs| {
+        let mut p = channel::Pkg::new("needsglibc", "1.0");
+        p.depends = vec!["__glibc >=2.28"];
+        p.items = vec![channel::Item::File("share/needsglibc", b"x".to_vec())];
+        pkgs.push(p);
+    });
+    let base = |version: &'static str| {
+        let spool = tmp.path().to_path_buf();
+        async move {
+            let banner = format!("\0GNU C Library (test) stable release version {version}.\n");
+            let libc = imgtool_archive::ContentsLayer::new([("/lib/x86_64-linux-gnu/libc.so.6", banner.into_bytes())]);
+            Image::scratch(&"linux/amd64".parse().unwrap(), Flavor::Oci).add_layers(&libc, &spool, 0, Compression::Gzip).await.unwrap()
+        }
+    };
+    let spec = || {
+        let mut s = CondaSpec::new(vec![ch.display().to_string()], vec!["needsglibc".into()]);
+        s.cache_dir = Some(tmp.path().join("cache"));
+        s
+    };
+    let old = base("2.17").await;
+    let err = old.add_layers(&CondaLayers::new(spec(), "/"), tmp.path(), 0, Compression::Gzip).await.unwrap_err().to_string();
+    assert!(err.contains("__glibc"), "{err}");
+    let new = base("2.36").await;
+    new.add_layers(&CondaLayers::new(spec(), "/"), tmp.path(), 0, Compression::Gzip).await.unwrap();
+    // An explicit override wins over the base.
+    let mut s = spec();
+    s.virtual_packages = vec!["__glibc=2.30".into()];
+    base("2.17").await.add_layers(&CondaLayers::new(s, "/"), tmp.path(), 0, Compression::Gzip).await.unwrap();
+}
