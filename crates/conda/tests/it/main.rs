@@ -405,3 +405,25 @@ async fn glibc_is_read_from_the_base_image() {
     s.virtual_packages = vec!["__glibc=2.30".into()];
     base("2.17").await.add_layers(&CondaLayers::new(s, "/"), tmp.path(), 0, Compression::Gzip).await.unwrap();
 }
+
+/// Under a layer budget the smallest packages share layers; `separate` ones never do.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_layer_budget_merges_all_but_separate_packages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ch = tmp.path().join("channel");
+    channel::standard_channel(&ch);
+    let mut spec = CondaSpec::new(vec![ch.display().to_string()], vec!["hello".into(), "pytool".into()]);
+    spec.cache_dir = Some(tmp.path().join("cache"));
+    spec.max_layers = Some(3);
+    spec.separate = vec!["libfoo".into()];
+    let image = Image::scratch(&"linux/amd64".parse().unwrap(), Flavor::Oci)
+        .add_layers(&CondaLayers::new(spec, "/"), tmp.path(), 0, Compression::Gzip)
+        .await
+        .unwrap();
+    validate(&image).await.unwrap();
+    assert_eq!(image.layers().len(), 3, "two package layers and conda-meta");
+    let history: Vec<String> = image.config().history().unwrap().into_iter().filter_map(|h| h.created_by).collect();
+    assert!(history.iter().any(|h| h == "imgtool conda libfoo=2.0=0"), "libfoo alone: {history:?}");
+    let merged = history.iter().find(|h| h.contains("hello=1.0=0")).unwrap();
+    assert!(merged.contains("python=") && merged.contains("pytool="), "{merged}");
+}
