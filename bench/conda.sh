@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v umoci >/dev/null || { echo "needs umoci (apt-get install umoci)"; exit 1; }
-cargo build -q --release -p imgtool -p imgtool-conda --example bench_channel
+cargo build -q --release -p imgtool
+cargo build -q --release -p imgtool-conda --example bench_channel
 BIN=$PWD/target/release/imgtool
 GEN=$PWD/target/release/examples/bench_channel
 W=$(mktemp -d /var/tmp/imgtool-bench.XXXXXX); trap 'rm -rf "$W"' EXIT
