@@ -72,6 +72,28 @@ pub fn busybox_rootfs(dir: &Path) -> PathBuf {
     root
 }
 
+/// A self-signed certificate and its key, written into `dir` by openssl.
+fn self_signed(dir: &Path, key: &str, cert: &str, subject: &str) {
+    run_ok(
+        Command::new("openssl")
+            .current_dir(dir)
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", subject]),
+    );
+}
+
+/// Incompressible bytes from a seed, for blobs big enough to cut mid-way or to bench.
+pub fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -137,21 +159,7 @@ impl Registry {
             // A CA and a server certificate it signs: rustls (rightly) refuses a
             // self-signed CA certificate used as the server's own.
             let ssl = |args: &[&str]| run_ok(Command::new("openssl").current_dir(dir.path()).args(args));
-            ssl(&[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=imgtool test CA",
-            ]);
+            self_signed(dir.path(), "ca.key", "ca.pem", "/CN=imgtool test CA");
             ssl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "server.csr", "-subj", "/CN=localhost"]);
             std::fs::write(
                 dir.path().join("server.ext"),
@@ -326,21 +334,7 @@ impl TokenServer {
         let refresh = refresh.map(str::to_string);
         require("openssl", "openssl");
         let dir = tempfile::tempdir().unwrap();
-        run_ok(Command::new("openssl").current_dir(dir.path()).args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "tok.key",
-            "-out",
-            "tok.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=token-signer",
-        ]));
+        self_signed(dir.path(), "tok.key", "tok.crt", "/CN=token-signer");
         let der = std::process::Command::new("openssl")
             .current_dir(dir.path())
             .args(["x509", "-in", "tok.crt", "-outform", "DER"])

@@ -14,18 +14,6 @@ fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
 }
 
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 fn text(n: usize, seed: u64) -> Vec<u8> {
     let line = format!("def function_{seed}(x):\n    return x * {seed} + len(str(x))  # some python-ish text\n");
     line.as_bytes().iter().copied().cycle().take(n).collect()
@@ -42,7 +30,7 @@ fn main() {
         names.push(name);
         let mut p = Pkg::new(name, "1.0");
         if i < 3 {
-            p.items.push(Item::File(leak(format!("lib/{name}/big.bin")), noise(60 << 20, i + 1)));
+            p.items.push(Item::File(leak(format!("lib/{name}/big.bin")), imgtool_tests::noise(60 << 20, i + 1)));
             p.items.push(Item::File(leak(format!("share/{name}/big.txt")), text(40 << 20, i)));
         } else {
             for f in 0..10u64 {

@@ -206,23 +206,10 @@ async fn bearer_tokens_anonymous_and_with_credentials() {
     assert!(seen.iter().any(|(_, auth)| *auth), "then the GET with Basic credentials: {seen:?}");
 }
 
-/// Incompressible bytes, so layers are big enough to cut mid-way.
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 async fn big_image(spool: &Path) -> Image {
     let mut image = Image::scratch(&"linux/amd64".parse().unwrap(), Flavor::Oci);
     for i in 0..2u64 {
-        let producer = ContentsLayer::new([(format!("/noise{i}"), noise(600_000, i + 7))]);
+        let producer = ContentsLayer::new([(format!("/noise{i}"), imgtool_tests::noise(600_000, i + 7))]);
         image = image.add_layers(&producer, spool, 0, Compression::Gzip).await.unwrap();
     }
     image
