@@ -52,6 +52,9 @@ pub struct CondaBuild {
     /// The package cache directory.
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    /// Link and compress every package again instead of reusing earlier builds' results.
+    #[arg(long)]
+    pub no_layer_cache: bool,
     /// Package specs (`numpy`, `python=3.12`).
     pub specs: Vec<String>,
 }
@@ -79,6 +82,7 @@ pub async fn build(args: CondaBuild, reg: &Registries, p: Printer) -> Result<()>
     spec.max_layers = Some(args.max_layers);
     spec.virtual_packages = args.virtual_packages.clone();
     spec.cache_dir = args.cache_dir.clone();
+    spec.layer_cache = !args.no_layer_cache;
     let name: imgtool_core::Reference = args.image.parse().with_context(|| format!("-i {}", args.image))?;
     let sink = match (&args.output, args.push) {
         (Some(o), false) => match Transport::parse(o, &cwd)? {

@@ -1,17 +1,18 @@
 //! Fetching and linking packages into a staging prefix, in-process.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use rattler::install::Installer;
 use rattler::package_cache::PackageCache;
-use rattler_conda_types::{PrefixRecord, RepoDataRecord, Subdir};
+use rattler_conda_types::{PackageName, PrefixRecord, RepoDataRecord, Subdir};
 use serde_json::Value;
 
+use crate::cache::CachedPackage;
 use crate::error::{Error, Result, io};
 
 /// One package as linked into the staging prefix.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct InstalledPackage {
     /// `name=version=build`.
     pub id: String,
@@ -33,17 +34,40 @@ pub async fn install(
     cache: &Path,
     subdir: Subdir,
 ) -> Result<Vec<InstalledPackage>> {
+    let linked = link(records, &vec![true; records.len()], staging, target_prefix, cache, subdir).await?;
+    Ok(linked.into_iter().flatten().map(|c| c.package).collect())
+}
+
+/// Link the records marked in `only` (the others are left alone, as if installed already;
+/// the python they are linked for is still the solved one). Returns what each linked
+/// package became, its `conda-meta` record sanitized, in the order of `records`.
+pub(crate) async fn link(
+    records: &[RepoDataRecord],
+    only: &[bool],
+    staging: &Path,
+    target_prefix: &str,
+    cache: &Path,
+    subdir: Subdir,
+) -> Result<Vec<Option<CachedPackage>>> {
+    let name = |r: &RepoDataRecord| r.package_record.name.as_normalized().to_string();
+    let wanted: HashSet<String> = records.iter().zip(only).filter(|(_, o)| **o).map(|(r, _)| name(r)).collect();
+    if wanted.is_empty() {
+        return Ok(vec![None; records.len()]);
+    }
+    let ignored: HashSet<PackageName> =
+        records.iter().zip(only).filter(|(_, o)| !**o).map(|(r, _)| r.package_record.name.clone()).collect();
     std::fs::create_dir_all(cache).map_err(io(format!("creating the package cache {}", cache.display())))?;
     Installer::new()
         .with_package_cache(PackageCache::new(cache))
         .with_target_platform(subdir)
         .with_alternative_target_prefix(PathBuf::from(target_prefix))
         .with_execute_link_scripts(false)
+        .with_ignored_packages(ignored)
         .install(staging, records.to_vec())
         .await
         .map_err(|e| Error::Install(imgtool_core::error_chain(&e)))?;
     let meta = staging.join("conda-meta");
-    let mut by_name: BTreeMap<String, InstalledPackage> = BTreeMap::new();
+    let mut by_name: BTreeMap<String, CachedPackage> = BTreeMap::new();
     let entries = std::fs::read_dir(&meta).map_err(io(format!("reading {}", meta.display())))?;
     for e in entries {
         let path = e.map_err(io(format!("reading {}", meta.display())))?.path();
@@ -51,26 +75,35 @@ pub async fn install(
             continue;
         }
         let record = PrefixRecord::from_path(&path).map_err(io(format!("reading {}", path.display())))?;
-        sanitize(&path, records)?;
         let name = record.repodata_record.package_record.name.as_normalized().to_string();
+        if !wanted.contains(&name) {
+            continue;
+        }
+        let meta_json = sanitize(&path, records)?;
         let files: Vec<String> = record.files.iter().map(|f| f.to_string_lossy().replace('\\', "/")).collect();
         let size = files.iter().filter_map(|f| std::fs::symlink_metadata(staging.join(f)).ok()).map(|m| m.len()).sum();
         let post_link = files.iter().find(|f| f.ends_with(&format!(".{name}-post-link.sh"))).cloned();
         let r = &record.repodata_record.package_record;
-        by_name.insert(name.clone(), InstalledPackage { id: format!("{name}={}={}", r.version, r.build), files, size, post_link });
+        let package = InstalledPackage { id: format!("{name}={}={}", r.version, r.build), files, size, post_link };
+        let meta_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        by_name.insert(name, CachedPackage { package, meta_name, meta_json });
     }
     records
         .iter()
-        .map(|r| {
-            let name = r.package_record.name.as_normalized().to_string();
-            by_name.remove(&name).ok_or_else(|| Error::Install(format!("{name} was solved but has no conda-meta record after linking")))
+        .zip(only)
+        .map(|(r, o)| match o {
+            false => Ok(None),
+            true => by_name
+                .remove(&name(r))
+                .map(Some)
+                .ok_or_else(|| Error::Install(format!("{} was solved but has no conda-meta record after linking", name(r)))),
         })
         .collect()
 }
 
 /// Remove what a record says about the build host (cache paths) and write it in a stable
 /// key order, so records are the same wherever the image was built.
-fn sanitize(path: &Path, records: &[RepoDataRecord]) -> Result<()> {
+fn sanitize(path: &Path, records: &[RepoDataRecord]) -> Result<String> {
     let text = std::fs::read_to_string(path).map_err(io(format!("reading {}", path.display())))?;
     let mut v: Value = serde_json::from_str(&text).map_err(|e| Error::Install(format!("{}: {e}", path.display())))?;
     if let Some(m) = v.as_object_mut() {
@@ -89,8 +122,14 @@ fn sanitize(path: &Path, records: &[RepoDataRecord]) -> Result<()> {
             }
         }
     }
-    let out = imgtool_core::canonical_json(&v);
-    std::fs::write(path, out).map_err(io(format!("writing {}", path.display())))?;
+    let out = String::from_utf8_lossy(&imgtool_core::canonical_json(&v)).into_owned();
+    write_record(path, &out)?;
+    Ok(out)
+}
+
+/// Write a sanitized `conda-meta` record with the mode packages mean.
+pub(crate) fn write_record(path: &Path, json: &str) -> Result<()> {
+    std::fs::write(path, json).map_err(io(format!("writing {}", path.display())))?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).map_err(io(format!("writing {}", path.display())))
 }

@@ -7,6 +7,7 @@
 //! kept separate), then a small layer with `conda-meta`.
 #![deny(missing_docs)]
 
+mod cache;
 mod docker_env;
 mod error;
 mod glibc;

@@ -3,12 +3,14 @@
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use imgtool_archive::{LayerOptions, Owner, PathFilter, entries_for_files, write_layer};
+use futures::{StreamExt, TryStreamExt};
+use imgtool_archive::{LayerOptions, Owner, PathFilter, SpooledLayer, entries_for_files, write_layer};
 use imgtool_core::{BuildContext, History, LayerProducer, NewLayer, rfc3339};
 use serde::Deserialize;
 
+use crate::cache::{BuildCache, CachedPackage, layer_key, package_key};
 use crate::error::{Error, Result};
-use crate::install::{InstalledPackage, install};
+use crate::install::{InstalledPackage, link, write_record};
 use crate::layers::group;
 use crate::solve::{channel_url, conda_subdir, solve, virtual_packages};
 
@@ -52,6 +54,14 @@ pub struct CondaSpec {
     /// A `pixi.lock` or `conda-lock.yml`: install exactly its records, no solve.
     #[serde(default)]
     pub lock: Option<PathBuf>,
+    /// Reuse linked packages and their layers from earlier builds (kept next to the
+    /// package cache); default on.
+    #[serde(default = "yes")]
+    pub layer_cache: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl CondaSpec {
@@ -68,6 +78,7 @@ impl CondaSpec {
             virtual_packages: Vec::new(),
             cache_dir: None,
             lock: None,
+            layer_cache: true,
         }
     }
 }
@@ -136,8 +147,40 @@ impl CondaLayers {
         let staging_root =
             tempfile::Builder::new().prefix("conda-").tempdir_in(&cx.spool_dir).map_err(crate::error::io("creating a staging prefix"))?;
         let staging = staging_root.path().join("prefix");
-        let cache = self.spec.cache_dir.clone().unwrap_or_else(default_cache_dir);
-        let packages = install(&records, &staging, &prefix, &cache, subdir).await?;
+        let pkg_cache = self.spec.cache_dir.clone().unwrap_or_else(default_cache_dir);
+        let mut store = if self.spec.layer_cache { Some(BuildCache::open(&pkg_cache)?) } else { None };
+        let keys: Vec<String> = records.iter().map(|r| package_key(r, &records, &prefix, subdir.as_str())).collect();
+
+        // Link only what no earlier build has linked with the same key.
+        let mut known: Vec<Option<CachedPackage>> = keys.iter().map(|k| store.as_ref().and_then(|c| c.package(k))).collect();
+        let mut is_linked: Vec<bool> = known.iter().map(Option::is_none).collect();
+        let linked = link(&records, &is_linked, &staging, &prefix, &pkg_cache, subdir).await?;
+        for (k, l) in known.iter_mut().zip(linked) {
+            if l.is_some() {
+                *k = l;
+            }
+        }
+        let mut known: Vec<CachedPackage> = known.into_iter().flatten().collect();
+        if clobbers(&known) {
+            // Packages writing the same paths are settled by linking them together, so
+            // nothing of this environment comes from or goes into the cache.
+            if is_linked.iter().any(|l| !l) {
+                tracing::info!("packages of this environment write the same paths; linking all of them afresh");
+                std::fs::remove_dir_all(&staging).map_err(crate::error::io("clearing the staging prefix"))?;
+                is_linked = vec![true; records.len()];
+                known = link(&records, &is_linked, &staging, &prefix, &pkg_cache, subdir).await?.into_iter().flatten().collect();
+            }
+            store = None;
+        }
+        if known.len() != records.len() {
+            return Err(Error::Install("a solved package was neither linked nor found in the layer cache".into()));
+        }
+        if let Some(c) = &store {
+            for (i, p) in known.iter().enumerate().filter(|(i, _)| is_linked[*i]) {
+                c.store_package(&keys[i], p);
+            }
+        }
+        let packages: Vec<InstalledPackage> = known.iter().map(|c| c.package.clone()).collect();
         for p in &packages {
             if let Some(script) = &p.post_link {
                 tracing::warn!(package = %p.id, script = %script, "this package has a post-link script; it was not run");
@@ -152,17 +195,62 @@ impl CondaLayers {
         let groups = group(&packages, budget, &self.spec.separate);
         let opts = LayerOptions { compression: cx.compression, flavor: cx.image.flavor(), ..Default::default() };
         let mtime = cx.epoch.max(0) as u64;
-        let mut out = Vec::new();
-        for g in groups {
-            let members: Vec<&InstalledPackage> = g.iter().map(|&i| &packages[i]).collect();
-            let files: Vec<String> = members
-                .iter()
-                .flat_map(|p| p.files.iter())
-                .filter(|f| !f.starts_with("conda-meta/") && !filter.matches(f))
-                .cloned()
-                .collect();
-            let ids: Vec<&str> = members.iter().map(|p| p.id.as_str()).collect();
-            out.push(self.layer(&staging, files, format!("imgtool conda {}", ids.join(" ")), mtime, opts, cx).await?);
+        let shape = serde_json::json!({
+            "dest": self.spec.prefix, "exclude": patterns, "mtime": mtime,
+            "compression": format!("{:?}", opts.compression), "level": opts.level, "flavor": format!("{:?}", opts.flavor),
+        });
+        let layer_keys: Vec<String> =
+            groups.iter().map(|g| layer_key(&g.iter().map(|&i| keys[i].as_str()).collect::<Vec<_>>(), &shape)).collect();
+        let reused: Vec<Option<imgtool_core::Layer>> = layer_keys.iter().map(|k| store.as_ref().and_then(|c| c.layer(k))).collect();
+
+        // Layers to write need their packages' files, which a cached package does not have yet.
+        let mut missing = vec![false; records.len()];
+        for (g, r) in groups.iter().zip(&reused) {
+            if r.is_none() {
+                g.iter().filter(|&&i| !is_linked[i]).for_each(|&i| missing[i] = true);
+            }
+        }
+        if missing.iter().any(|m| *m) {
+            link(&records, &missing, &staging, &prefix, &pkg_cache, subdir).await?;
+            for (l, m) in is_linked.iter_mut().zip(&missing) {
+                *l |= m;
+            }
+        }
+        // Layers are written a few at a time: a small package's layer is mostly file reads,
+        // which a single writer would leave the other cores idle through.
+        let parallel = std::thread::available_parallelism().map_or(2, |n| n.get()).min(4);
+        let store_ref = store.as_ref();
+        let cx_ref: &BuildContext = cx;
+        let (staging_ref, filter_ref, packages_ref) = (&staging, &filter, &packages);
+        let mut out: Vec<NewLayer> = futures::stream::iter(groups.into_iter().zip(layer_keys).zip(reused))
+            .map(|((g, key), cached)| async move {
+                let ids: Vec<&str> = g.iter().map(|&i| packages_ref[i].id.as_str()).collect();
+                let history = self.history(format!("imgtool conda {}", ids.join(" ")), cx_ref);
+                if let Some(layer) = cached {
+                    return Ok(NewLayer { layer, history });
+                }
+                let files: Vec<String> = g
+                    .iter()
+                    .flat_map(|&i| packages_ref[i].files.iter())
+                    .filter(|f| !f.starts_with("conda-meta/") && !filter_ref.matches(f))
+                    .cloned()
+                    .collect();
+                let spool = store_ref.map_or_else(|| cx_ref.spool_dir.clone(), BuildCache::spool_dir);
+                let spooled = self.spooled(staging_ref, files, mtime, opts, spool).await?;
+                let layer = match store_ref {
+                    Some(c) => c.store_layer(&key, spooled),
+                    None => spooled.into_layer(),
+                };
+                Ok::<_, Error>(NewLayer { layer, history })
+            })
+            .buffered(parallel)
+            .try_collect()
+            .await?;
+        std::fs::create_dir_all(staging.join("conda-meta")).map_err(crate::error::io("writing conda-meta"))?;
+        for (p, linked) in known.iter().zip(&is_linked) {
+            if !linked {
+                write_record(&staging.join("conda-meta").join(&p.meta_name), &p.meta_json)?;
+            }
         }
         // The records last: a change to any package changes this small layer, not the others.
         let env_script = format!("export CONDA_PREFIX={prefix}\nexport PATH={prefix}/bin:$PATH\n");
@@ -175,7 +263,8 @@ impl CondaLayers {
             .filter(|f| !f.ends_with("/history"))
             .collect();
         meta_files.push("etc/profile.d/imgtool-conda.sh".into());
-        out.push(self.layer(&staging, meta_files, "imgtool conda conda-meta".into(), mtime, opts, cx).await?);
+        let spooled = self.spooled(&staging, meta_files, mtime, opts, cx.spool_dir.clone()).await?;
+        out.push(NewLayer { layer: spooled.into_layer(), history: self.history("imgtool conda conda-meta".into(), cx) });
 
         let config = cx.image.config_mut();
         if self.spec.platform.is_some() {
@@ -199,19 +288,10 @@ impl CondaLayers {
         Ok(out)
     }
 
-    async fn layer(
-        &self,
-        staging: &Path,
-        files: Vec<String>,
-        created_by: String,
-        mtime: u64,
-        opts: LayerOptions,
-        cx: &BuildContext,
-    ) -> Result<NewLayer> {
+    async fn spooled(&self, staging: &Path, files: Vec<String>, mtime: u64, opts: LayerOptions, spool: PathBuf) -> Result<SpooledLayer> {
         let staging = staging.to_path_buf();
         let dest = self.spec.prefix.clone();
-        let spool = cx.spool_dir.clone();
-        let spooled = tokio::task::spawn_blocking(move || -> Result<_> {
+        tokio::task::spawn_blocking(move || -> Result<_> {
             let mut entries = entries_for_files(&staging, &files, &dest, mtime, Owner::Root)?;
             // Modes as packages mean them, not as this host's umask made them.
             for e in &mut entries {
@@ -225,10 +305,19 @@ impl CondaLayers {
             Ok(write_layer(entries, &spool, opts)?)
         })
         .await
-        .map_err(|e| Error::Install(format!("the layer writer stopped: {e}")))??;
-        let history = History { created: Some(rfc3339(cx.epoch)), created_by: Some(created_by), ..Default::default() };
-        Ok(NewLayer { layer: spooled.into_layer(), history })
+        .map_err(|e| Error::Install(format!("the layer writer stopped: {e}")))?
     }
+
+    fn history(&self, created_by: String, cx: &BuildContext) -> History {
+        History { created: Some(rfc3339(cx.epoch)), created_by: Some(created_by), ..Default::default() }
+    }
+}
+
+/// Whether two packages write the same path (then rattler settles the clash by renaming,
+/// which depends on the whole environment).
+fn clobbers(packages: &[CachedPackage]) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    packages.iter().flat_map(|p| p.package.files.iter()).any(|f| f.contains("__clobber-from-") || !seen.insert(f.as_str()))
 }
 
 #[async_trait]

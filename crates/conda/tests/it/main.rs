@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use imgtool_conda::{CondaLayers, CondaSpec};
-use imgtool_core::{Compression, Flavor, Image, validate};
+use imgtool_core::{Compression, Flavor, Image, error_chain, validate};
 
 async fn build(channel: &Path, spool: &Path, cache: &Path, specs: &[&str], platform: &str) -> imgtool_core::Result<Image> {
     let mut spec = CondaSpec::new(vec![channel.display().to_string()], specs.iter().map(|s| s.to_string()).collect());
@@ -426,4 +426,91 @@ async fn the_layer_budget_merges_all_but_separate_packages() {
     assert!(history.iter().any(|h| h == "imgtool conda libfoo=2.0=0"), "libfoo alone: {history:?}");
     let merged = history.iter().find(|h| h.contains("hello=1.0=0")).unwrap();
     assert!(merged.contains("python=") && merged.contains("pytool="), "{merged}");
+}
+
+async fn build_with(ch: &Path, tmp: &Path, cache: &str, specs: &[&str], edit: impl FnOnce(&mut CondaSpec)) -> Image {
+    let mut spec = CondaSpec::new(vec![ch.display().to_string()], specs.iter().map(|s| s.to_string()).collect());
+    spec.cache_dir = Some(tmp.join(cache));
+    edit(&mut spec);
+    Image::scratch(&"linux/amd64".parse().unwrap(), Flavor::Oci)
+        .add_layers(&CondaLayers::new(spec, "/"), tmp, 0, Compression::Gzip)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_layer_cache_reuses_only_what_is_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let ch = t.join("channel");
+    channel::standard_channel(&ch);
+    let specs = ["hello", "pytool"];
+    let cold = build_with(&ch, t, "cache", &specs, |_| {}).await;
+    let plain = build_with(&ch, t, "plain1", &specs, |s| s.layer_cache = false).await;
+    assert_eq!(cold.digest(), plain.digest(), "cached layers are the bytes an uncached build writes");
+
+    // A warm build fetches and links nothing: it succeeds with the packages gone from the
+    // channel and from the package cache.
+    let remove_packages = || {
+        for e in walkdir::WalkDir::new(&ch).into_iter().map(Result::unwrap) {
+            let name = e.file_name().to_string_lossy();
+            if name.ends_with(".conda") || name.ends_with(".tar.bz2") {
+                std::fs::remove_file(e.path()).unwrap();
+            }
+        }
+        for e in std::fs::read_dir(t.join("cache")).unwrap().map(Result::unwrap) {
+            if e.file_name() != "imgtool-layers" {
+                let _ = std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
+            }
+        }
+    };
+    remove_packages();
+    let warm = build_with(&ch, t, "cache", &specs, |_| {}).await;
+    assert_eq!(warm.digest(), cold.digest());
+    let mut spec = CondaSpec::new(vec![ch.display().to_string()], vec!["hello".into()]);
+    spec.cache_dir = Some(t.join("cache"));
+    spec.layer_cache = false;
+    let err = Image::scratch(&"linux/amd64".parse().unwrap(), Flavor::Oci)
+        .add_layers(&CondaLayers::new(spec, "/"), t, 0, Compression::Gzip)
+        .await
+        .unwrap_err();
+    assert!(!error_chain(&err).is_empty(), "without the layer cache the packages are needed again");
+
+    // A smaller layer budget merges packages into layers not cached yet: their packages are
+    // linked again (fetched too, so the channel needs them back).
+    channel::standard_channel(&ch);
+    let merged = build_with(&ch, t, "cache", &specs, |s| s.max_layers = Some(3)).await;
+    let merged_plain = build_with(&ch, t, "plain2", &specs, |s| (s.max_layers, s.layer_cache) = (Some(3), false)).await;
+    assert_eq!(merged.layers().len(), 3);
+    assert_eq!(merged.digest(), merged_plain.digest());
+
+    // One package changed in the same channel: the result equals an uncached build.
+    channel::standard_channel_with(&ch, |pkgs| {
+        let hello = pkgs.iter_mut().find(|p| p.name == "hello" && p.version == "1.0" && p.subdir == "linux-64").unwrap();
+        hello.items.push(channel::Item::File("share/hello/extra.txt", b"new".to_vec()));
+    });
+    let changed = build_with(&ch, t, "cache", &specs, |_| {}).await;
+    let changed_plain = build_with(&ch, t, "plain3", &specs, |s| s.layer_cache = false).await;
+    assert_eq!(changed.digest(), changed_plain.digest());
+    assert_ne!(changed.digest(), cold.digest());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn packages_writing_the_same_path_are_linked_together() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let ch = t.join("channel");
+    channel::standard_channel_with(&ch, |pkgs| {
+        for (name, text) in [("clash-a", "from a\n"), ("clash-b", "from b\n")] {
+            let mut p = channel::Pkg::new(name, "1.0");
+            p.items = vec![channel::Item::File("share/clash.txt", text.as_bytes().to_vec())];
+            pkgs.push(p);
+        }
+    });
+    // clash-a alone fills the cache; then both: clash-a must not come from the cache as if
+    // clash-b were not there.
+    build_with(&ch, t, "cache", &["clash-a"], |_| {}).await;
+    let both = build_with(&ch, t, "cache", &["clash-a", "clash-b"], |_| {}).await;
+    let plain = build_with(&ch, t, "plain", &["clash-a", "clash-b"], |s| s.layer_cache = false).await;
+    assert_eq!(both.digest(), plain.digest());
 }
