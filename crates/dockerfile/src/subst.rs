@@ -1,0 +1,215 @@
+//! Variable substitution with BuildKit's rules (its shell lexer, `ProcessWord`): `$V`,
+//! `${V}`, `${V:-default}`, `${V-default}`, `${V:+alt}`, `${V+alt}`, `${V:?message}`,
+//! `${V?message}`; single quotes are literal, double quotes expand, the escape character
+//! takes the next one literally; quotes are removed from the result.
+
+/// Expand one word. `lookup` gives a variable's value (`None` when unset).
+pub fn expand(word: &str, escape: char, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let chars: Vec<char> = word.chars().collect();
+    let mut lx = Lexer { chars: &chars, pos: 0, escape, lookup };
+    lx.word(None)
+}
+
+struct Lexer<'a> {
+    chars: &'a [char],
+    pos: usize,
+    escape: char,
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Lexer<'_> {
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.pos).copied()
+    }
+
+    fn next(&mut self) -> Option<char> {
+        let c = self.peek()?;
+        self.pos += 1;
+        Some(c)
+    }
+
+    /// Read until the end, or until an unquoted `stop` (the `}` closing a modifier word).
+    fn word(&mut self, stop: Option<char>) -> Result<String, String> {
+        let mut out = String::new();
+        while let Some(c) = self.peek() {
+            if Some(c) == stop {
+                return Ok(out);
+            }
+            self.pos += 1;
+            match c {
+                '\'' => loop {
+                    match self.next() {
+                        Some('\'') => break,
+                        Some(c) => out.push(c),
+                        None => return Err("unterminated single quote".into()),
+                    }
+                },
+                '"' => loop {
+                    match self.next() {
+                        Some('"') => break,
+                        Some('$') => out.push_str(&self.variable()?),
+                        Some(c) if c == self.escape => match self.peek() {
+                            Some(n) if n == '"' || n == '$' || n == self.escape => {
+                                out.push(n);
+                                self.pos += 1;
+                            }
+                            _ => out.push(c),
+                        },
+                        Some(c) => out.push(c),
+                        None => return Err("unterminated double quote".into()),
+                    }
+                },
+                '$' => out.push_str(&self.variable()?),
+                c if c == self.escape => match self.next() {
+                    Some(n) => out.push(n),
+                    None => out.push(c),
+                },
+                c => out.push(c),
+            }
+        }
+        match stop {
+            Some(s) => Err(format!("missing {s}")),
+            None => Ok(out),
+        }
+    }
+
+    fn name(&mut self) -> String {
+        // `$1` is a positional parameter: one digit, never set here.
+        if let Some(d) = self.peek().filter(char::is_ascii_digit) {
+            self.pos += 1;
+            return d.to_string();
+        }
+        let mut name = String::new();
+        while let Some(c) = self.peek() {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                name.push(c);
+                self.pos += 1;
+            } else {
+                break;
+            }
+        }
+        name
+    }
+
+    /// After a `$`: the variable's value, or `$` itself when no name follows.
+    fn variable(&mut self) -> Result<String, String> {
+        if self.peek() != Some('{') {
+            let name = self.name();
+            if name.is_empty() {
+                return Ok("$".into());
+            }
+            return Ok((self.lookup)(&name).unwrap_or_default());
+        }
+        self.pos += 1;
+        let name = self.name();
+        if name.is_empty() {
+            return Err("bad substitution: ${ must be followed by a variable name".into());
+        }
+        let value = (self.lookup)(&name);
+        match self.next() {
+            Some('}') => Ok(value.unwrap_or_default()),
+            Some(':') => {
+                let op = self.next().ok_or("bad substitution: unterminated ${")?;
+                let arg = self.modifier_word(op)?;
+                let set = value.as_deref().is_some_and(|v| !v.is_empty());
+                apply(&name, op, set, value, arg)
+            }
+            Some(op @ ('-' | '+' | '?')) => {
+                let arg = self.modifier_word(op)?;
+                let set = value.is_some();
+                apply(&name, op, set, value, arg)
+            }
+            Some(c) => Err(format!("bad substitution: unsupported modifier {c:?} in ${{{name}...}}")),
+            None => Err(format!("bad substitution: ${{{name} is not closed with }}")),
+        }
+    }
+
+    fn modifier_word(&mut self, op: char) -> Result<String, String> {
+        if !matches!(op, '-' | '+' | '?') {
+            return Err(format!("bad substitution: unsupported modifier :{op}"));
+        }
+        let w = self.word(Some('}'))?;
+        self.pos += 1;
+        Ok(w)
+    }
+}
+
+fn apply(name: &str, op: char, set: bool, value: Option<String>, arg: String) -> Result<String, String> {
+    match op {
+        '-' => Ok(if set { value.unwrap_or_default() } else { arg }),
+        '+' => Ok(if set { arg } else { String::new() }),
+        _ if set => Ok(value.unwrap_or_default()),
+        _ => Err(if arg.is_empty() { format!("{name}: is not set") } else { format!("{name}: {arg}") }),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn x(word: &str) -> Result<String, String> {
+        let vars = |n: &str| match n {
+            "A" => Some("apple".to_string()),
+            "EMPTY" => Some(String::new()),
+            "SP" => Some("a b".to_string()),
+            _ => None,
+        };
+        expand(word, '\\', &vars)
+    }
+
+    #[test]
+    fn buildkit_rules() {
+        let cases = [
+            ("$A", "apple"),
+            ("${A}s", "apples"),
+            ("pre-$A-post", "pre-apple-post"),
+            ("${NOPE:-dflt}", "dflt"),
+            ("${EMPTY:-dflt}", "dflt"),
+            ("${EMPTY-dflt}", ""),
+            ("${NOPE-dflt}", "dflt"),
+            ("${A:+alt}", "alt"),
+            ("${EMPTY:+alt}", ""),
+            ("${EMPTY+alt}", "alt"),
+            ("${NOPE:-$A}", "apple"),
+            ("${NOPE:-\"a b\"}", "a b"),
+            ("'$A'", "$A"),
+            ("\"$A\"", "apple"),
+            ("\"$SP\"", "a b"),
+            ("\\$A", "$A"),
+            ("\"\\$A\"", "$A"),
+            ("\"a\\b\"", "a\\b"),
+            ("a\\ b", "a b"),
+            ("$", "$"),
+            ("$1x", "x"),
+            ("cost: 5$", "cost: 5$"),
+            ("${NOPE}", ""),
+        ];
+        for (input, want) in cases {
+            assert_eq!(x(input).unwrap(), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn bad_substitutions_say_why() {
+        for (input, want) in [
+            ("${A", "not closed"),
+            ("${}", "variable name"),
+            ("${A:=x}", "unsupported modifier"),
+            ("${A/x/y}", "unsupported modifier"),
+            ("${NOPE:?must be set}", "NOPE: must be set"),
+            ("${NOPE?}", "NOPE: is not set"),
+            ("'abc", "single quote"),
+            ("\"abc", "double quote"),
+        ] {
+            let err = x(input).unwrap_err();
+            assert!(err.contains(want), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn backtick_escape() {
+        assert_eq!(expand("a`$b", '`', &|_| None).unwrap(), "a$b");
+        assert_eq!(expand("C:\\dir", '`', &|_| None).unwrap(), "C:\\dir");
+    }
+}
