@@ -1,1 +1,343 @@
-//! Runs commands in an isolated sandbox whose root is an image filesystem (runc).
+//! Runs a command in an isolated sandbox whose root is an image's filesystem.
+//!
+//! The runtime is runc (Debian's `runc`): we write an OCI runtime bundle whose root is the
+//! directory given (used in place, so what the command writes lands there) with mount, PID,
+//! UTS, IPC and, unless the host network is asked for, network namespaces; `/proc`, a
+//! minimal `/dev` and read-only `/sys` are mounted; the process gets the image's
+//! environment, working directory and user, and Docker's default capabilities. Both the
+//! `RUN` of a Dockerfile build and `imgtool run` go through [`run`].
+#![deny(missing_docs)]
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use oci_spec::runtime::{
+    Capability, LinuxCapabilitiesBuilder, LinuxNamespaceType, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder,
+};
+
+/// What can go wrong starting a sandbox.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The runtime is not installed.
+    #[error("running commands needs runc, which was not found on PATH (install it: apt-get install runc)")]
+    NoRuntime,
+    /// The bundle could not be written or the runtime not started.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The runtime spec could not be built.
+    #[error("building the runtime spec: {0}")]
+    Spec(String),
+    /// A user that the image does not define.
+    #[error("user {user:?}: {why}")]
+    User {
+        /// As given.
+        user: String,
+        /// What is missing.
+        why: String,
+    },
+}
+
+/// This crate's results.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let context = context.into();
+    move |source| Error::Io { context, source }
+}
+
+/// A host path made visible inside the sandbox.
+#[derive(Debug, Clone)]
+pub struct Bind {
+    /// On the host.
+    pub host: PathBuf,
+    /// Inside the sandbox (absolute).
+    pub target: String,
+    /// Mounted read-only.
+    pub readonly: bool,
+}
+
+/// A resolved user: numeric ids, as the process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ids {
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+}
+
+/// What to run and how.
+#[derive(Debug, Clone, Default)]
+pub struct RunSpec {
+    /// The command and its arguments (the first is looked up on the sandbox's `PATH`).
+    pub args: Vec<String>,
+    /// `KEY=VALUE` environment; `PATH` and `HOME` get defaults when missing.
+    pub env: Vec<String>,
+    /// Working directory inside the sandbox (created if missing); default `/`.
+    pub cwd: String,
+    /// The user: a name or id, optionally `:group`, resolved with the rootfs's
+    /// `/etc/passwd` and `/etc/group`; default root.
+    pub user: String,
+    /// Share the host's network instead of an empty network namespace.
+    pub host_network: bool,
+    /// Bind mounts.
+    pub binds: Vec<Bind>,
+    /// The sandbox's host name (default `imgtool`).
+    pub hostname: Option<String>,
+}
+
+/// How a run ended: the exit code (128+N for signal N) and the last of its output.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The process's exit code.
+    pub code: i32,
+    /// Up to the last 16 KiB of what it wrote to stdout and stderr.
+    pub tail: String,
+}
+
+/// Where the process's output goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Straight to this process's stdout/stderr (for `imgtool run`).
+    Inherit,
+    /// Copied to this process's stderr and kept for the error message (builds).
+    Capture,
+}
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Docker's default capability set for containers.
+const CAPS: &[Capability] = &[
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::Fowner,
+    Capability::Fsetid,
+    Capability::Kill,
+    Capability::Setgid,
+    Capability::Setuid,
+    Capability::Setpcap,
+    Capability::NetBindService,
+    Capability::NetRaw,
+    Capability::SysChroot,
+    Capability::Mknod,
+    Capability::AuditWrite,
+    Capability::Setfcap,
+];
+
+/// Run `spec` in a sandbox rooted at `rootfs` and wait for it.
+pub fn run(rootfs: &Path, spec: &RunSpec, output: Output) -> Result<Outcome> {
+    let runc = which("runc").ok_or(Error::NoRuntime)?;
+    let rootfs = std::fs::canonicalize(rootfs).map_err(io(format!("the sandbox root {}", rootfs.display())))?;
+    let ids = resolve_user(&rootfs, &spec.user)?;
+    let bundle = tempfile::Builder::new().prefix("imgtool-sandbox-").tempdir().map_err(io("creating a runtime bundle"))?;
+    let cwd = if spec.cwd.is_empty() { "/".to_string() } else { spec.cwd.clone() };
+    let config = runtime_spec(&rootfs, spec, ids, &cwd)?;
+    config.save(bundle.path().join("config.json")).map_err(|e| Error::Spec(e.to_string()))?;
+    let state = bundle.path().join("state");
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let id = format!("imgtool-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+    tracing::debug!(id = %id, args = ?spec.args, "starting a sandbox");
+    let mut cmd = std::process::Command::new(runc);
+    cmd.arg("--root").arg(&state).args(["run", "--bundle"]).arg(bundle.path()).arg(&id).stdin(Stdio::null());
+    let (code, tail) = match output {
+        Output::Inherit => {
+            let status = cmd.status().map_err(io("starting runc"))?;
+            (exit_code(status), String::new())
+        }
+        Output::Capture => {
+            let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(io("starting runc"))?;
+            let tail = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+            let pumps: Vec<_> =
+                [child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>), child.stderr.take().map(|s| Box::new(s) as _)]
+                    .into_iter()
+                    .flatten()
+                    .map(|mut r| {
+                        let tail = tail.clone();
+                        std::thread::spawn(move || {
+                            let mut buf = [0u8; 8192];
+                            while let Ok(n) = r.read(&mut buf) {
+                                if n == 0 {
+                                    break;
+                                }
+                                let _ = std::io::stderr().write_all(&buf[..n]);
+                                if let Ok(mut t) = tail.lock() {
+                                    t.extend_from_slice(&buf[..n]);
+                                    let excess = t.len().saturating_sub(16 << 10);
+                                    t.drain(..excess);
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+            let status = child.wait().map_err(io("waiting for runc"))?;
+            for p in pumps {
+                let _ = p.join();
+            }
+            let tail = tail.lock().map(|t| String::from_utf8_lossy(&t).into_owned()).unwrap_or_default();
+            (exit_code(status), tail)
+        }
+    };
+    // runc removes a container that exited; make sure nothing is left if it did not.
+    let _ = std::process::Command::new("runc").arg("--root").arg(&state).args(["delete", "--force", &id]).output();
+    Ok(Outcome { code, tail })
+}
+
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+fn runtime_spec(rootfs: &Path, spec: &RunSpec, ids: (Ids, Vec<u32>), cwd: &str) -> Result<Spec> {
+    let e = |e: oci_spec::OciSpecError| Error::Spec(e.to_string());
+    let mut env = spec.env.clone();
+    if !env.iter().any(|v| v.starts_with("PATH=")) {
+        env.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    if !env.iter().any(|v| v.starts_with("HOME=")) {
+        env.push(format!("HOME={}", home_of(rootfs, ids.0.uid)));
+    }
+    let caps: HashSet<Capability> = CAPS.iter().copied().collect();
+    let caps = LinuxCapabilitiesBuilder::default().bounding(caps.clone()).effective(caps.clone()).permitted(caps).build().map_err(e)?;
+    let user = UserBuilder::default().uid(ids.0.uid).gid(ids.0.gid).additional_gids(ids.1).build().map_err(e)?;
+    let process = ProcessBuilder::default()
+        .args(spec.args.clone())
+        .env(env)
+        .cwd(cwd)
+        .user(user)
+        .capabilities(caps)
+        .no_new_privileges(true)
+        .terminal(false)
+        .build()
+        .map_err(e)?;
+    let mut config = Spec::default();
+    config.set_hostname(Some(spec.hostname.clone().unwrap_or_else(|| "imgtool".into())));
+    config.set_root(Some(RootBuilder::default().path(rootfs).readonly(false).build().map_err(e)?));
+    config.set_process(Some(process));
+    let mut mounts: Vec<Mount> = config.mounts().clone().unwrap_or_default();
+    // No cgroup filesystem inside: nothing in a build needs it, and hybrid hosts differ.
+    mounts.retain(|m| m.destination() != Path::new("/sys/fs/cgroup"));
+    for b in &spec.binds {
+        let mut options = vec!["rbind".to_string()];
+        if b.readonly {
+            options.push("ro".into());
+        }
+        mounts.push(MountBuilder::default().destination(&b.target).typ("bind").source(&b.host).options(options).build().map_err(e)?);
+    }
+    config.set_mounts(Some(mounts));
+    if let Some(linux) = config.linux_mut() {
+        if let Some(ns) = linux.namespaces().clone() {
+            let ns = ns
+                .into_iter()
+                .filter(|n| !(spec.host_network && n.typ() == LinuxNamespaceType::Network) && n.typ() != LinuxNamespaceType::Cgroup)
+                .collect();
+            linux.set_namespaces(Some(ns));
+        }
+    }
+    Ok(config)
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Lines of `/etc/passwd` or `/etc/group` in `rootfs`, split on `:`. Symlinks are not
+/// followed out of the root: the files are read only when they are plain files.
+fn table(rootfs: &Path, name: &str) -> Vec<Vec<String>> {
+    let path = rootfs.join("etc").join(name);
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.is_file() => {}
+        _ => return Vec::new(),
+    }
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split(':').map(str::to_string).collect())
+        .collect()
+}
+
+fn home_of(rootfs: &Path, uid: u32) -> String {
+    table(rootfs, "passwd")
+        .into_iter()
+        .find(|f| f.len() > 5 && f[2].parse() == Ok(uid))
+        .map(|f| f[5].clone())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".into())
+}
+
+/// Resolve `user[:group]` the way Docker does: names through the image's `/etc/passwd`
+/// and `/etc/group`, numbers as they are (a numeric user without an entry gets group 0),
+/// and the supplementary groups the user is a member of.
+pub fn resolve_user(rootfs: &Path, user: &str) -> Result<(Ids, Vec<u32>)> {
+    if user.is_empty() {
+        return Ok((Ids::default(), Vec::new()));
+    }
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let passwd = table(rootfs, "passwd");
+    let entry = passwd.iter().find(|f| f.len() > 3 && (f[0] == u || f[2] == u));
+    let (uid, name, primary) = match (u.parse::<u32>(), entry) {
+        (_, Some(f)) => (f[2].parse::<u32>().unwrap_or(0), Some(f[0].clone()), f[3].parse::<u32>().unwrap_or(0)),
+        (Ok(n), None) => (n, None, 0),
+        (Err(_), None) => {
+            return Err(Error::User { user: user.into(), why: format!("no user {u:?} in the image's /etc/passwd") });
+        }
+    };
+    let groups = table(rootfs, "group");
+    let gid = match g {
+        None => primary,
+        Some(g) => match (g.parse::<u32>(), groups.iter().find(|f| f.len() > 2 && f[0] == g)) {
+            (_, Some(f)) => f[2].parse().unwrap_or(0),
+            (Ok(n), None) => n,
+            (Err(_), None) => return Err(Error::User { user: user.into(), why: format!("no group {g:?} in the image's /etc/group") }),
+        },
+    };
+    let extra = match (&name, g) {
+        (Some(name), None) => groups
+            .iter()
+            .filter(|f| f.len() > 3 && f[3].split(',').any(|m| m == name))
+            .filter_map(|f| f[2].parse().ok())
+            .filter(|&id| id != gid)
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok((Ids { uid, gid }, extra))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_resolve_like_docker() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("etc")).unwrap();
+        std::fs::write(root.path().join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n").unwrap();
+        std::fs::write(root.path().join("etc/group"), "root:x:0:\napp:x:1000:\nwheel:x:10:app\n").unwrap();
+        let r = |u: &str| resolve_user(root.path(), u);
+        assert_eq!(r("").unwrap(), (Ids { uid: 0, gid: 0 }, vec![]));
+        assert_eq!(r("app").unwrap(), (Ids { uid: 1000, gid: 1000 }, vec![10]));
+        assert_eq!(r("1000").unwrap(), (Ids { uid: 1000, gid: 1000 }, vec![10]));
+        assert_eq!(r("4242").unwrap(), (Ids { uid: 4242, gid: 0 }, vec![]));
+        assert_eq!(r("app:wheel").unwrap(), (Ids { uid: 1000, gid: 10 }, vec![]));
+        assert_eq!(r("4242:77").unwrap(), (Ids { uid: 4242, gid: 77 }, vec![]));
+        assert!(r("nobody").unwrap_err().to_string().contains("no user \"nobody\""));
+        assert!(r("app:staff").unwrap_err().to_string().contains("no group \"staff\""));
+        assert_eq!(home_of(root.path(), 1000), "/home/app");
+    }
+}
