@@ -290,8 +290,13 @@ pub fn apply_layer(root: &Path, tar: impl Read, opts: ExtractOptions, place: &st
 
 /// Apply every layer of `image`, base first, into `root` (created if missing).
 pub async fn extract_image(image: &imgtool_core::Image, root: &Path, opts: ExtractOptions) -> Result<(), Error> {
+    apply_layers(image.layers(), root, opts).await
+}
+
+/// Apply `layers` in order onto `root` (created if missing), each read once and verified.
+pub async fn apply_layers(layers: &[imgtool_core::Layer], root: &Path, opts: ExtractOptions) -> Result<(), Error> {
     std::fs::create_dir_all(root).map_err(ioe(format!("creating {}", root.display())))?;
-    for (i, layer) in image.layers().iter().enumerate() {
+    for (i, layer) in layers.iter().enumerate() {
         let compression = layer.descriptor.media_type.layer_compression().unwrap_or_default();
         let stream = imgtool_core::verify(&layer.descriptor, layer.source.open(&layer.descriptor).await?);
         let root = root.to_path_buf();

@@ -226,6 +226,22 @@ impl PathLayer {
     }
 }
 
+/// The tar entry for one host file (`meta` from `symlink_metadata`) at `path` in the image:
+/// its type, content, mode and link target as they are, owners as `owner` says. A file
+/// whose inode is already in `links` becomes a hard link to that entry.
+pub fn host_entry(
+    host: &Path,
+    meta: &std::fs::Metadata,
+    path: String,
+    mtime: u64,
+    owner: Owner,
+    links: &mut HashMap<(u64, u64), String>,
+) -> Result<TarEntry, Error> {
+    let mut cfg = PathLayer::new(host, "");
+    cfg.owner = owner;
+    cfg.entry_for(host, meta, path, mtime, links)
+}
+
 fn history(created_by: String, epoch: i64) -> History {
     History { created: Some(rfc3339(epoch)), created_by: Some(created_by), ..Default::default() }
 }

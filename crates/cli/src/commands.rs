@@ -88,6 +88,8 @@ pub async fn run(command: Command, p: Printer, reg: &Registries) -> Result<()> {
         }
         Command::Logout { registry } => crate::registry_cmds::logout(&registry, p).await,
         Command::Conda(crate::CondaCommand::Build(args)) => crate::conda_cmd::build(args, reg, p).await,
+        Command::Build(args) => crate::build_cmd::build(args, reg, p).await,
+        Command::Run(args) => crate::build_cmd::run(args, reg).await,
         Command::Export { image, dest, platform } => {
             let image = load(&Transport::parse(&image, &cwd)?, platform.as_deref(), Flavor::Oci, reg).await?;
             crate::export::export(&image, &dest, p).await

@@ -1,5 +1,6 @@
 //! `imgtool`: pull, edit, build and push container images without a daemon.
 
+mod build_cmd;
 mod commands;
 mod conda_cmd;
 mod export;
@@ -173,6 +174,10 @@ enum Command {
         /// `HOST[:PORT]`.
         registry: String,
     },
+    /// Build a Dockerfile without a daemon (RUN included), with a step cache.
+    Build(build_cmd::BuildArgs),
+    /// Run a command in an image, in a sandbox (runc), and exit with its code.
+    Run(build_cmd::RunArgs),
     /// Conda environments as images, without conda or docker.
     #[command(subcommand)]
     Conda(CondaCommand),
@@ -229,9 +234,13 @@ fn main() -> ExitCode {
     };
     match rt.block_on(commands::run(cli.command, printer, &registries)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => match e.downcast_ref::<build_cmd::ExitWith>() {
+            // The command said what it had to; end with its code.
+            Some(build_cmd::ExitWith(code)) => ExitCode::from(u8::try_from(*code).unwrap_or(1)),
+            None => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

@@ -4,18 +4,15 @@
 //! record, the prefix, the python it is installed for and the layer options. So a warm
 //! build that finds those keys here links nothing and compresses nothing; a build with one
 //! changed package redoes that package's layer and the small `conda-meta` layer.
-//!
-//! Entries are written to a temporary name and renamed, so concurrent builds and a build
-//! stopped half-way leave only whole entries. A missing or short blob is a miss.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
-use imgtool_core::{Descriptor, Digest, FileBlob, Layer};
+use imgtool_archive::{LayerCache, SpooledLayer};
+use imgtool_core::{Digest, Layer};
 use rattler_conda_types::RepoDataRecord;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Result, io};
+use crate::error::{Error, Result};
 use crate::install::InstalledPackage;
 
 /// Bumped whenever what is cached, or how a layer is written from it, changes.
@@ -27,99 +24,47 @@ const VERSION: &str = "imgtool-conda-cache-1";
 pub struct CachedPackage {
     /// What linking reported.
     pub package: InstalledPackage,
-    /// Its `conda-meta` file name and sanitized contents.
+    /// Its `conda-meta` file name.
     pub meta_name: String,
     /// The sanitized record.
     pub meta_json: String,
 }
 
-#[derive(Serialize, Deserialize)]
-struct CachedLayer {
-    descriptor: Descriptor,
-    diff_id: Digest,
-}
-
-/// The cache directory (`imgtool-layers` inside the package cache).
+/// The build cache (`imgtool-layers` inside the package cache).
 #[derive(Debug, Clone)]
-pub struct BuildCache {
-    dir: PathBuf,
-}
+pub struct BuildCache(LayerCache);
 
 impl BuildCache {
     /// The cache under `package_cache`.
     pub fn open(package_cache: &Path) -> Result<Self> {
-        let dir = package_cache.join("imgtool-layers");
-        for sub in ["packages", "layers", "blobs", "tmp"] {
-            fs::create_dir_all(dir.join(sub)).map_err(io(format!("creating the layer cache {}", dir.display())))?;
-        }
-        Ok(Self { dir })
+        Ok(Self(LayerCache::open(&package_cache.join("imgtool-layers")).map_err(|e| Error::Install(e.to_string()))?))
     }
 
     /// Where layers are spooled, so a new one is moved into the cache, not copied.
     pub fn spool_dir(&self) -> PathBuf {
-        self.dir.join("tmp")
+        self.0.spool_dir()
     }
 
     /// What a previous build linked for `key`.
     pub fn package(&self, key: &str) -> Option<CachedPackage> {
-        let text = fs::read(self.dir.join("packages").join(format!("{key}.json"))).ok()?;
-        serde_json::from_slice(&text).ok()
+        serde_json::from_slice(&self.0.entry(&format!("{key}.package"))?).ok()
     }
 
-    /// Remember what linking produced for `key`. A failure only costs the next build time.
+    /// Remember what linking produced for `key`.
     pub fn store_package(&self, key: &str, p: &CachedPackage) {
         if let Ok(text) = serde_json::to_vec(p) {
-            self.write(&self.dir.join("packages").join(format!("{key}.json")), &text);
+            self.0.put_entry(&format!("{key}.package"), &text);
         }
     }
 
-    /// The layer written for `key`, served from the cache's blob.
+    /// The layer written for `key`.
     pub fn layer(&self, key: &str) -> Option<Layer> {
-        let text = fs::read(self.dir.join("layers").join(format!("{key}.json"))).ok()?;
-        let c: CachedLayer = serde_json::from_slice(&text).ok()?;
-        let blob = self.blob_path(&c.descriptor.digest);
-        if fs::metadata(&blob).ok()?.len() != c.descriptor.size {
-            return None;
-        }
-        Some(Layer { source: std::sync::Arc::new(FileBlob::new(blob, c.descriptor.clone())), descriptor: c.descriptor, diff_id: c.diff_id })
+        self.0.layer(key)
     }
 
-    /// Keep a freshly spooled layer (moving its file into the cache) and return the layer
-    /// served from there.
-    pub fn store_layer(&self, key: &str, spooled: imgtool_archive::SpooledLayer) -> Layer {
-        let blob = self.blob_path(&spooled.descriptor.digest);
-        let entry = CachedLayer { descriptor: spooled.descriptor.clone(), diff_id: spooled.diff_id.clone() };
-        match spooled.file.persist(&blob) {
-            Ok(()) => {
-                if let Ok(text) = serde_json::to_vec(&entry) {
-                    self.write(&self.dir.join("layers").join(format!("{key}.json")), &text);
-                }
-                Layer {
-                    source: std::sync::Arc::new(FileBlob::new(blob, entry.descriptor.clone())),
-                    descriptor: entry.descriptor,
-                    diff_id: entry.diff_id,
-                }
-            }
-            Err(e) => {
-                tracing::debug!(error = %e.error, "could not keep a layer in the cache");
-                imgtool_archive::SpooledLayer { file: e.path, descriptor: entry.descriptor, diff_id: entry.diff_id }.into_layer()
-            }
-        }
-    }
-
-    fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.dir.join("blobs").join(digest.hex())
-    }
-
-    fn write(&self, path: &Path, bytes: &[u8]) {
-        let done = tempfile::NamedTempFile::new_in(self.dir.join("tmp")).and_then(|mut f| {
-            std::io::Write::write_all(&mut f, bytes)?;
-            f.persist(path).map_err(|e| e.error)?;
-            Ok(())
-        });
-        if let Err(e) = done {
-            tracing::debug!(path = %path.display(), error = %e, "could not write a cache entry");
-        }
+    /// Keep a freshly spooled layer and return it served from the cache.
+    pub fn store_layer(&self, key: &str, spooled: SpooledLayer) -> Layer {
+        self.0.store_layer(key, spooled)
     }
 }
 

@@ -12,9 +12,43 @@ pub enum Error {
         /// What is wrong and what to write instead.
         message: String,
     },
+    /// An instruction that cannot be carried out.
+    #[error("{}{keyword}: {message}", if *line > 0 { format!("Dockerfile:{line}: ") } else { String::new() })]
+    Step {
+        /// 1-based line (0 when no line is to blame).
+        line: usize,
+        /// The instruction keyword (or what failed).
+        keyword: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// A `RUN` command exited with a non-zero code.
+    #[error("Dockerfile:{line}: {command}\nfailed with exit code {code}; its last output:\n{output}")]
+    RunFailed {
+        /// 1-based line.
+        line: usize,
+        /// The instruction as written.
+        command: String,
+        /// Its exit code.
+        code: i32,
+        /// The end of what it printed.
+        output: String,
+    },
 }
 
 impl Error {
+    pub(crate) fn step(line: usize, keyword: &str, message: impl Into<String>) -> Self {
+        Self::Step { line, keyword: keyword.into(), message: message.into() }
+    }
+
+    /// A RUN's exit code, when that is what failed.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            Self::RunFailed { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
     pub(crate) fn parse(line: usize, column: usize, message: impl Into<String>) -> Self {
         Self::Parse { line, column, message: message.into() }
     }

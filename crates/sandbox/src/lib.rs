@@ -306,7 +306,9 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<(Ids, Vec<u32>)> {
             (Err(_), None) => return Err(Error::User { user: user.into(), why: format!("no group {g:?} in the image's /etc/group") }),
         },
     };
-    let extra = match (&name, g) {
+    // Supplementary groups: those listing the user as a member, then its primary group
+    // (so the process keeps it in getgroups(), as buildah and Docker arrange).
+    let mut extra: Vec<u32> = match (&name, g) {
         (Some(name), None) => groups
             .iter()
             .filter(|f| f.len() > 3 && f[3].split(',').any(|m| m == name))
@@ -315,6 +317,9 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<(Ids, Vec<u32>)> {
             .collect(),
         _ => Vec::new(),
     };
+    if !extra.is_empty() {
+        extra.push(gid);
+    }
     Ok((Ids { uid, gid }, extra))
 }
 
@@ -331,8 +336,8 @@ mod tests {
         std::fs::write(root.path().join("etc/group"), "root:x:0:\napp:x:1000:\nwheel:x:10:app\n").unwrap();
         let r = |u: &str| resolve_user(root.path(), u);
         assert_eq!(r("").unwrap(), (Ids { uid: 0, gid: 0 }, vec![]));
-        assert_eq!(r("app").unwrap(), (Ids { uid: 1000, gid: 1000 }, vec![10]));
-        assert_eq!(r("1000").unwrap(), (Ids { uid: 1000, gid: 1000 }, vec![10]));
+        assert_eq!(r("app").unwrap(), (Ids { uid: 1000, gid: 1000 }, vec![10, 1000]));
+        assert_eq!(r("1000").unwrap(), (Ids { uid: 1000, gid: 1000 }, vec![10, 1000]));
         assert_eq!(r("4242").unwrap(), (Ids { uid: 4242, gid: 0 }, vec![]));
         assert_eq!(r("app:wheel").unwrap(), (Ids { uid: 1000, gid: 10 }, vec![]));
         assert_eq!(r("4242:77").unwrap(), (Ids { uid: 4242, gid: 77 }, vec![]));

@@ -1,0 +1,964 @@
+//! The interpreter: stages, instructions, RUN in the sandbox, the step cache.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use imgtool_archive::{EntryKind, ExtractOptions, FileData, LayerOptions, Owner, TarEntry, host_entry, write_layer};
+use imgtool_core::{Compression, Flavor, History, Image, Platform, rfc3339};
+use serde_json::{Value, json};
+
+use crate::cache::StepCache;
+use crate::context::{FileHashes, Source, Tree, clean};
+use crate::error::{Error, Result};
+use crate::parse::{Command, Dockerfile, Flag, Instruction, Kind, parse};
+use crate::subst::expand;
+
+/// Where `FROM` and `COPY --from` images come from: the caller knows the transports
+/// (registries, archives, layouts); `scratch` and stage names never reach it.
+#[async_trait]
+pub trait Images: Send + Sync {
+    /// The image `reference` names, for `platform` when it is an index.
+    async fn load(&self, reference: &str, platform: Option<&Platform>) -> std::result::Result<Image, String>;
+}
+
+/// How to build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// The build context directory.
+    pub context: PathBuf,
+    /// `--build-arg` values.
+    pub build_args: BTreeMap<String, String>,
+    /// The stage to build (default the last).
+    pub target: Option<String>,
+    /// The platform to build for (default the host's).
+    pub platform: Option<Platform>,
+    /// The step cache directory; `None` builds everything afresh and keeps nothing.
+    pub cache_dir: Option<PathBuf>,
+    /// Where layers and stage filesystems are spooled.
+    pub spool_dir: PathBuf,
+    /// The time stamped on files and history (`SOURCE_DATE_EPOCH`).
+    pub epoch: i64,
+    /// New layers' compression.
+    pub compression: Compression,
+    /// Media types of images started from `scratch`.
+    pub flavor: Flavor,
+    /// Give `RUN` the host's network (otherwise only a loopback interface).
+    pub host_network: bool,
+    /// Do every step afresh (results are still stored in the cache).
+    pub no_cache: bool,
+}
+
+impl BuildOptions {
+    /// Defaults for building `context`: no cache, gzip, OCI, epoch 0.
+    pub fn new(context: impl Into<PathBuf>, spool_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            context: context.into(),
+            build_args: BTreeMap::new(),
+            target: None,
+            platform: None,
+            cache_dir: None,
+            spool_dir: spool_dir.into(),
+            epoch: 0,
+            compression: Compression::Gzip,
+            flavor: Flavor::Oci,
+            host_network: false,
+            no_cache: false,
+        }
+    }
+}
+
+/// A stage being built, or done.
+struct Stage {
+    name: Option<String>,
+    image: Image,
+    /// The stage's filesystem, made when first needed, with `applied` of its layers.
+    root: Option<tempfile::TempDir>,
+    applied: usize,
+    args: BTreeMap<String, String>,
+    shell: Vec<String>,
+    cmd_set: bool,
+    /// The cache chain: everything this stage's state was built from.
+    key: String,
+}
+
+/// Build `dockerfile` and return the target stage's image.
+pub async fn build(dockerfile: &Dockerfile, images: &dyn Images, opts: &BuildOptions) -> Result<Image> {
+    let context = Tree::context(&opts.context).map_err(|m| Error::step(0, "context", m))?;
+    let cache = match &opts.cache_dir {
+        Some(d) => Some(StepCache::open(d)?),
+        None => None,
+    };
+    let hashes = match &cache {
+        Some(c) => FileHashes::load(c.hashes_file()),
+        None => FileHashes::default(),
+    };
+    let mut b = Builder { df: dockerfile, images, opts, cache, hashes, context, stages: Vec::new(), external: HashMap::new() };
+    let image = b.run().await;
+    b.hashes.save();
+    image
+}
+
+struct Builder<'a> {
+    df: &'a Dockerfile,
+    images: &'a dyn Images,
+    opts: &'a BuildOptions,
+    cache: Option<StepCache>,
+    hashes: FileHashes,
+    context: Tree,
+    stages: Vec<Stage>,
+    /// Images named by `COPY --from`, loaded once.
+    external: HashMap<String, Stage>,
+}
+
+fn target_platform(opts: &BuildOptions) -> Platform {
+    opts.platform.clone().unwrap_or_else(|| "linux/amd64".parse().expect("a valid platform")).clone()
+}
+
+/// The automatic platform arguments BuildKit gives a stage that declares them.
+fn platform_arg(name: &str, target: &Platform) -> Option<String> {
+    let build: Platform = Platform::host();
+    let pick = |p: &Platform, what: &str| match what {
+        "PLATFORM" => Some(p.to_string()),
+        "OS" => Some(p.os.clone()),
+        "ARCH" => Some(p.architecture.clone()),
+        "VARIANT" => Some(p.variant.clone().unwrap_or_default()),
+        _ => None,
+    };
+    if let Some(w) = name.strip_prefix("TARGET") {
+        return pick(target, w);
+    }
+    if let Some(w) = name.strip_prefix("BUILD") {
+        return pick(&build, w);
+    }
+    None
+}
+
+impl Builder<'_> {
+    async fn run(&mut self) -> Result<Image> {
+        let ins = &self.df.instructions;
+        let first_from = ins.iter().position(|i| matches!(i.kind, Kind::From { .. }));
+        let Some(first_from) = first_from else {
+            return Err(Error::step(1, "FROM", "the Dockerfile has no FROM: start it with FROM IMAGE (or FROM scratch)"));
+        };
+        // Global ARGs: usable in FROM lines, and as defaults for stages that redeclare them.
+        let mut globals: BTreeMap<String, String> = BTreeMap::new();
+        for i in &ins[..first_from] {
+            match &i.kind {
+                Kind::Arg(pairs) => {
+                    for (name, default) in pairs {
+                        let value = match self.opts.build_args.get(name) {
+                            Some(v) => Some(v.clone()),
+                            None => match default {
+                                Some(d) => Some(self.expand(i, d, &|n| globals.get(n).cloned())?),
+                                None => platform_arg(name, &target_platform(self.opts)),
+                            },
+                        };
+                        if let Some(v) = value {
+                            globals.insert(name.clone(), v);
+                        }
+                    }
+                }
+                _ => return Err(Error::step(i.line, "ARG", "only ARG may come before the first FROM")),
+            }
+        }
+        let starts: Vec<usize> = ins.iter().enumerate().filter(|(_, i)| matches!(i.kind, Kind::From { .. })).map(|(n, _)| n).collect();
+        let target_index = match &self.opts.target {
+            None => starts.len() - 1,
+            Some(t) => starts
+                .iter()
+                .position(|&s| matches!(&ins[s].kind, Kind::From { name: Some(n), .. } if n.eq_ignore_ascii_case(t)))
+                .ok_or_else(|| Error::step(0, "--target", format!("no stage is named {t:?}")))?,
+        };
+        let needed = self.needed_stages(&starts, target_index, &globals);
+        for (n, &start) in starts.iter().enumerate().take(target_index + 1) {
+            let end = starts.get(n + 1).copied().unwrap_or(ins.len());
+            if !needed[n] {
+                tracing::debug!(stage = n, "not needed for the target, skipped");
+                self.stages.push(self.placeholder(&ins[start]));
+                continue;
+            }
+            let mut stage = self.from(&ins[start], &globals).await?;
+            for i in &ins[start + 1..end] {
+                self.step(&mut stage, i, &globals).await?;
+            }
+            self.stages.push(stage);
+        }
+        let mut last = self.stages.pop().ok_or_else(|| Error::step(0, "FROM", "no stage was built"))?;
+        let image = last.image.clone();
+        last.root.take();
+        Ok(image)
+    }
+
+    /// Which stages the target needs: itself, and the stages its FROM and `COPY --from`
+    /// name, transitively.
+    fn needed_stages(&self, starts: &[usize], target: usize, globals: &BTreeMap<String, String>) -> Vec<bool> {
+        let ins = &self.df.instructions;
+        let lookup = |n: &str| globals.get(n).cloned();
+        let names: Vec<Option<String>> =
+            starts.iter().map(|&s| if let Kind::From { name, .. } = &ins[s].kind { name.clone() } else { None }).collect();
+        let index_of = |word: &str| -> Option<usize> {
+            let w = expand(word, self.df.escape, &lookup).unwrap_or_else(|_| word.to_string()).to_ascii_lowercase();
+            names.iter().position(|n| n.as_deref() == Some(w.as_str())).or_else(|| w.parse().ok())
+        };
+        let mut needed = vec![false; starts.len()];
+        let mut todo = vec![target];
+        while let Some(s) = todo.pop() {
+            if needed[s] {
+                continue;
+            }
+            needed[s] = true;
+            let end = starts.get(s + 1).copied().unwrap_or(ins.len());
+            for i in &ins[starts[s]..end] {
+                let deps: Vec<&str> = match &i.kind {
+                    Kind::From { image, .. } => vec![image.as_str()],
+                    Kind::Copy { flags, .. } => flags.iter().filter(|f| f.name == "from").filter_map(|f| f.value.as_deref()).collect(),
+                    _ => vec![],
+                };
+                for d in deps {
+                    if let Some(j) = index_of(d).filter(|&j| j < s) {
+                        todo.push(j);
+                    }
+                }
+            }
+        }
+        needed
+    }
+
+    fn placeholder(&self, from: &Instruction) -> Stage {
+        let name = if let Kind::From { name, .. } = &from.kind { name.clone() } else { None };
+        Stage {
+            name,
+            image: Image::scratch(&target_platform(self.opts), self.opts.flavor),
+            root: None,
+            applied: 0,
+            args: BTreeMap::new(),
+            shell: default_shell(),
+            cmd_set: false,
+            key: String::new(),
+        }
+    }
+
+    fn expand(&self, i: &Instruction, word: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String> {
+        expand(word, self.df.escape, lookup).map_err(|m| Error::step(i.line, keyword(&i.kind), format!("{word}: {m}")))
+    }
+
+    /// Expand with the stage's variables: its environment, then its ARGs.
+    fn expand_in(&self, st: &Stage, i: &Instruction, word: &str) -> Result<String> {
+        let env = st.image.config().env();
+        let lookup = |n: &str| {
+            env.iter()
+                .find_map(|e| e.strip_prefix(n).and_then(|r| r.strip_prefix('=')).map(str::to_string))
+                .or_else(|| st.args.get(n).cloned())
+        };
+        self.expand(i, word, &lookup)
+    }
+
+    async fn from(&mut self, i: &Instruction, globals: &BTreeMap<String, String>) -> Result<Stage> {
+        let Kind::From { image, name, flags } = &i.kind else { unreachable!("called on FROM") };
+        let lookup = |n: &str| globals.get(n).cloned();
+        check_flags(i, flags, &["platform"])?;
+        let platform = match flag(flags, "platform") {
+            Some(p) => Some(
+                self.expand(i, p, &lookup)?.parse::<Platform>().map_err(|e| Error::step(i.line, "FROM", format!("--platform={p}: {e}")))?,
+            ),
+            None => self.opts.platform.clone(),
+        };
+        let reference = self.expand(i, image, &lookup)?;
+        if reference.is_empty() {
+            return Err(Error::step(i.line, "FROM", format!("{image} expands to nothing: set the ARG it uses")));
+        }
+        let lower = reference.to_ascii_lowercase();
+        let earlier = self.stages.iter().position(|s| s.name.as_deref() == Some(lower.as_str()));
+        let (image, key) = if let Some(s) = earlier {
+            (self.stages[s].image.clone(), self.stages[s].key.clone())
+        } else if lower == "scratch" {
+            let p = platform.clone().unwrap_or_else(|| target_platform(self.opts));
+            (Image::scratch(&p, self.opts.flavor), format!("scratch {p}"))
+        } else {
+            let img = self
+                .images
+                .load(&reference, platform.as_ref())
+                .await
+                .map_err(|m| Error::step(i.line, "FROM", format!("{reference}: {m}")))?;
+            let key = format!("image {}", img.digest());
+            (img, key)
+        };
+        if !image.config().env().iter().any(|e| e.starts_with("PATH=")) {
+            // As BuildKit does: a stage without PATH gets the default one, kept in the image.
+            let mut image = image;
+            image.config_mut().set_env(&format!("PATH={DEFAULT_PATH}")).map_err(|e| Error::step(i.line, "FROM", e.to_string()))?;
+            return self.start(i, name, image, key, globals).await;
+        }
+        self.start(i, name, image, key, globals).await
+    }
+
+    async fn start(
+        &mut self,
+        i: &Instruction,
+        name: &Option<String>,
+        image: Image,
+        key: String,
+        globals: &BTreeMap<String, String>,
+    ) -> Result<Stage> {
+        let mut stage = Stage {
+            name: name.clone(),
+            image,
+            root: None,
+            applied: 0,
+            args: BTreeMap::new(),
+            shell: default_shell(),
+            cmd_set: false,
+            key: imgtool_core::Digest::sha256_of(key.as_bytes()).hex().to_string(),
+        };
+        // ONBUILD triggers of the base run now, and are not inherited.
+        let triggers: Vec<String> = stage
+            .image
+            .config()
+            .container()
+            .and_then(|c| c.get("OnBuild"))
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        if !triggers.is_empty() {
+            stage.image.config_mut().container_mut().remove("OnBuild");
+            for t in triggers {
+                let parsed = parse(&t).map_err(|e| Error::step(i.line, "ONBUILD", format!("the base image's trigger {t:?}: {e}")))?;
+                for mut ti in parsed.instructions {
+                    ti.line = i.line;
+                    Box::pin(self.step(&mut stage, &ti, globals)).await?;
+                }
+            }
+        }
+        Ok(stage)
+    }
+
+    fn history(&self, i: &Instruction, empty: bool) -> History {
+        History { created: Some(rfc3339(self.opts.epoch)), created_by: Some(i.text.clone()), empty_layer: empty, ..Default::default() }
+    }
+
+    fn chain(st: &mut Stage, what: &str) -> String {
+        let key = imgtool_core::Digest::sha256_of(format!("{}\n{what}", st.key).as_bytes()).hex().to_string();
+        st.key = key.clone();
+        key
+    }
+
+    async fn step(&mut self, st: &mut Stage, i: &Instruction, globals: &BTreeMap<String, String>) -> Result<()> {
+        let kw = keyword(&i.kind);
+        match &i.kind {
+            Kind::From { .. } => unreachable!("stages start at FROM"),
+            Kind::Arg(pairs) => {
+                for (name, default) in pairs {
+                    let value = match (self.opts.build_args.get(name), default) {
+                        (Some(v), _) => Some(v.clone()),
+                        (None, Some(d)) => Some(self.expand_in(st, i, d)?),
+                        (None, None) => globals.get(name).cloned().or_else(|| platform_arg(name, &st.image.platform())),
+                    };
+                    Self::chain(st, &format!("ARG {name}={value:?}"));
+                    if let Some(v) = value {
+                        st.args.insert(name.clone(), v);
+                    }
+                }
+                return Ok(());
+            }
+            Kind::Env(pairs) => {
+                // Every value sees the variables as they were before this instruction.
+                let mut set = Vec::new();
+                for (k, v) in pairs {
+                    set.push(format!("{}={}", self.expand_in(st, i, k)?, self.expand_in(st, i, v)?));
+                }
+                for kv in &set {
+                    st.image.config_mut().set_env(kv).map_err(|e| Error::step(i.line, kw, e.to_string()))?;
+                }
+            }
+            Kind::Label(pairs) => {
+                for (k, v) in pairs {
+                    let (k, v) = (self.expand_in(st, i, k)?, self.expand_in(st, i, v)?);
+                    let c = st.image.config_mut().container_mut();
+                    let labels = c.entry("Labels").or_insert_with(|| json!({}));
+                    if !labels.is_object() {
+                        *labels = json!({});
+                    }
+                    if let Some(l) = labels.as_object_mut() {
+                        l.insert(k, json!(v));
+                    }
+                }
+            }
+            Kind::Maintainer(m) => {
+                st.image.config_mut().json_mut().insert("author".into(), json!(m));
+            }
+            Kind::User(u) => {
+                let u = self.expand_in(st, i, u)?;
+                st.image.config_mut().container_mut().insert("User".into(), json!(u));
+            }
+            Kind::Expose(ports) => {
+                for p in ports {
+                    let p = self.expand_in(st, i, p)?;
+                    let p = if p.contains('/') { p.to_ascii_lowercase() } else { format!("{p}/tcp") };
+                    let (num, proto) = p.split_once('/').unwrap_or((&p, "tcp"));
+                    let valid = num.split('-').all(|n| n.parse::<u16>().is_ok()) && matches!(proto, "tcp" | "udp" | "sctp");
+                    if !valid {
+                        return Err(Error::step(i.line, kw, format!("{p} is not a port: write PORT[/tcp|udp|sctp]")));
+                    }
+                    insert_set(st.image.config_mut().container_mut(), "ExposedPorts", &p);
+                }
+            }
+            Kind::Volume(vols) => {
+                for v in vols {
+                    let v = self.expand_in(st, i, v)?;
+                    if v.is_empty() {
+                        return Err(Error::step(i.line, kw, "VOLUME needs a path"));
+                    }
+                    insert_set(st.image.config_mut().container_mut(), "Volumes", &v);
+                }
+            }
+            Kind::Stopsignal(s) => {
+                let s = self.expand_in(st, i, s)?;
+                st.image.config_mut().container_mut().insert("StopSignal".into(), json!(s));
+            }
+            Kind::Healthcheck(h) => {
+                let value = match h {
+                    None => json!({"Test": ["NONE"]}),
+                    Some((flags, cmd)) => {
+                        check_flags(i, flags, &["interval", "timeout", "start-period", "start-interval", "retries"])?;
+                        let test = match cmd {
+                            Command::Exec(args) => std::iter::once("CMD".to_string()).chain(args.iter().cloned()).collect::<Vec<_>>(),
+                            Command::Shell(s) => vec!["CMD-SHELL".to_string(), s.clone()],
+                        };
+                        let mut hc = serde_json::Map::new();
+                        hc.insert("Test".into(), json!(test));
+                        for (flag_name, field) in [
+                            ("interval", "Interval"),
+                            ("timeout", "Timeout"),
+                            ("start-period", "StartPeriod"),
+                            ("start-interval", "StartInterval"),
+                        ] {
+                            if let Some(v) = flag(flags, flag_name) {
+                                let ns = duration_ns(v).ok_or_else(|| {
+                                    Error::step(i.line, kw, format!("--{flag_name}={v} is not a duration (like 30s, 1m30s, 500ms)"))
+                                })?;
+                                hc.insert(field.into(), json!(ns));
+                            }
+                        }
+                        if let Some(r) = flag(flags, "retries") {
+                            let n: u64 = r.parse().map_err(|_| Error::step(i.line, kw, format!("--retries={r} is not a number")))?;
+                            hc.insert("Retries".into(), json!(n));
+                        }
+                        Value::Object(hc)
+                    }
+                };
+                st.image.config_mut().container_mut().insert("Healthcheck".into(), value);
+            }
+            Kind::Shell(words) => st.shell = words.clone(),
+            Kind::Cmd(c) => {
+                let v = command_json(c, &st.shell);
+                st.image.config_mut().container_mut().insert("Cmd".into(), v);
+                st.cmd_set = true;
+            }
+            Kind::Entrypoint(c) => {
+                let v = command_json(c, &st.shell);
+                let cfg = st.image.config_mut().container_mut();
+                cfg.insert("Entrypoint".into(), v);
+                // A base image's CMD makes no sense for a new entrypoint.
+                if !st.cmd_set {
+                    cfg.insert("Cmd".into(), Value::Null);
+                }
+            }
+            Kind::Onbuild(inner) => {
+                let cfg = st.image.config_mut().container_mut();
+                let list = cfg.entry("OnBuild").or_insert_with(|| json!([]));
+                if !list.is_array() {
+                    *list = json!([]);
+                }
+                let text = inner.text.clone();
+                if let Some(l) = list.as_array_mut() {
+                    l.push(json!(text));
+                }
+            }
+            Kind::Workdir(w) => {
+                let w = self.expand_in(st, i, w)?;
+                let current =
+                    st.image.config().container().and_then(|c| c.get("WorkingDir")).and_then(Value::as_str).unwrap_or("/").to_string();
+                let abs = if w.starts_with('/') { w.clone() } else { format!("{current}/{w}") };
+                let abs = format!("/{}", clean(&abs).unwrap_or_default());
+                st.image.config_mut().container_mut().insert("WorkingDir".into(), json!(abs));
+                return self.workdir(st, i, &abs).await;
+            }
+            Kind::Run { flags, command, heredocs: _ } => return self.run_step(st, i, flags, command).await,
+            Kind::Copy { add, flags, sources, dest, heredocs } => return self.copy(st, i, *add, flags, sources, dest, heredocs).await,
+        }
+        // A config-only step: a history entry marked empty, and the chain moves on.
+        let summary = serde_json::to_string(st.image.config().container().unwrap_or(&serde_json::Map::new())).unwrap_or_default();
+        Self::chain(st, &format!("{kw} {summary}"));
+        st.image.config_mut().push_history(self.history(i, true));
+        Ok(())
+    }
+
+    /// Make the stage's filesystem current: extract what is not applied yet.
+    async fn ensure_root(opts: &BuildOptions, st: &mut Stage) -> Result<PathBuf> {
+        if st.root.is_none() {
+            let dir = tempfile::Builder::new()
+                .prefix("stage-")
+                .tempdir_in(&opts.spool_dir)
+                .map_err(|e| Error::step(0, "build", format!("creating a stage directory in {}: {e}", opts.spool_dir.display())))?;
+            st.root = Some(dir);
+            st.applied = 0;
+        }
+        let root = st.root.as_ref().map(|d| d.path().to_path_buf()).unwrap_or_default();
+        if st.applied < st.image.layers().len() {
+            let opts = ExtractOptions { devices: imgtool_archive::Devices::Create, same_owner: true, xattrs: true };
+            imgtool_archive::apply_layers(&st.image.layers()[st.applied..], &root, opts)
+                .await
+                .map_err(|e| Error::step(0, "build", format!("unpacking the stage's filesystem: {e}")))?;
+            st.applied = st.image.layers().len();
+        }
+        Ok(root)
+    }
+
+    /// Look `key` up in the cache; on a hit, add its layer (or empty history) and say so.
+    fn reuse(&self, st: &mut Stage, i: &Instruction, key: &str) -> bool {
+        if self.opts.no_cache {
+            return false;
+        }
+        let Some(hit) = self.cache.as_ref().and_then(|c| c.lookup(key)) else { return false };
+        tracing::info!(line = i.line, "cached: {}", i.text.lines().next().unwrap_or_default());
+        match hit {
+            Some(layer) => st.image.push_layer(layer, self.history(i, false)),
+            None => st.image.config_mut().push_history(self.history(i, true)),
+        }
+        true
+    }
+
+    /// Write `entries` as the step's layer (or an empty history entry when there are none),
+    /// keep it in the cache under `key`.
+    async fn commit(&self, st: &mut Stage, i: &Instruction, key: &str, entries: Vec<TarEntry>) -> Result<()> {
+        if entries.is_empty() {
+            if let Some(c) = &self.cache {
+                c.store(key, None);
+            }
+            st.image.config_mut().push_history(self.history(i, true));
+            return Ok(());
+        }
+        let opts = LayerOptions { compression: self.opts.compression, flavor: st.image.flavor(), ..Default::default() };
+        let spool = self.cache.as_ref().map_or_else(|| self.opts.spool_dir.clone(), StepCache::spool_dir);
+        let spooled = tokio::task::spawn_blocking(move || write_layer(entries, &spool, opts))
+            .await
+            .map_err(|e| Error::step(i.line, keyword(&i.kind), format!("the layer writer stopped: {e}")))?
+            .map_err(|e| Error::step(i.line, keyword(&i.kind), e.to_string()))?;
+        let layer = match &self.cache {
+            Some(c) => c.store_layer(key, spooled),
+            None => spooled.into_layer(),
+        };
+        st.image.push_layer(layer, self.history(i, false));
+        Ok(())
+    }
+
+    async fn workdir(&mut self, st: &mut Stage, i: &Instruction, abs: &str) -> Result<()> {
+        let user = st.image.config().container().and_then(|c| c.get("User")).and_then(Value::as_str).unwrap_or("").to_string();
+        let key = Self::chain(st, &format!("WORKDIR {abs} {user}"));
+        if self.reuse(st, i, &key) {
+            return Ok(());
+        }
+        let root = Self::ensure_root(self.opts, st).await?;
+        let rel = abs.trim_start_matches('/');
+        let mut entries = Vec::new();
+        if !rel.is_empty() && std::fs::symlink_metadata(root.join(rel)).is_err() {
+            let before = crate::diff::snapshot(&root).map_err(|e| Error::step(i.line, "WORKDIR", e.to_string()))?;
+            std::fs::create_dir_all(root.join(rel)).map_err(|e| Error::step(i.line, "WORKDIR", format!("creating {abs}: {e}")))?;
+            let after = crate::diff::snapshot(&root).map_err(|e| Error::step(i.line, "WORKDIR", e.to_string()))?;
+            entries =
+                crate::diff::changes(&root, &before, &after, self.mtime()).map_err(|e| Error::step(i.line, "WORKDIR", e.to_string()))?;
+            for e in &mut entries {
+                e.mode = 0o755;
+            }
+        }
+        self.commit(st, i, &key, entries).await?;
+        st.applied = st.image.layers().len();
+        Ok(())
+    }
+
+    fn mtime(&self) -> u64 {
+        self.opts.epoch.max(0) as u64
+    }
+
+    fn env_for_run(st: &Stage) -> Vec<String> {
+        let mut env = st.image.config().env();
+        for (k, v) in &st.args {
+            if !env.iter().any(|e| e.split('=').next() == Some(k)) {
+                env.push(format!("{k}={v}"));
+            }
+        }
+        env
+    }
+
+    async fn run_step(&mut self, st: &mut Stage, i: &Instruction, flags: &[Flag], command: &Command) -> Result<()> {
+        check_flags(i, flags, &["network"])?;
+        let host_network = match flag(flags, "network") {
+            None | Some("default") => self.opts.host_network,
+            Some("host") => true,
+            Some("none") => false,
+            Some(n) => return Err(Error::step(i.line, "RUN", format!("--network={n}: expected default, none or host"))),
+        };
+        let args = match command {
+            Command::Exec(a) => a.clone(),
+            Command::Shell(s) => st.shell.iter().cloned().chain(std::iter::once(s.clone())).collect(),
+        };
+        let cfg = st.image.config().container().cloned().unwrap_or_default();
+        let text = |k: &str| cfg.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let env = Self::env_for_run(st);
+        let (user, cwd) = (text("User"), text("WorkingDir"));
+        let key = Self::chain(
+            st,
+            &serde_json::to_string(&json!({"run": args, "env": env, "user": user, "cwd": cwd, "net": host_network})).unwrap_or_default(),
+        );
+        if self.reuse(st, i, &key) {
+            return Ok(());
+        }
+        let root = Self::ensure_root(self.opts, st).await?;
+        let before = crate::diff::snapshot(&root).map_err(|e| Error::step(i.line, "RUN", format!("reading the filesystem: {e}")))?;
+        let spec = imgtool_sandbox::RunSpec { args, env, cwd, user, host_network, ..Default::default() };
+        let root2 = root.clone();
+        let outcome = tokio::task::spawn_blocking(move || imgtool_sandbox::run(&root2, &spec, imgtool_sandbox::Output::Capture))
+            .await
+            .map_err(|e| Error::step(i.line, "RUN", format!("the sandbox stopped: {e}")))?
+            .map_err(|e| Error::step(i.line, "RUN", e.to_string()))?;
+        if outcome.code != 0 {
+            return Err(Error::RunFailed { line: i.line, command: i.text.clone(), code: outcome.code, output: outcome.tail });
+        }
+        let after = crate::diff::snapshot(&root).map_err(|e| Error::step(i.line, "RUN", format!("reading the filesystem: {e}")))?;
+        let entries = crate::diff::changes(&root, &before, &after, self.mtime()).map_err(|e| Error::step(i.line, "RUN", e.to_string()))?;
+        self.commit(st, i, &key, entries).await?;
+        // The filesystem already holds what the new layer says.
+        st.applied = st.image.layers().len();
+        Ok(())
+    }
+
+    /// The stage or image `COPY --from` names, with its filesystem ready.
+    async fn source_tree(&mut self, st: &Stage, i: &Instruction, word: &str) -> Result<(Tree, String)> {
+        let name = self.expand_in(st, i, word)?;
+        let lower = name.to_ascii_lowercase();
+        let idx = self.stages.iter().position(|s| s.name.as_deref() == Some(lower.as_str())).or_else(|| lower.parse::<usize>().ok());
+        let stage: &mut Stage = match idx {
+            Some(n) if n < self.stages.len() => &mut self.stages[n],
+            Some(n) => return Err(Error::step(i.line, "COPY", format!("--from={name}: stage {n} is not built before this one"))),
+            None => {
+                if !self.external.contains_key(&name) {
+                    let img = self
+                        .images
+                        .load(&name, Some(&st.image.platform()))
+                        .await
+                        .map_err(|m| Error::step(i.line, "COPY", format!("--from={name}: {m}")))?;
+                    let key = format!("image {}", img.digest());
+                    let s = Stage {
+                        name: None,
+                        image: img,
+                        root: None,
+                        applied: 0,
+                        args: BTreeMap::new(),
+                        shell: default_shell(),
+                        cmd_set: false,
+                        key,
+                    };
+                    self.external.insert(name.clone(), s);
+                }
+                self.external.get_mut(&name).expect("just inserted")
+            }
+        };
+        let root = Self::ensure_root(self.opts, stage).await?;
+        let key = stage.key.clone();
+        Ok((Tree { root, ignore: None, name: format!("stage {name}") }, key))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn copy(
+        &mut self,
+        st: &mut Stage,
+        i: &Instruction,
+        add: bool,
+        flags: &[Flag],
+        sources: &[String],
+        dest: &str,
+        heredocs: &[crate::parse::Heredoc],
+    ) -> Result<()> {
+        let kw = if add { "ADD" } else { "COPY" };
+        let allowed: &[&str] =
+            if add { &["from", "chown", "chmod", "link", "checksum"] } else { &["from", "chown", "chmod", "link", "parents"] };
+        check_flags(i, flags, allowed)?;
+        let err = |m: String| Error::step(i.line, kw, m);
+        let dest_word = self.expand_in(st, i, dest)?;
+        let workdir = st.image.config().container().and_then(|c| c.get("WorkingDir")).and_then(Value::as_str).unwrap_or("/").to_string();
+        let dest_abs = if dest_word.starts_with('/') { dest_word.clone() } else { format!("{workdir}/{dest_word}") };
+        let dest_rel = clean(&dest_abs).unwrap_or_default();
+        let dest_says_dir = dest_word.ends_with('/') || dest_word == "." || dest_word.ends_with("/.") || dest_rel.is_empty();
+        let chown = flag(flags, "chown").map(|c| self.expand_in(st, i, c)).transpose()?;
+        let chmod = match flag(flags, "chmod") {
+            Some(m) => Some(u32::from_str_radix(m, 8).map_err(|_| err(format!("--chmod={m}: expected an octal mode like 755")))?),
+            None => None,
+        };
+        // Where the files come from, and what identifies them for the cache.
+        let (tree, tree_key) = match flag(flags, "from") {
+            Some(f) => {
+                let (t, k) = self.source_tree(st, i, f).await?;
+                (t, Some(k))
+            }
+            None => (self.context.clone(), None),
+        };
+        let mut heredoc_files: Vec<(String, String)> = Vec::new();
+        let mut resolved: Vec<Source> = Vec::new();
+        let mut urls: Vec<String> = Vec::new();
+        for s in sources {
+            if let Some(name) = s.strip_prefix("<<") {
+                let name = name.trim_start_matches('-').trim_matches(|c| c == '"' || c == '\'');
+                let h = heredocs.iter().find(|h| h.name == name).ok_or_else(|| err(format!("heredoc {name} has no body")))?;
+                let body = if h.expand { self.expand_in(st, i, &h.body.replace('"', "\\\""))? } else { h.body.clone() };
+                heredoc_files.push((name.to_string(), body));
+                continue;
+            }
+            let word = self.expand_in(st, i, s)?;
+            if add && (word.starts_with("http://") || word.starts_with("https://")) {
+                urls.push(word);
+                continue;
+            }
+            resolved.extend(tree.sources(&word).map_err(err)?);
+        }
+        let many = resolved.len() + heredoc_files.len() + urls.len() > 1;
+        let content_key = tree.hash(&resolved, &mut self.hashes).map_err(err)?;
+        let key = Self::chain(
+            st,
+            &serde_json::to_string(&json!({
+                "copy": kw, "from": tree_key, "sources": resolved.iter().map(|s| &s.rel).collect::<Vec<_>>(), "content": content_key,
+                "heredocs": heredoc_files, "urls": urls, "dest": dest_abs, "dir": dest_says_dir, "chown": chown, "chmod": chmod,
+            }))
+            .unwrap_or_default(),
+        );
+        if self.reuse(st, i, &key) {
+            return Ok(());
+        }
+        let root = Self::ensure_root(self.opts, st).await?;
+        let owner = match &chown {
+            Some(c) => {
+                let (ids, _) = imgtool_sandbox::resolve_user(&root, c).map_err(|e| err(format!("--chown={c}: {e}")))?;
+                // A user without a group means that number as the group too (Docker's rule).
+                if c.contains(':') { Owner::Fixed(ids.uid, ids.gid) } else { Owner::Fixed(ids.uid, ids.uid) }
+            }
+            None => Owner::Root,
+        };
+        let dest_is_dir = dest_says_dir || many || std::fs::metadata(root.join(&dest_rel)).map(|m| m.is_dir()).unwrap_or(false);
+        if many && !dest_says_dir {
+            return Err(err(format!("with several sources the destination must be a directory ending in /: write {dest_word}/")));
+        }
+        let mtime = self.mtime();
+        let mut entries: BTreeMap<Vec<String>, TarEntry> = BTreeMap::new();
+        let mut links = HashMap::new();
+        let put = |e: TarEntry, entries: &mut BTreeMap<Vec<String>, TarEntry>| {
+            entries.insert(e.path.split('/').map(str::to_string).collect(), e);
+        };
+        let fix = |mut e: TarEntry| -> TarEntry {
+            if let Some(m) = chmod {
+                if !matches!(e.kind, EntryKind::Symlink(_)) {
+                    e.mode = m;
+                }
+            }
+            e.mtime = mtime;
+            e
+        };
+        let join = |base: &str, rel: &str| {
+            if base.is_empty() {
+                rel.to_string()
+            } else if rel.is_empty() {
+                base.to_string()
+            } else {
+                format!("{base}/{rel}")
+            }
+        };
+        let archive_kind = |p: &Path| add && is_archive(p);
+        let mut extracted: Vec<tempfile::TempDir> = Vec::new();
+        for s in &resolved {
+            if !s.is_dir && archive_kind(&s.host) {
+                // ADD of a local archive: its contents land in the destination directory.
+                let dir = tempfile::tempdir_in(&self.opts.spool_dir).map_err(|e| err(e.to_string()))?;
+                let f = std::fs::File::open(&s.host).map_err(|e| err(format!("{}: {e}", s.rel)))?;
+                let r = imgtool_core::decompress_sniffed(f).map_err(|e| err(format!("{}: {e}", s.rel)))?;
+                imgtool_archive::apply_layer(dir.path(), r, ExtractOptions { same_owner: true, ..Default::default() }, &s.rel)
+                    .map_err(|e| err(format!("extracting {}: {e}", s.rel)))?;
+                let t = Tree { root: dir.path().to_path_buf(), ignore: None, name: s.rel.clone() };
+                for (rel, host, meta) in t.walk("").map_err(err)? {
+                    let e = host_entry(&host, &meta, join(&dest_rel, &rel), mtime, Owner::Preserve, &mut links)
+                        .map_err(|e| err(e.to_string()))?;
+                    put(fix(e), &mut entries);
+                }
+                extracted.push(dir);
+                continue;
+            }
+            if s.is_dir {
+                // A directory's contents go into the destination.
+                for (rel, host, meta) in tree.walk(&s.rel).map_err(err)? {
+                    let within = if s.rel.is_empty() { rel.clone() } else { rel[s.rel.len() + 1..].to_string() };
+                    let e = host_entry(&host, &meta, join(&dest_rel, &within), mtime, owner, &mut links).map_err(|e| err(e.to_string()))?;
+                    put(fix(e), &mut entries);
+                }
+                if !dest_rel.is_empty() && std::fs::symlink_metadata(root.join(&dest_rel)).is_err() {
+                    let meta = std::fs::metadata(&s.host).map_err(|e| err(e.to_string()))?;
+                    let e = host_entry(&s.host, &meta, dest_rel.clone(), mtime, owner, &mut links).map_err(|e| err(e.to_string()))?;
+                    put(fix(e), &mut entries);
+                }
+                continue;
+            }
+            let name = s.rel.rsplit('/').next().unwrap_or(&s.rel);
+            let target = if dest_is_dir { join(&dest_rel, name) } else { dest_rel.clone() };
+            // A symlink named as a source is followed: its target's content is copied.
+            let meta = std::fs::metadata(&s.host).map_err(|e| err(format!("{}: {e}", s.rel)))?;
+            let e = host_entry(&s.host, &meta, target, mtime, owner, &mut links).map_err(|e| err(e.to_string()))?;
+            put(fix(e), &mut entries);
+        }
+        for (name, body) in &heredoc_files {
+            let target = if dest_is_dir { join(&dest_rel, name) } else { dest_rel.clone() };
+            let (uid, gid) = match owner {
+                Owner::Fixed(u, g) => (u as u64, g as u64),
+                _ => (0, 0),
+            };
+            let e = TarEntry {
+                path: target,
+                kind: EntryKind::File { data: FileData::Bytes(body.clone().into_bytes().into()), size: body.len() as u64 },
+                mode: 0o644,
+                uid,
+                gid,
+                mtime,
+                xattrs: Vec::new(),
+            };
+            put(fix(e), &mut entries);
+        }
+        let mut downloads = Vec::new();
+        for url in &urls {
+            let (file, name) = crate::fetch::download(url, &self.opts.spool_dir).await.map_err(err)?;
+            let target = if dest_is_dir { join(&dest_rel, &name) } else { dest_rel.clone() };
+            let meta = std::fs::metadata(file.path()).map_err(|e| err(e.to_string()))?;
+            let mut e = host_entry(file.path(), &meta, target, mtime, owner, &mut links).map_err(|e| err(e.to_string()))?;
+            e.mode = 0o600;
+            put(fix(e), &mut entries);
+            downloads.push(file);
+        }
+        // Missing parent directories are created root-owned, 0755.
+        let paths: Vec<String> = entries.values().map(|e| e.path.clone()).collect();
+        for p in paths {
+            let comps: Vec<&str> = p.split('/').collect();
+            for n in 1..comps.len() {
+                let dir = comps[..n].join("/");
+                let k: Vec<String> = comps[..n].iter().map(|c| c.to_string()).collect();
+                if !entries.contains_key(&k) && std::fs::symlink_metadata(root.join(&dir)).is_err() {
+                    entries.insert(k, TarEntry::dir(&dir, 0o755, mtime));
+                }
+            }
+        }
+        let entries: Vec<TarEntry> = entries.into_values().collect();
+        self.commit(st, i, &key, entries).await?;
+        drop(extracted);
+        drop(downloads);
+        Ok(())
+    }
+}
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn default_shell() -> Vec<String> {
+    vec!["/bin/sh".into(), "-c".into()]
+}
+
+fn keyword(k: &Kind) -> &'static str {
+    match k {
+        Kind::From { .. } => "FROM",
+        Kind::Arg(_) => "ARG",
+        Kind::Env(_) => "ENV",
+        Kind::Label(_) => "LABEL",
+        Kind::Run { .. } => "RUN",
+        Kind::Cmd(_) => "CMD",
+        Kind::Entrypoint(_) => "ENTRYPOINT",
+        Kind::Copy { add: true, .. } => "ADD",
+        Kind::Copy { add: false, .. } => "COPY",
+        Kind::Workdir(_) => "WORKDIR",
+        Kind::User(_) => "USER",
+        Kind::Expose(_) => "EXPOSE",
+        Kind::Volume(_) => "VOLUME",
+        Kind::Stopsignal(_) => "STOPSIGNAL",
+        Kind::Healthcheck(_) => "HEALTHCHECK",
+        Kind::Shell(_) => "SHELL",
+        Kind::Onbuild(_) => "ONBUILD",
+        Kind::Maintainer(_) => "MAINTAINER",
+    }
+}
+
+fn flag<'a>(flags: &'a [Flag], name: &str) -> Option<&'a str> {
+    flags.iter().rev().find(|f| f.name == name).map(|f| f.value.as_deref().unwrap_or("true"))
+}
+
+fn check_flags(i: &Instruction, flags: &[Flag], allowed: &[&str]) -> Result<()> {
+    match flags.iter().find(|f| !allowed.contains(&f.name.as_str())) {
+        Some(f) => Err(Error::step(
+            i.line,
+            keyword(&i.kind),
+            format!(
+                "unknown or unsupported option --{}; this instruction takes {}",
+                f.name,
+                allowed.iter().map(|a| format!("--{a}")).collect::<Vec<_>>().join(", ")
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn command_json(c: &Command, shell: &[String]) -> Value {
+    match c {
+        Command::Exec(a) => json!(a),
+        Command::Shell(s) => json!(shell.iter().cloned().chain(std::iter::once(s.clone())).collect::<Vec<_>>()),
+    }
+}
+
+fn insert_set(cfg: &mut serde_json::Map<String, Value>, field: &str, key: &str) {
+    let v = cfg.entry(field).or_insert_with(|| json!({}));
+    if !v.is_object() {
+        *v = json!({});
+    }
+    if let Some(m) = v.as_object_mut() {
+        m.insert(key.to_string(), json!({}));
+    }
+}
+
+/// A Go duration (`1m30s`, `500ms`, `2h`) in nanoseconds.
+fn duration_ns(s: &str) -> Option<u64> {
+    let mut total: f64 = 0.0;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let n_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let n: f64 = rest[..n_end].parse().ok()?;
+        rest = &rest[n_end..];
+        let u_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit = match &rest[..u_end] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        total += n * unit;
+        rest = &rest[u_end..];
+    }
+    Some(total as u64)
+}
+
+/// Whether a file is a tar archive, compressed or not (ADD extracts those).
+fn is_archive(p: &Path) -> bool {
+    let mut head = [0u8; 512];
+    let Ok(mut f) = std::fs::File::open(p) else { return false };
+    let n = std::io::Read::read(&mut f, &mut head).unwrap_or(0);
+    let h = &head[..n];
+    h.starts_with(&[0x1f, 0x8b])
+        || h.starts_with(b"BZh")
+        || h.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0])
+        || h.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+        || (n >= 262 && &h[257..262] == b"ustar")
+}

@@ -1,0 +1,213 @@
+//! imgtool-dockerfile: the parser over the corpus, and every corpus Dockerfile built by
+//! imgtool and by buildah from the same busybox base, with equal results.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use imgtool_archive::{DockerArchiveSource, LayoutSink, OciLayoutSource, Owner, PathLayer};
+use imgtool_core::{Compression, CopyOptions, Flavor, Image, ImageSink, Platform, copy_image};
+use imgtool_dockerfile::{BuildOptions, Images, build, parse};
+
+fn corpus() -> PathBuf {
+    imgtool_tests::workspace().join("fixtures/dockerfiles")
+}
+
+fn cases() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(corpus()).unwrap().map(|e| e.unwrap().path()).filter(|p| p.join("Dockerfile").is_file()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn the_corpus_parses_as_snapshotted() {
+    let mut all = BTreeMap::new();
+    for dir in cases() {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(dir.join("Dockerfile")).unwrap();
+        all.insert(name, parse(&text).unwrap());
+    }
+    assert!(all.len() >= 15, "the corpus has {} Dockerfiles", all.len());
+    insta::assert_json_snapshot!("corpus", all);
+}
+
+/// `oci:DIR:TAG` images, as the test base is stored.
+struct Layouts;
+
+#[async_trait]
+impl Images for Layouts {
+    async fn load(&self, reference: &str, platform: Option<&Platform>) -> Result<Image, String> {
+        let rest = reference.strip_prefix("oci:").ok_or_else(|| format!("{reference}: only oci:DIR:TAG here"))?;
+        let (dir, tag) = rest.rsplit_once(':').ok_or("no tag")?;
+        let src = OciLayoutSource::open_dir(Path::new(dir)).map_err(|e| e.to_string())?;
+        Image::load(Arc::new(src), Some(tag), platform).await.map_err(|e| e.to_string())
+    }
+}
+
+/// A busybox image in an OCI layout; returns its `oci:DIR:bb` reference.
+async fn busybox_base(dir: &Path) -> String {
+    let root = imgtool_tests::busybox_rootfs(dir);
+    let mut layer = PathLayer::new(&root, "/");
+    layer.owner = Owner::Preserve;
+    let image = Image::scratch(&Platform::host(), Flavor::Oci).add_layers(&layer, dir, 0, Compression::Gzip).await.unwrap();
+    let layout = dir.join("base");
+    let sink = LayoutSink::oci_dir(&layout).unwrap();
+    copy_image(&image, &sink, &CopyOptions { tags: vec!["bb".into()], ..Default::default() }).await.unwrap();
+    Box::new(sink).finish().await.unwrap();
+    format!("oci:{}:bb", layout.display())
+}
+
+fn options(context: &Path, spool: &Path, base: &str) -> BuildOptions {
+    let mut o = BuildOptions::new(context, spool);
+    o.build_args.insert("BASE".into(), base.into());
+    o.cache_dir = Some(spool.join("cache"));
+    o
+}
+
+/// Paths with type, mode, owners and content or link target.
+fn tree(root: &Path) -> BTreeMap<String, String> {
+    walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            let rel = e.path().strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let m = std::fs::symlink_metadata(e.path()).unwrap();
+            let what = if m.file_type().is_symlink() {
+                format!("link {}", std::fs::read_link(e.path()).unwrap().display())
+            } else if m.is_dir() {
+                "dir".to_string()
+            } else {
+                format!("file {}", imgtool_core::Digest::sha256_of(&std::fs::read(e.path()).unwrap()))
+            };
+            (rel, format!("{what} {:o} {}:{}", m.mode() & 0o7777, m.uid(), m.gid()))
+        })
+        .collect()
+}
+
+/// What buildah's runtime leaves behind in a RUN's layer, when the image had none of it.
+fn without_runtime_leftovers(mut t: BTreeMap<String, String>, ours: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    for p in ["dev", "proc", "sys", "run", "etc/hosts", "etc/hostname", "etc/resolv.conf"] {
+        if !ours.contains_key(p) {
+            t.retain(|k, _| k != p && !k.starts_with(&format!("{p}/")));
+        }
+    }
+    t
+}
+
+/// The config fields the issue compares, buildah's own label left out.
+fn config_fields(image: &Image) -> serde_json::Value {
+    let c = image.config().container().cloned().unwrap_or_default();
+    let mut out = serde_json::Map::new();
+    for k in ["Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts", "Volumes", "Labels", "StopSignal", "Healthcheck", "OnBuild"]
+    {
+        let mut v = c.get(k).cloned().unwrap_or(serde_json::Value::Null);
+        if k == "Labels" {
+            if let Some(m) = v.as_object_mut() {
+                m.remove("io.buildah.version");
+            }
+        }
+        let empty =
+            v.is_null() || v.as_str() == Some("") || v.as_array().is_some_and(Vec::is_empty) || v.as_object().is_some_and(|m| m.is_empty());
+        if !empty {
+            out.insert(k.into(), v);
+        }
+    }
+    serde_json::Value::Object(out)
+}
+
+fn buildah(store: &Path) -> Command {
+    let mut c = Command::new("buildah");
+    c.arg("--root").arg(store.join("root")).arg("--runroot").arg(store.join("run")).args(["--storage-driver", "vfs"]);
+    c
+}
+
+/// Cases buildah 1.28 (Debian 12) cannot build: it predates heredocs. They are checked
+/// against explicit expectations instead.
+const NO_BUILDAH: &[&str] = &["05-heredocs"];
+
+async fn ours(case: &Path, work: &Path, base: &str) -> Result<(Image, PathBuf), String> {
+    let text = std::fs::read_to_string(case.join("Dockerfile")).unwrap();
+    let df = parse(&text).unwrap();
+    let spool = work.join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let image = build(&df, &Layouts, &options(case, &spool, base)).await.map_err(|e| e.to_string())?;
+    let root = work.join("ours");
+    imgtool_archive::extract_image(&image, &root, imgtool_archive::ExtractOptions { same_owner: true, ..Default::default() })
+        .await
+        .unwrap();
+    Ok((image, root))
+}
+
+async fn theirs(case: &Path, work: &Path, base: &str) -> Result<(Image, PathBuf), String> {
+    let store = work.join("buildah");
+    let tag = "localhost/imgtool-case:latest";
+    let ok = |c: &mut Command| {
+        let out = c.output().unwrap();
+        if out.status.success() { Ok(()) } else { Err(imgtool_tests::transcript(&out)) }
+    };
+    ok(buildah(&store)
+        .args(["bud", "--isolation", "chroot", "--format", "docker", "--build-arg"])
+        .arg(format!("BASE={base}"))
+        .args(["-t", tag, "-f"])
+        .arg(case.join("Dockerfile"))
+        .arg(case))?;
+    let out = work.join("buildah.tar");
+    ok(buildah(&store).args(["push", tag]).arg(format!("docker-archive:{}:{tag}", out.display())))?;
+    let image = Image::load(Arc::new(DockerArchiveSource::open(&out).unwrap()), None, None).await.unwrap();
+    let root = work.join("theirs");
+    imgtool_archive::extract_image(&image, &root, imgtool_archive::ExtractOptions { same_owner: true, ..Default::default() })
+        .await
+        .unwrap();
+    Ok((image, root))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_corpus_builds_like_buildah() {
+    imgtool_tests::require("buildah", "buildah");
+    imgtool_tests::require("runc", "runc");
+    let tmp = tempfile::tempdir().unwrap();
+    // buildah turns an oci: path into an image name, which must be lower case.
+    let base_dir = tempfile::Builder::new().prefix(&format!("imgtool-base-{}", std::process::id())).rand_bytes(0).tempdir().unwrap();
+    let base = busybox_base(base_dir.path()).await;
+    let mut failures = Vec::new();
+    for case in cases() {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        if NO_BUILDAH.contains(&name.as_str()) {
+            continue;
+        }
+        let work = tmp.path().join(&name);
+        std::fs::create_dir_all(&work).unwrap();
+        let (mine, my_root) = match ours(&case, &work, &base).await {
+            Ok(r) => r,
+            Err(e) => {
+                failures.push(format!("{name}: imgtool failed: {e}"));
+                continue;
+            }
+        };
+        let (their, their_root) = match theirs(&case, &work, &base).await {
+            Ok(r) => r,
+            Err(e) => {
+                failures.push(format!("{name}: buildah failed: {e}"));
+                continue;
+            }
+        };
+        let (a, b) = (tree(&my_root), tree(&their_root));
+        let b = without_runtime_leftovers(b, &a);
+        if a != b {
+            let only_ours: Vec<_> = a.iter().filter(|(k, v)| b.get(*k) != Some(v)).take(10).collect();
+            let only_theirs: Vec<_> = b.iter().filter(|(k, v)| a.get(*k) != Some(v)).take(10).collect();
+            failures.push(format!("{name}: filesystems differ\n  imgtool: {only_ours:?}\n  buildah: {only_theirs:?}"));
+        }
+        let (ca, cb) = (config_fields(&mine), config_fields(&their));
+        if ca != cb {
+            failures.push(format!("{name}: configs differ\n  imgtool: {ca}\n  buildah: {cb}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
