@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a Debian machine: installs the real tools the tests talk to
-# (a registry server, skopeo, umoci, podman, runc, busybox), then `cargo test`. Each test
+# (a registry server, skopeo, umoci, podman, runc, buildah, busybox), then `cargo test`. Each test
 # that needs a registry starts its own on 127.0.0.1 and stops it when done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(docker-registry apache2-utils busybox-static skopeo umoci openssl runc podman)
+packages=(docker-registry apache2-utils busybox-static skopeo umoci openssl runc podman buildah)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -245,13 +245,12 @@ impl Builder<'_> {
 
     /// Expand with the stage's variables: its environment, then its ARGs.
     fn expand_in(&self, st: &Stage, i: &Instruction, word: &str) -> Result<String> {
-        let env = st.image.config().env();
-        let lookup = |n: &str| {
-            env.iter()
-                .find_map(|e| e.strip_prefix(n).and_then(|r| r.strip_prefix('=')).map(str::to_string))
-                .or_else(|| st.args.get(n).cloned())
-        };
-        self.expand(i, word, &lookup)
+        self.expand(i, word, &vars(st))
+    }
+
+    fn expand_heredoc_in(&self, st: &Stage, i: &Instruction, body: &str) -> Result<String> {
+        crate::subst::expand_heredoc(body, self.df.escape, &vars(st))
+            .map_err(|m| Error::step(i.line, keyword(&i.kind), format!("heredoc: {m}")))
     }
 
     async fn from(&mut self, i: &Instruction, globals: &BTreeMap<String, String>) -> Result<Stage> {
@@ -710,7 +709,7 @@ impl Builder<'_> {
             if let Some(name) = s.strip_prefix("<<") {
                 let name = name.trim_start_matches('-').trim_matches(|c| c == '"' || c == '\'');
                 let h = heredocs.iter().find(|h| h.name == name).ok_or_else(|| err(format!("heredoc {name} has no body")))?;
-                let body = if h.expand { self.expand_in(st, i, &h.body.replace('"', "\\\""))? } else { h.body.clone() };
+                let body = if h.expand { self.expand_heredoc_in(st, i, &h.body)? } else { h.body.clone() };
                 heredoc_files.push((name.to_string(), body));
                 continue;
             }
@@ -855,6 +854,14 @@ impl Builder<'_> {
         drop(extracted);
         drop(downloads);
         Ok(())
+    }
+}
+
+/// A stage's variables for substitution: its environment first, then its ARGs.
+fn vars(st: &Stage) -> impl Fn(&str) -> Option<String> + '_ {
+    let env = st.image.config().env();
+    move |n: &str| {
+        env.iter().find_map(|e| e.strip_prefix(n).and_then(|r| r.strip_prefix('=')).map(str::to_string)).or_else(|| st.args.get(n).cloned())
     }
 }
 

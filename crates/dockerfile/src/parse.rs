@@ -281,8 +281,22 @@ fn instruction(joined: &str, line: usize, column: usize, escape: char, rest: &[&
         "RUN" => {
             let (flags, args) = flags(args);
             let heredocs = heredocs(args, escape, rest, &mut consumed).map_err(at)?;
+            let only_heredoc = heredocs.len() == 1 && args.split_whitespace().count() == 1;
             let command = if heredocs.is_empty() {
                 command(args)
+            } else if only_heredoc {
+                // `RUN <<EOF` alone: the body is the script (BuildKit's rule). A `#!` line
+                // names its interpreter, which gets the rest with -c.
+                let body = &heredocs[0].body;
+                match body.strip_prefix("#!").and_then(|b| b.split_once('\n')) {
+                    Some((interp, rest)) => {
+                        let mut words: Vec<String> = interp.split_whitespace().map(str::to_string).collect();
+                        words.push("-c".into());
+                        words.push(rest.to_string());
+                        Command::Exec(words)
+                    }
+                    None => Command::Shell(body.clone()),
+                }
             } else {
                 // The shell reads the heredocs itself: hand it the line and the bodies.
                 let script = format!("{args}\n{}\n", rest[..consumed].join("\n"));

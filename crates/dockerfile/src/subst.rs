@@ -6,7 +6,15 @@
 /// Expand one word. `lookup` gives a variable's value (`None` when unset).
 pub fn expand(word: &str, escape: char, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     let chars: Vec<char> = word.chars().collect();
-    let mut lx = Lexer { chars: &chars, pos: 0, escape, lookup };
+    let mut lx = Lexer { chars: &chars, pos: 0, escape, lookup, heredoc: false };
+    lx.word(None)
+}
+
+/// Expand a heredoc body as a shell would: variables, and the escape character before `$`
+/// or itself; quotes are text.
+pub fn expand_heredoc(body: &str, escape: char, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let chars: Vec<char> = body.chars().collect();
+    let mut lx = Lexer { chars: &chars, pos: 0, escape, lookup, heredoc: true };
     lx.word(None)
 }
 
@@ -15,6 +23,8 @@ struct Lexer<'a> {
     pos: usize,
     escape: char,
     lookup: &'a dyn Fn(&str) -> Option<String>,
+    /// Heredoc text: quotes are not special, escapes only before `$` and the escape.
+    heredoc: bool,
 }
 
 impl Lexer<'_> {
@@ -36,6 +46,16 @@ impl Lexer<'_> {
                 return Ok(out);
             }
             self.pos += 1;
+            if self.heredoc {
+                match c {
+                    '$' => out.push_str(&self.variable()?),
+                    c if c == self.escape && matches!(self.peek(), Some(n) if n == '$' || n == self.escape) => {
+                        out.push(self.next().unwrap_or(c));
+                    }
+                    c => out.push(c),
+                }
+                continue;
+            }
             match c {
                 '\'' => loop {
                     match self.next() {
@@ -205,6 +225,12 @@ mod tests {
             let err = x(input).unwrap_err();
             assert!(err.contains(want), "{input}: {err}");
         }
+    }
+
+    #[test]
+    fn heredoc_bodies_keep_quotes() {
+        let vars = |n: &str| (n == "A").then(|| "apple".to_string());
+        assert_eq!(expand_heredoc("say \"$A\" 'and' \\$A ${A}s\n", '\\', &vars).unwrap(), "say \"apple\" 'and' $A apples\n");
     }
 
     #[test]

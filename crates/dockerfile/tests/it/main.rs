@@ -211,3 +211,118 @@ async fn the_corpus_builds_like_buildah() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Build `dockerfile` (text) with `files` as its context; the image and its filesystem.
+async fn build_text(
+    work: &Path,
+    base: &str,
+    dockerfile: &str,
+    files: &[(&str, &str)],
+    edit: impl FnOnce(&mut BuildOptions),
+) -> Result<(Image, PathBuf), String> {
+    let ctx = work.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    for (name, text) in files {
+        std::fs::write(ctx.join(name), text).unwrap();
+    }
+    let spool = work.join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let mut opts = options(&ctx, &spool, base);
+    opts.cache_dir = Some(work.join("cache"));
+    edit(&mut opts);
+    let df = parse(dockerfile).map_err(|e| e.to_string())?;
+    let image = build(&df, &Layouts, &opts).await.map_err(|e| e.to_string())?;
+    let root = tempfile::tempdir_in(work).unwrap().keep();
+    imgtool_archive::extract_image(&image, &root, imgtool_archive::ExtractOptions { same_owner: true, ..Default::default() })
+        .await
+        .unwrap();
+    Ok((image, root))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn heredocs_and_docker_semantics_buildah_lacks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = busybox_base(tmp.path()).await;
+    let case = corpus().join("05-heredocs");
+    let (_, root) = ours(&case, tmp.path(), &base).await.unwrap();
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    assert_eq!(read("hd/script.txt"), "script from a heredoc\n");
+    assert_eq!(read("hd/cat.txt"), "line one\nline two\ndone\n");
+    assert_eq!(read("hd/copied.txt"), "copied by heredoc\n");
+    assert_eq!(read("hd/literal.txt"), "not expanded: $WHO\n");
+    assert_eq!(read("hd/first"), "first body\n");
+    assert_eq!(read("hd/second"), "second body\n");
+
+    // SHELL applies to shell-form CMD and ENTRYPOINT too, as Docker documents.
+    let (image, _) = build_text(
+        &tmp.path().join("shell"),
+        &base,
+        "ARG BASE\nFROM ${BASE}\nSHELL [\"/bin/busybox\", \"sh\", \"-c\"]\nCMD echo hi\n",
+        &[],
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(image.config().container().unwrap()["Cmd"], serde_json::json!(["/bin/busybox", "sh", "-c", "echo hi"]));
+
+    // RUN --network: none leaves only loopback.
+    let (_, root) = build_text(
+        &tmp.path().join("net"),
+        &base,
+        "ARG BASE\nFROM ${BASE}\nRUN --network=none ls /sys/class/net > /net.txt\n",
+        &[],
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(std::fs::read_to_string(root.join("net.txt")).unwrap(), "lo\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cache_skips_unchanged_steps_and_redoes_those_after_a_changed_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = busybox_base(tmp.path()).await;
+    // Each RUN writes a fresh random value: a step that ran again cannot give the same layer.
+    let df = "ARG BASE\nFROM ${BASE}\nRUN cat /proc/sys/kernel/random/uuid > /first\nCOPY f.txt /f.txt\nRUN cat /proc/sys/kernel/random/uuid > /second\n";
+    let work = tmp.path().join("w");
+    let layers = |i: &Image| i.layers().iter().map(|l| l.descriptor.digest.to_string()).collect::<Vec<_>>();
+    let (one, _) = build_text(&work, &base, df, &[("f.txt", "v1")], |_| {}).await.unwrap();
+    let (two, _) = build_text(&work, &base, df, &[("f.txt", "v1")], |_| {}).await.unwrap();
+    assert_eq!(two.digest(), one.digest(), "an unchanged rebuild runs nothing");
+    let (fresh, _) = build_text(&work, &base, df, &[("f.txt", "v1")], |o| o.no_cache = true).await.unwrap();
+    assert_ne!(layers(&fresh)[1], layers(&one)[1], "--no-cache runs the RUN again");
+    let (changed, root) = build_text(&work, &base, df, &[("f.txt", "v2")], |_| {}).await.unwrap();
+    let (a, b) = (layers(&fresh), layers(&changed));
+    assert_eq!(b[1], a[1], "the step before the changed COPY is reused");
+    assert_ne!(b[2], a[2], "the COPY is redone");
+    assert_ne!(b[3], a[3], "and every step after it");
+    assert_eq!(std::fs::read_to_string(root.join("f.txt")).unwrap(), "v2");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_gets_a_clear_error_with_its_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = busybox_base(tmp.path()).await;
+    let cases: &[(&str, &[&str])] = &[
+        ("ARG BASE\nFROM ${BASE}\nFROOM x\n", &["Dockerfile:3:1", "unknown instruction \"FROOM\""]),
+        ("ARG BASE\nFROM ${BASE}\nENV A=${B\n", &["Dockerfile:3", "ENV", "not closed"]),
+        ("ARG BASE\nFROM ${BASE}\nENV A=${B:?required}\n", &["Dockerfile:3", "B: required"]),
+        (
+            "ARG BASE\nFROM ${BASE}\nCOPY missing.txt /\n",
+            &["Dockerfile:3", "COPY", "missing.txt: no such file or directory in the build context"],
+        ),
+        ("ARG BASE\nFROM ${BASE}\nCOPY ../outside /\n", &["Dockerfile:3", "outside the build context"]),
+        ("ARG BASE\nFROM ${BASE}\nCOPY a b /not-a-dir\n", &["Dockerfile:3", "must be a directory ending in /"]),
+        ("ARG BASE\nFROM ${BASE}\nRUN echo boom >&2; exit 3\n", &["Dockerfile:3", "exit code 3", "boom"]),
+        ("ARG BASE\nFROM ${BASE}\nRUN --mount=type=cache,target=/x true\n", &["Dockerfile:3", "--mount"]),
+        ("ARG BASE\nFROM ${BASE}\nUSER nobody\nRUN true\n", &["Dockerfile:4", "nobody"]),
+        ("RUN true\n", &["no FROM"]),
+    ];
+    for (n, (df, wants)) in cases.iter().enumerate() {
+        let work = tmp.path().join(format!("c{n}"));
+        let err = build_text(&work, &base, df, &[("a", "a"), ("b", "b")], |_| {}).await.map(|_| ()).unwrap_err();
+        for w in *wants {
+            assert!(err.contains(w), "{df:?}: {err:?} should say {w:?}");
+        }
+    }
+}
