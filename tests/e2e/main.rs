@@ -558,3 +558,78 @@ fn conda_build_runs_in_podman() {
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("unknown platform"), "{}", transcript(&out));
     assert!(!tmp.path().join("bad.tar").exists());
 }
+
+/// A busybox image as a docker-archive in `dir`, made by imgtool itself.
+fn busybox_archive(dir: &Path) -> std::path::PathBuf {
+    busybox_rootfs(dir);
+    run_ok(imgtool(dir).args(["append", "scratch", "docker-archive:bb.tar:busybox:latest", "--path", "rootfs:/"]));
+    dir.join("bb.tar")
+}
+
+/// docker-map's and python-docker's jobs without docker: a Dockerfile built from a
+/// registry base, pushed, run by podman and by `imgtool run`.
+#[test]
+fn build_push_and_run_a_dockerfile() {
+    require("runc", "runc");
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let reg = Registry::start();
+    let bb = busybox_archive(t);
+    let base = format!("{}/library/busybox:latest", reg.addr);
+    run_ok(imgtool(t).args(["--insecure-registry", &reg.addr, "push"]).arg(&bb).arg(&base));
+    let ctx = t.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("greeting.txt"), "hello from the context\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "ARG BASE\nFROM $BASE AS build\nRUN echo built-by-imgtool > /msg\nFROM $BASE\nCOPY --from=build /msg /msg\nCOPY greeting.txt /\nCMD [\"cat\", \"/msg\", \"/greeting.txt\"]\n",
+    )
+    .unwrap();
+    let pushed = format!("{}/demo/app:1", reg.addr);
+    let cache = t.join("cache");
+    let build = |extra: &[&str]| {
+        let mut c = imgtool(t);
+        c.args(["--insecure-registry", &reg.addr, "build", "--build-arg"]).arg(format!("BASE={base}")).arg("--cache-dir").arg(&cache);
+        c.args(extra).arg("ctx");
+        c
+    };
+    run_ok(&mut build(&["-t", &pushed, "--push"]));
+    run_ok(&mut build(&["-t", "demo/app:1", "-o", "app.tar"]));
+
+    run_ok(podman(t).args(["load", "-i"]).arg(t.join("app.tar")));
+    let out = run_ok(&mut podman_run(t, &["demo/app:1"]));
+    assert_eq!(out, "built-by-imgtool\nhello from the context\n");
+
+    // imgtool run: the image's command, from the registry; then flags and an exit code.
+    let ran = run_ok(imgtool(t).args(["--insecure-registry", &reg.addr, "run", &pushed]));
+    assert_eq!(ran, "built-by-imgtool\nhello from the context\n");
+    std::fs::create_dir_all(t.join("host")).unwrap();
+    std::fs::write(t.join("host/f"), "mounted").unwrap();
+    let out = imgtool(t)
+        .args(["run", "-e", "X=1", "-w", "/tmp", "-u", "1000", "-v"])
+        .arg(format!("{}:/mnt:ro", t.join("host").display()))
+        .args(["app.tar", "--", "sh", "-c", "echo $X $(pwd) $(id -u) $(cat /mnt/f); exit 5"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", transcript(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1 /tmp 1000 mounted\n");
+}
+
+#[test]
+fn a_failing_run_stops_the_build_with_its_code_and_writes_nothing() {
+    require("runc", "runc");
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let bb = busybox_archive(t);
+    std::fs::create_dir_all(t.join("ctx")).unwrap();
+    std::fs::write(
+        t.join("ctx/Dockerfile"),
+        format!("FROM docker-archive:{}\nRUN echo about to fail\nRUN echo broken >&2; exit 3\n", bb.display()),
+    )
+    .unwrap();
+    let out = imgtool(t).args(["build", "-o", "out.tar", "--cache-dir", "cache", "ctx"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", transcript(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Dockerfile:3") && err.contains("exit code 3") && err.contains("broken"), "{err}");
+    assert!(!t.join("out.tar").exists(), "nothing written");
+}

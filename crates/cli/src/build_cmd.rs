@@ -214,6 +214,11 @@ pub async fn run(args: RunArgs, reg: &Registries) -> Result<()> {
     let images = CliImages { reg, base: cwd.clone() };
     let image = if args.image == "scratch" {
         Image::scratch(&platform.clone().unwrap_or_else(Platform::host), Flavor::Oci)
+    } else if cwd.join(&args.image).exists() {
+        // A path here (an archive or a layout) is meant as one, as in `imgtool copy`.
+        let t = Transport::parse(&args.image, &cwd)?;
+        let (source, selector) = t.open_source(reg)?;
+        Image::load(source, selector.as_deref(), platform.as_ref()).await.with_context(|| format!("reading {t}"))?
     } else {
         imgtool_dockerfile::Images::load(&images, &args.image, platform.as_ref())
             .await
