@@ -633,3 +633,42 @@ fn a_failing_run_stops_the_build_with_its_code_and_writes_nothing() {
     assert!(err.contains("Dockerfile:3") && err.contains("exit code 3") && err.contains("broken"), "{err}");
     assert!(!t.join("out.tar").exists(), "nothing written");
 }
+
+/// A Dockerfile as the pipeline's source, another (without FROM) as a step.
+#[test]
+fn pipelines_build_dockerfiles_as_source_and_step() {
+    require("runc", "runc");
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    busybox_archive(t);
+    std::fs::create_dir_all(t.join("app")).unwrap();
+    std::fs::write(t.join("app/Dockerfile"), "FROM docker-archive:bb.tar\nARG WHO\nRUN echo \"built for $WHO\" > /built\n").unwrap();
+    std::fs::write(t.join("step.Dockerfile"), "ENV STEP=yes\nRUN cat /built /this-file > /combined\nCMD [\"cat\", \"/combined\"]\n")
+        .unwrap();
+    let pipeline = r#"
+[source]
+dockerfile = { file = "app/Dockerfile", build_args = { WHO = "pipelines" }, cache_dir = "cache" }
+[[step]]
+add_contents = { "/this-file" = "added by a step\n" }
+[[step]]
+dockerfile = { file = "step.Dockerfile", context = ".", cache_dir = "cache" }
+[[sink]]
+to = "oci:out:latest"
+"#;
+    std::fs::write(t.join("p.toml"), pipeline).unwrap();
+    let plan = run_ok(imgtool(t).args(["pipe", "--dry-run", "p.toml"]));
+    assert!(plan.contains("source: build") && plan.contains("step: dockerfile step.Dockerfile"), "{plan}");
+    run_ok(imgtool(t).args(["pipe", "p.toml"]));
+    let ran = run_ok(imgtool(t).args(["run", "oci:out:latest"]));
+    assert_eq!(ran, "built for pipelines\nadded by a step\n");
+    let cfg = run_ok(imgtool(t).args(["inspect", "--json", "oci:out:latest"]));
+    assert!(cfg.contains("STEP=yes"), "{cfg}");
+
+    // A step file with FROM is refused, saying what to do.
+    std::fs::write(t.join("step.Dockerfile"), "FROM busybox\nRUN true\n").unwrap();
+    let out = imgtool(t).args(["pipe", "p.toml"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("p.toml:6") && err.contains("step.Dockerfile:1") && err.contains("cannot have FROM"), "{err}");
+    assert!(!err.contains("building"), "refused before anything is built: {err}");
+}

@@ -152,11 +152,21 @@ async fn write(image: &Image, t: &Transport, additional_tags: &[String], p: Prin
     Ok(())
 }
 
+/// Where a pipeline's image starts.
+enum Source {
+    Image(Transport),
+    Dockerfile(crate::build_cmd::BuildArgs),
+}
+
 async fn pipe(file: &Path, dry_run: bool, p: Printer, reg: &Registries) -> Result<()> {
     let pf = PipelineFile::load(file)?;
     let pl = &pf.pipeline;
     let at = |s: std::ops::Range<usize>| pf.at(s);
-    let source = Transport::parse(pl.source.image.get_ref(), &pf.dir).map_err(|e| anyhow!("{}: {e}", at(pl.source.image.span())))?;
+    let source = match (&pl.source.image, &pl.source.dockerfile) {
+        (Some(image), None) => Source::Image(Transport::parse(image.get_ref(), &pf.dir).map_err(|e| anyhow!("{}: {e}", at(image.span())))?),
+        (None, Some(d)) => Source::Dockerfile(pf.dockerfile_args(d.get_ref())),
+        _ => bail!("{}: [source] takes either image = \"...\" or dockerfile = {{ file = \"...\" }}", pf.path.display()),
+    };
     let platform = match &pl.source.platform {
         Some(s) => Some(s.get_ref().parse::<Platform>().map_err(|e| anyhow!("{}: {e}", at(s.span())))?),
         None => None,
@@ -182,8 +192,31 @@ async fn pipe(file: &Path, dry_run: bool, p: Printer, reg: &Registries) -> Resul
             _ => None,
         });
     }
+    // Dockerfiles are read and parsed up front too.
+    let mut dockerfiles = Vec::new();
+    for step in &pl.steps {
+        dockerfiles.push(match step.get_ref() {
+            Step::Dockerfile(d) => {
+                let args = pf.dockerfile_args(d);
+                let (df, name) = crate::build_cmd::read_dockerfile(args.file.as_deref(), &args.context).with_context(|| at(step.span()))?;
+                if let Some(i) = df.instructions.iter().find(|i| matches!(i.kind, imgtool_dockerfile::Kind::From { .. })) {
+                    bail!(
+                        "{}: {name}:{}: a dockerfile step applies to the image built so far, so it cannot have FROM; remove it, or build the file as the [source]",
+                        at(step.span()),
+                        i.line
+                    );
+                }
+                Some((args, df))
+            }
+            _ => None,
+        });
+    }
     if dry_run {
-        p.result(format!("source: {source}{}", platform.as_ref().map(|p| format!(" ({p})")).unwrap_or_default()));
+        let shown = match &source {
+            Source::Image(t) => t.to_string(),
+            Source::Dockerfile(a) => format!("build {}", a.file.as_deref().unwrap_or(&a.context).display()),
+        };
+        p.result(format!("source: {shown}{}", platform.as_ref().map(|p| format!(" ({p})")).unwrap_or_default()));
         for (step, prod) in pl.steps.iter().zip(&producers) {
             let line = match (step.get_ref(), prod) {
                 (_, Some(prod)) => prod.describe(),
@@ -192,6 +225,7 @@ async fn pipe(file: &Path, dry_run: bool, p: Printer, reg: &Registries) -> Resul
                 (Step::Config(c), _) => format!("config {}", c.summary()),
                 (Step::Squash(true), _) => "squash every layer into one".into(),
                 (Step::Squash(false), _) => "no squash".into(),
+                (Step::Dockerfile(d), _) => format!("dockerfile {}", d.file.display()),
                 _ => String::new(),
             };
             p.result(format!("step: {line}"));
@@ -202,11 +236,29 @@ async fn pipe(file: &Path, dry_run: bool, p: Printer, reg: &Registries) -> Resul
         return Ok(());
     }
     let flavor = pl.source.media_types.unwrap_or_default();
-    let mut image = load(&source, platform.as_ref().map(ToString::to_string).as_deref(), flavor, reg)
-        .await
-        .with_context(|| format!("{}: the source", at(pl.source.image.span())))?;
     let spool = tempfile::tempdir().context("creating a spool directory")?;
-    for (step, prod) in pl.steps.iter().zip(producers) {
+    let images = crate::build_cmd::CliImages { reg, base: pf.dir.clone() };
+    let mut image = match &source {
+        Source::Image(t) => load(t, platform.as_ref().map(ToString::to_string).as_deref(), flavor, reg)
+            .await
+            .with_context(|| format!("{}: the source", pf.path.display()))?,
+        Source::Dockerfile(args) => {
+            let (df, name) = crate::build_cmd::read_dockerfile(args.file.as_deref(), &args.context)?;
+            let mut opts = crate::build_cmd::options(args, spool.path())?;
+            opts.platform = platform.clone();
+            opts.flavor = flavor;
+            opts.compression = pl.options.compression;
+            p.status(&format!("building {name}"));
+            imgtool_dockerfile::build(&df, &images, &opts).await.map_err(|e| anyhow!("{}: {e}", pf.path.display()))?
+        }
+    };
+    for ((step, prod), dockerfile) in pl.steps.iter().zip(producers).zip(dockerfiles) {
+        if let Some((args, df)) = dockerfile {
+            let mut opts = crate::build_cmd::options(&args, spool.path())?;
+            opts.compression = pl.options.compression;
+            image = imgtool_dockerfile::build_on(image, &df, &images, &opts).await.map_err(|e| anyhow!("{}: {e}", at(step.span())))?;
+            continue;
+        }
         let where_ = at(step.span());
         match (step.get_ref(), prod) {
             (_, Some(prod)) => {

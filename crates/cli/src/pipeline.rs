@@ -31,7 +31,11 @@ pub struct Pipeline {
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
     /// A transport string, or `scratch`.
-    pub image: Spanned<String>,
+    #[serde(default)]
+    pub image: Option<Spanned<String>>,
+    /// Or a Dockerfile to build (its own `FROM` is the base).
+    #[serde(default)]
+    pub dockerfile: Option<Spanned<DockerfileSpec>>,
     /// The platform to pick from an index, or to declare for `scratch`.
     #[serde(default)]
     pub platform: Option<Spanned<String>>,
@@ -67,6 +71,34 @@ pub enum Step {
     Squash(bool),
     /// A conda environment, one layer per package.
     Conda(imgtool_conda::CondaSpec),
+    /// Dockerfile instructions (no `FROM`) applied to the image so far.
+    Dockerfile(DockerfileSpec),
+}
+
+/// A Dockerfile to build: the `dockerfile` source or step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerfileSpec {
+    /// The Dockerfile, relative to the pipeline file.
+    pub file: PathBuf,
+    /// The build context (default: the Dockerfile's directory).
+    #[serde(default)]
+    pub context: Option<PathBuf>,
+    /// Build arguments.
+    #[serde(default)]
+    pub build_args: BTreeMap<String, String>,
+    /// The stage to build (sources only; default the last).
+    #[serde(default)]
+    pub target: Option<String>,
+    /// The step cache directory (default ~/.cache/imgtool/build).
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+    /// Run every step afresh.
+    #[serde(default)]
+    pub no_cache: bool,
+    /// `host` gives RUN the host's network.
+    #[serde(default)]
+    pub network: Option<String>,
 }
 
 /// The `add_path` step.
@@ -179,6 +211,25 @@ impl PipelineFile {
     }
 
     /// The `add_path` step as a layer producer, checking its inputs.
+    /// A `dockerfile` source or step as the build command's arguments, paths resolved.
+    pub fn dockerfile_args(&self, d: &DockerfileSpec) -> crate::build_cmd::BuildArgs {
+        let file = self.resolve(&d.file);
+        let context = d.context.as_ref().map_or_else(|| file.parent().map(Path::to_path_buf).unwrap_or_default(), |c| self.resolve(c));
+        crate::build_cmd::BuildArgs {
+            file: Some(file),
+            tag: None,
+            output: None,
+            push: false,
+            build_args: d.build_args.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            target: d.target.clone(),
+            platform: None,
+            no_cache: d.no_cache,
+            cache_dir: d.cache_dir.as_ref().map(|c| self.resolve(c)),
+            network: d.network.clone(),
+            context,
+        }
+    }
+
     pub fn path_layer(&self, a: &AddPath) -> Result<PathLayer> {
         let from = self.resolve(a.from.get_ref());
         if !from.exists() {

@@ -84,6 +84,23 @@ struct Stage {
 
 /// Build `dockerfile` and return the target stage's image.
 pub async fn build(dockerfile: &Dockerfile, images: &dyn Images, opts: &BuildOptions) -> Result<Image> {
+    build_from(None, dockerfile, images, opts).await
+}
+
+/// Apply a Dockerfile without `FROM` to `base`: its instructions as one stage on top of the
+/// image (the pipeline's `dockerfile` step).
+pub async fn build_on(base: Image, dockerfile: &Dockerfile, images: &dyn Images, opts: &BuildOptions) -> Result<Image> {
+    if let Some(i) = dockerfile.instructions.iter().find(|i| matches!(i.kind, Kind::From { .. })) {
+        return Err(Error::step(
+            i.line,
+            "FROM",
+            "this Dockerfile is applied to the image built so far, so it cannot have FROM: remove it, or build the file as the source",
+        ));
+    }
+    build_from(Some(base), dockerfile, images, opts).await
+}
+
+async fn build_from(base: Option<Image>, dockerfile: &Dockerfile, images: &dyn Images, opts: &BuildOptions) -> Result<Image> {
     let context = Tree::context(&opts.context).map_err(|m| Error::step(0, "context", m))?;
     let cache = match &opts.cache_dir {
         Some(d) => Some(StepCache::open(d)?),
@@ -94,7 +111,10 @@ pub async fn build(dockerfile: &Dockerfile, images: &dyn Images, opts: &BuildOpt
         None => FileHashes::default(),
     };
     let mut b = Builder { df: dockerfile, images, opts, cache, hashes, context, stages: Vec::new(), external: HashMap::new() };
-    let image = b.run().await;
+    let image = match base {
+        None => b.run().await,
+        Some(base) => b.run_on(base).await,
+    };
     b.hashes.save();
     image
 }
@@ -135,6 +155,18 @@ fn platform_arg(name: &str, target: &Platform) -> Option<String> {
 }
 
 impl Builder<'_> {
+    async fn run_on(&mut self, base: Image) -> Result<Image> {
+        let key = format!("image {}", base.digest());
+        let header =
+            Instruction { line: 0, column: 0, text: String::new(), kind: Kind::From { image: String::new(), name: None, flags: vec![] } };
+        let globals = BTreeMap::new();
+        let mut stage = self.start(&header, &None, base, key, &globals).await?;
+        for i in &self.df.instructions {
+            self.step(&mut stage, i, &globals).await?;
+        }
+        Ok(stage.image)
+    }
+
     async fn run(&mut self) -> Result<Image> {
         let ins = &self.df.instructions;
         let first_from = ins.iter().position(|i| matches!(i.kind, Kind::From { .. }));

@@ -14,7 +14,7 @@ mod fetch;
 mod parse;
 mod subst;
 
-pub use build::{BuildOptions, Images, build};
+pub use build::{BuildOptions, Images, build, build_on};
 pub use cache::StepCache;
 pub use context::FileHashes;
 pub use error::{Error, Result};
