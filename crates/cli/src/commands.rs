@@ -248,7 +248,7 @@ async fn pipe(file: &Path, dry_run: bool, p: Printer, reg: &Registries) -> Resul
             opts.platform = platform.clone();
             opts.flavor = flavor;
             opts.compression = pl.options.compression;
-            p.status(&format!("building {name}"));
+            p.status(format!("building {name}"));
             imgtool_dockerfile::build(&df, &images, &opts).await.map_err(|e| anyhow!("{}: {e}", pf.path.display()))?
         }
     };
