@@ -101,7 +101,21 @@ pub async fn build_on(base: Image, dockerfile: &Dockerfile, images: &dyn Images,
 }
 
 async fn build_from(base: Option<Image>, dockerfile: &Dockerfile, images: &dyn Images, opts: &BuildOptions) -> Result<Image> {
-    let context = Tree::context(&opts.context).map_err(|m| Error::step(0, "context", m))?;
+    // A Dockerfile written with the builder API brings its own context: the files it added.
+    let assembled = if dockerfile.files.is_empty() {
+        None
+    } else {
+        let dir = tempfile::Builder::new()
+            .prefix("context-")
+            .tempdir_in(&opts.spool_dir)
+            .map_err(|e| Error::step(0, "context", format!("creating a build context: {e}")))?;
+        for (src, name) in &dockerfile.files {
+            copy_tree(src, &dir.path().join(name)).map_err(|e| Error::step(0, "context", format!("{}: {e}", src.display())))?;
+        }
+        Some(dir)
+    };
+    let root = assembled.as_ref().map_or(opts.context.as_path(), |d| d.path());
+    let context = Tree::context(root).map_err(|m| Error::step(0, "context", m))?;
     let cache = match &opts.cache_dir {
         Some(d) => Some(StepCache::open(d)?),
         None => None,
@@ -887,6 +901,28 @@ impl Builder<'_> {
         drop(downloads);
         Ok(())
     }
+}
+
+/// Copy a host file or tree (modes and symlinks kept) to `to`.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    for item in walkdir::WalkDir::new(from).follow_links(false) {
+        let item = item.map_err(|e| e.into_io_error().unwrap_or_else(|| std::io::Error::other("filesystem loop")))?;
+        let rel = item.path().strip_prefix(from).unwrap_or(Path::new(""));
+        let dest = if rel.as_os_str().is_empty() { to.to_path_buf() } else { to.join(rel) };
+        let ft = item.file_type();
+        if ft.is_dir() {
+            std::fs::create_dir_all(&dest)?;
+            std::fs::set_permissions(&dest, item.metadata()?.permissions())?;
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(item.path())?, &dest)?;
+        } else {
+            std::fs::copy(item.path(), &dest)?;
+        }
+    }
+    Ok(())
 }
 
 /// A stage's variables for substitution: its environment first, then its ARGs.

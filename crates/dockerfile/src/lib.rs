@@ -2,10 +2,30 @@
 //!
 //! [`parse`] reads the whole syntax (directives, continuations, heredocs, JSON and shell
 //! forms) into [`Dockerfile`]; words keep their quotes until [`expand`] substitutes
-//! variables with BuildKit's rules when the instruction runs.
+//! variables with BuildKit's rules when the instruction runs. [`build`] runs it without a
+//! daemon: `RUN` in a runc sandbox (see `imgtool-sandbox`) whose filesystem difference
+//! becomes the layer, every layer-making step kept in a [`StepCache`] keyed by what it
+//! was built from. `FROM` images come from an [`Images`] the caller provides.
+//!
+//! Dockerfiles can also be written from code, as docker-map does, and built directly:
+//!
+//! ```no_run
+//! # async fn demo(images: &dyn imgtool_dockerfile::Images) -> imgtool_dockerfile::Result<()> {
+//! use imgtool_dockerfile::{BuildOptions, Dockerfile, build};
+//!
+//! let df = Dockerfile::from_image("busybox")
+//!     .run("mkdir -p /var/lib/app")
+//!     .add_file("/home/user/myfiles", "/var/lib/myfiles")
+//!     .env("GREETING", "hello")
+//!     .cmd(["sh", "-c", "echo $GREETING"]);
+//! println!("{}", df.render());
+//! let image = build(&df, images, &BuildOptions::new(".", "/var/tmp")).await?;
+//! # Ok(()) }
+//! ```
 #![deny(missing_docs)]
 
 mod build;
+mod builder;
 mod cache;
 mod context;
 mod diff;

@@ -19,6 +19,9 @@ pub struct Dockerfile {
     pub syntax: Option<String>,
     /// The instructions in order.
     pub instructions: Vec<Instruction>,
+    /// Host files the builder API put in the build context (path, name in the context).
+    #[serde(skip)]
+    pub files: Vec<(std::path::PathBuf, String)>,
 }
 
 /// One instruction with where it starts.
@@ -220,7 +223,7 @@ pub fn parse(text: &str) -> Result<Dockerfile> {
         i += consumed;
         instructions.push(instruction);
     }
-    Ok(Dockerfile { escape, syntax, instructions })
+    Ok(Dockerfile { escape, syntax, instructions, files: Vec::new() })
 }
 
 /// The line without its trailing escape character, when it continues on the next line.

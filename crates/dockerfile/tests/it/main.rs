@@ -326,3 +326,41 @@ async fn bad_input_gets_a_clear_error_with_its_line() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_builder_api_renders_parseable_text_and_builds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = busybox_base(tmp.path()).await;
+    let host = tmp.path().join("myfiles");
+    std::fs::create_dir_all(host.join("sub")).unwrap();
+    std::fs::write(host.join("sub/data.txt"), "data").unwrap();
+    let df = imgtool_dockerfile::Dockerfile::from_image(&base)
+        .arg("WHO", Some("builder"))
+        .run("mkdir -p /var/lib/app && echo made by $WHO > /var/lib/app/made")
+        .add_file(&host, "/var/lib/myfiles")
+        .env("GREETING", "say \"hi\" to $WHO")
+        .label("org.example/quoted key", "v")
+        .workdir("/var/lib/app")
+        .user("0:0")
+        .expose("8080")
+        .volume("/data")
+        .entrypoint(["/bin/sh", "-c"])
+        .cmd(["echo $GREETING"]);
+    let text = df.render();
+    assert!(text.starts_with(&format!("FROM {base}\nARG WHO=builder\nRUN mkdir")), "{text}");
+    let reparsed = parse(&text).unwrap();
+    let kinds = |d: &imgtool_dockerfile::Dockerfile| d.instructions.iter().map(|i| i.kind.clone()).collect::<Vec<_>>();
+    assert_eq!(kinds(&reparsed), kinds(&df), "render() says what the builder built:\n{text}");
+
+    let spool = tmp.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let image = build(&df, &Layouts, &BuildOptions::new(tmp.path().join("unused"), &spool)).await.unwrap();
+    let root = tmp.path().join("root");
+    imgtool_archive::extract_image(&image, &root, Default::default()).await.unwrap();
+    assert_eq!(std::fs::read_to_string(root.join("var/lib/app/made")).unwrap(), "made by builder\n");
+    assert_eq!(std::fs::read_to_string(root.join("var/lib/myfiles/sub/data.txt")).unwrap(), "data");
+    let c = image.config().container().unwrap();
+    assert!(c["Env"].as_array().unwrap().contains(&serde_json::json!("GREETING=say \"hi\" to builder")), "{:?}", c["Env"]);
+    assert_eq!(c["Labels"]["org.example/quoted key"], "v");
+    assert_eq!(c["Cmd"], serde_json::json!(["echo $GREETING"]));
+}
