@@ -672,3 +672,46 @@ to = "oci:out:latest"
     assert!(err.contains("p.toml:6") && err.contains("step.Dockerfile:1") && err.contains("cannot have FROM"), "{err}");
     assert!(!err.contains("building"), "refused before anything is built: {err}");
 }
+
+/// Two builders with their own local caches share step results through a registry
+/// repository: the second runs nothing (each RUN writes a random value, so a rerun
+/// would change the digest).
+#[test]
+fn builders_share_a_cache_through_a_registry() {
+    require("runc", "runc");
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let reg = Registry::start();
+    let bb = busybox_archive(t);
+    std::fs::create_dir_all(t.join("ctx")).unwrap();
+    std::fs::write(t.join("ctx/f.txt"), "f").unwrap();
+    std::fs::write(
+        t.join("ctx/Dockerfile"),
+        format!("FROM docker-archive:{}\nRUN cat /proc/sys/kernel/random/uuid > /a\nCOPY f.txt /\nRUN true\nRUN cat /proc/sys/kernel/random/uuid > /b\n", bb.display()),
+    )
+    .unwrap();
+    let repo = format!("{}/build-cache", reg.addr);
+    let build = |cache: &str, out: &str| {
+        let line = run_ok(imgtool(t).args([
+            "-q",
+            "--insecure-registry",
+            &reg.addr,
+            "build",
+            "--cache-repo",
+            &repo,
+            "--cache-dir",
+            cache,
+            "-o",
+            out,
+            "ctx",
+        ]));
+        line.split_whitespace().last().unwrap().to_string()
+    };
+    let first = build("cache-a", "oci:one:latest");
+    let second = build("cache-b", "oci:two:latest");
+    assert_eq!(first, second, "the second builder reused every step from the repository");
+    let third = build("cache-c", "oci:three:latest");
+    assert_eq!(first, third);
+    let tags = run_ok(imgtool(t).args(["--insecure-registry", &reg.addr, "tags", &repo]));
+    assert_eq!(tags.lines().count(), 4, "one tag per layer-making step: {tags}");
+}

@@ -56,6 +56,9 @@ pub struct BuildArgs {
     /// `host` gives RUN the host's network; default none (loopback only).
     #[arg(long)]
     pub network: Option<String>,
+    /// A registry repository (REGISTRY/REPO) that shares step results between builders.
+    #[arg(long, value_name = "REPO")]
+    pub cache_repo: Option<String>,
     /// The build context directory.
     pub context: PathBuf,
 }
@@ -124,7 +127,7 @@ pub fn read_dockerfile(file: Option<&Path>, context: &Path) -> Result<(imgtool_d
 }
 
 /// Build options from the command line (or a pipeline step, which fills the same fields).
-pub fn options(args: &BuildArgs, spool: &Path) -> Result<imgtool_dockerfile::BuildOptions> {
+pub fn options(args: &BuildArgs, spool: &Path, reg: &Registries) -> Result<imgtool_dockerfile::BuildOptions> {
     let mut o = imgtool_dockerfile::BuildOptions::new(&args.context, spool);
     o.build_args = parse_build_args(&args.build_args)?;
     o.target = args.target.clone();
@@ -137,6 +140,13 @@ pub fn options(args: &BuildArgs, spool: &Path) -> Result<imgtool_dockerfile::Bui
     };
     o.cache_dir = Some(args.cache_dir.clone().unwrap_or_else(default_cache_dir));
     o.no_cache = args.no_cache;
+    if let Some(repo) = &args.cache_repo {
+        let r = repo.strip_prefix("docker://").unwrap_or(repo);
+        let reference: imgtool_core::Reference = r.parse().with_context(|| format!("--cache-repo {repo}"))?;
+        let source = std::sync::Arc::new(reg.source(&reference)?);
+        let sink = Box::new(reg.sink(&reference)?);
+        o.cache_repo = Some(std::sync::Arc::new(imgtool_dockerfile::RepoCache::new(source, sink)));
+    }
     Ok(o)
 }
 
@@ -158,7 +168,7 @@ pub async fn build(args: BuildArgs, reg: &Registries, p: Printer) -> Result<()> 
     };
     let (df, _) = read_dockerfile(args.file.as_deref(), &args.context)?;
     let spool = tempfile::tempdir().context("creating a spool directory")?;
-    let opts = options(&args, spool.path())?;
+    let opts = options(&args, spool.path(), reg)?;
     let images = CliImages { reg, base: cwd.clone() };
     let bar = p.spinner(format!("building {}", args.context.display()));
     let image = match imgtool_dockerfile::build(&df, &images, &opts).await {

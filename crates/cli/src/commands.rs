@@ -244,7 +244,7 @@ async fn pipe(file: &Path, dry_run: bool, p: Printer, reg: &Registries) -> Resul
             .with_context(|| format!("{}: the source", pf.path.display()))?,
         Source::Dockerfile(args) => {
             let (df, name) = crate::build_cmd::read_dockerfile(args.file.as_deref(), &args.context)?;
-            let mut opts = crate::build_cmd::options(args, spool.path())?;
+            let mut opts = crate::build_cmd::options(args, spool.path(), reg)?;
             opts.platform = platform.clone();
             opts.flavor = flavor;
             opts.compression = pl.options.compression;
@@ -254,7 +254,7 @@ async fn pipe(file: &Path, dry_run: bool, p: Printer, reg: &Registries) -> Resul
     };
     for ((step, prod), dockerfile) in pl.steps.iter().zip(producers).zip(dockerfiles) {
         if let Some((args, df)) = dockerfile {
-            let mut opts = crate::build_cmd::options(&args, spool.path())?;
+            let mut opts = crate::build_cmd::options(&args, spool.path(), reg)?;
             opts.compression = pl.options.compression;
             image = imgtool_dockerfile::build_on(image, &df, &images, &opts).await.map_err(|e| anyhow!("{}: {e}", at(step.span())))?;
             continue;

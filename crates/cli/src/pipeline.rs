@@ -99,6 +99,9 @@ pub struct DockerfileSpec {
     /// `host` gives RUN the host's network.
     #[serde(default)]
     pub network: Option<String>,
+    /// A registry repository sharing step results between builders.
+    #[serde(default)]
+    pub cache_repo: Option<String>,
 }
 
 /// The `add_path` step.
@@ -226,6 +229,7 @@ impl PipelineFile {
             no_cache: d.no_cache,
             cache_dir: d.cache_dir.as_ref().map(|c| self.resolve(c)),
             network: d.network.clone(),
+            cache_repo: d.cache_repo.clone(),
             context,
         }
     }

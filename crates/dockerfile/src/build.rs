@@ -47,6 +47,8 @@ pub struct BuildOptions {
     pub host_network: bool,
     /// Do every step afresh (results are still stored in the cache).
     pub no_cache: bool,
+    /// A repository that shares step results between builders (`--cache-repo`).
+    pub cache_repo: Option<std::sync::Arc<crate::cache::RepoCache>>,
 }
 
 impl BuildOptions {
@@ -64,6 +66,7 @@ impl BuildOptions {
             flavor: Flavor::Oci,
             host_network: false,
             no_cache: false,
+            cache_repo: None,
         }
     }
 }
@@ -560,12 +563,19 @@ impl Builder<'_> {
         Ok(root)
     }
 
-    /// Look `key` up in the cache; on a hit, add its layer (or empty history) and say so.
-    fn reuse(&self, st: &mut Stage, i: &Instruction, key: &str) -> bool {
+    /// Look `key` up in the caches (local, then the repository); on a hit, add its layer
+    /// (or an empty history entry) and say so.
+    async fn reuse(&self, st: &mut Stage, i: &Instruction, key: &str) -> bool {
         if self.opts.no_cache {
             return false;
         }
-        let Some(hit) = self.cache.as_ref().and_then(|c| c.lookup(key)) else { return false };
+        let mut hit = self.cache.as_ref().and_then(|c| c.lookup(key));
+        if hit.is_none() {
+            if let Some(repo) = &self.opts.cache_repo {
+                hit = repo.lookup(key).await;
+            }
+        }
+        let Some(hit) = hit else { return false };
         tracing::info!(line = i.line, "cached: {}", i.text.lines().next().unwrap_or_default());
         match hit {
             Some(layer) => st.image.push_layer(layer, self.history(i, false)),
@@ -581,6 +591,9 @@ impl Builder<'_> {
             if let Some(c) = &self.cache {
                 c.store(key, None);
             }
+            if let Some(repo) = &self.opts.cache_repo {
+                repo.store(key, None, &st.image.platform()).await;
+            }
             st.image.config_mut().push_history(self.history(i, true));
             return Ok(());
         }
@@ -594,6 +607,9 @@ impl Builder<'_> {
             Some(c) => c.store_layer(key, spooled),
             None => spooled.into_layer(),
         };
+        if let Some(repo) = &self.opts.cache_repo {
+            repo.store(key, Some(&layer), &st.image.platform()).await;
+        }
         st.image.push_layer(layer, self.history(i, false));
         Ok(())
     }
@@ -601,7 +617,7 @@ impl Builder<'_> {
     async fn workdir(&mut self, st: &mut Stage, i: &Instruction, abs: &str) -> Result<()> {
         let user = st.image.config().container().and_then(|c| c.get("User")).and_then(Value::as_str).unwrap_or("").to_string();
         let key = Self::chain(st, &format!("WORKDIR {abs} {user}"));
-        if self.reuse(st, i, &key) {
+        if self.reuse(st, i, &key).await {
             return Ok(());
         }
         let root = Self::ensure_root(self.opts, st).await?;
@@ -656,7 +672,7 @@ impl Builder<'_> {
             st,
             &serde_json::to_string(&json!({"run": args, "env": env, "user": user, "cwd": cwd, "net": host_network})).unwrap_or_default(),
         );
-        if self.reuse(st, i, &key) {
+        if self.reuse(st, i, &key).await {
             return Ok(());
         }
         let root = Self::ensure_root(self.opts, st).await?;
@@ -776,7 +792,7 @@ impl Builder<'_> {
             }))
             .unwrap_or_default(),
         );
-        if self.reuse(st, i, &key) {
+        if self.reuse(st, i, &key).await {
             return Ok(());
         }
         let root = Self::ensure_root(self.opts, st).await?;

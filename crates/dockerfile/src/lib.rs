@@ -35,7 +35,7 @@ mod parse;
 mod subst;
 
 pub use build::{BuildOptions, Images, build, build_on};
-pub use cache::StepCache;
+pub use cache::{RepoCache, StepCache};
 pub use context::FileHashes;
 pub use error::{Error, Result};
 pub use parse::{Command, Dockerfile, Flag, Heredoc, Instruction, KEYWORDS, Kind, parse};
