@@ -40,3 +40,28 @@ pub use context::FileHashes;
 pub use error::{Error, Result};
 pub use parse::{Command, Dockerfile, Flag, Heredoc, Instruction, KEYWORDS, Kind, parse};
 pub use subst::expand;
+
+/// Exercise the parser and substitution on arbitrary text (the fuzz target's body): parse,
+/// expand every word the result holds, render and parse again. It must never panic.
+#[doc(hidden)]
+pub fn check_never_panics(text: &str) {
+    let lookup = |n: &str| (n.len() % 2 == 0).then(|| n.to_string());
+    let _ = expand(text, '\\', &lookup);
+    let _ = subst::expand_heredoc(text, '`', &lookup);
+    let Ok(df) = parse(text) else { return };
+    for i in &df.instructions {
+        let words: Vec<&str> = match &i.kind {
+            Kind::From { image, .. } => vec![image],
+            Kind::Arg(a) => a.iter().filter_map(|(_, v)| v.as_deref()).collect(),
+            Kind::Env(p) | Kind::Label(p) => p.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()]).collect(),
+            Kind::Copy { sources, dest, .. } => sources.iter().map(String::as_str).chain([dest.as_str()]).collect(),
+            Kind::Workdir(w) | Kind::User(w) | Kind::Stopsignal(w) => vec![w],
+            Kind::Expose(w) | Kind::Volume(w) => w.iter().map(String::as_str).collect(),
+            _ => vec![],
+        };
+        for w in words {
+            let _ = expand(w, df.escape, &lookup);
+        }
+    }
+    let _ = parse(&df.render());
+}

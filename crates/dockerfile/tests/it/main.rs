@@ -364,3 +364,74 @@ async fn the_builder_api_renders_parseable_text_and_builds() {
     assert_eq!(c["Labels"]["org.example/quoted key"], "v");
     assert_eq!(c["Cmd"], serde_json::json!(["echo $GREETING"]));
 }
+
+/// What the fuzz target checks (`fuzz/`, run by scripts/fuzz.sh with cargo-fuzz), on a
+/// bounded number of deterministic mutations of the corpus, so every test run covers it.
+#[test]
+fn the_parser_survives_mutated_dockerfiles() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let alphabet: &[u8] = b"$\\`{}:-+?\"'<>#=[], \n\tEOFRUNCOPY";
+    for case in cases() {
+        let text = std::fs::read(case.join("Dockerfile")).unwrap();
+        for _ in 0..3000 {
+            let mut m = text.clone();
+            for _ in 0..(next() % 4 + 1) {
+                let pos = (next() as usize) % (m.len() + 1);
+                match next() % 3 {
+                    0 => m.insert(pos, alphabet[(next() as usize) % alphabet.len()]),
+                    1 if pos < m.len() => {
+                        m.remove(pos);
+                    }
+                    _ => m.truncate(pos),
+                }
+            }
+            imgtool_dockerfile::check_never_panics(&String::from_utf8_lossy(&m));
+        }
+    }
+}
+
+/// Serve `body` at any path, once per connection, on 127.0.0.1; returns the base URL.
+fn serve(body: &'static [u8]) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let status = if String::from_utf8_lossy(&buf[..n]).starts_with("GET /missing") { "404 Not Found" } else { "200 OK" };
+            let _ = write!(s, "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let _ = s.write_all(body);
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn add_downloads_urls_and_from_takes_a_platform() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = busybox_base(tmp.path()).await;
+    let url = serve(b"#!/bin/sh\necho downloaded\n");
+    let df = format!("ARG BASE\nFROM ${{BASE}}\nADD {url}/files/tool.sh /opt/\nADD {url}/other /opt/renamed\n");
+    let (_, root) = build_text(&tmp.path().join("a"), &base, &df, &[], |_| {}).await.unwrap();
+    assert_eq!(std::fs::read_to_string(root.join("opt/tool.sh")).unwrap(), "#!/bin/sh\necho downloaded\n");
+    assert_eq!(std::fs::metadata(root.join("opt/renamed")).unwrap().mode() & 0o7777, 0o600, "downloads are 0600, as Docker makes them");
+    let err = build_text(&tmp.path().join("b"), &base, &format!("ARG BASE\nFROM ${{BASE}}\nADD {url}/missing /x\n"), &[], |_| {})
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(err.contains("Dockerfile:3") && err.contains("404"), "{err}");
+
+    // FROM --platform picks the platform (declared on scratch here), and TARGETARCH follows.
+    let df = "FROM --platform=linux/arm64 scratch\nARG TARGETARCH\nLABEL arch=$TARGETARCH\n";
+    let (image, _) = build_text(&tmp.path().join("c"), &base, df, &[], |_| {}).await.unwrap();
+    assert_eq!(image.platform().to_string(), "linux/arm64");
+    assert_eq!(image.config().container().unwrap()["Labels"]["arch"], "arm64");
+}
