@@ -179,7 +179,7 @@ impl Builder<'_> {
         let globals = BTreeMap::new();
         let mut stage = self.start(&header, &None, base, key, &globals).await?;
         for i in &self.df.instructions {
-            self.step(&mut stage, i, &globals).await?;
+            self.step(&mut stage, i, &globals).await.map_err(|e| e.at_column(i.line, i.column))?;
         }
         Ok(stage.image)
     }
@@ -229,7 +229,7 @@ impl Builder<'_> {
             }
             let mut stage = self.from(&ins[start], &globals).await?;
             for i in &ins[start + 1..end] {
-                self.step(&mut stage, i, &globals).await?;
+                self.step(&mut stage, i, &globals).await.map_err(|e| e.at_column(i.line, i.column))?;
             }
             self.stages.push(stage);
         }
@@ -742,8 +742,7 @@ impl Builder<'_> {
         heredocs: &[crate::parse::Heredoc],
     ) -> Result<()> {
         let kw = if add { "ADD" } else { "COPY" };
-        let allowed: &[&str] =
-            if add { &["from", "chown", "chmod", "link", "checksum"] } else { &["from", "chown", "chmod", "link", "parents"] };
+        let allowed: &[&str] = if add { &["from", "chown", "chmod", "link", "checksum"] } else { &["from", "chown", "chmod", "link"] };
         check_flags(i, flags, allowed)?;
         let err = |m: String| Error::step(i.line, kw, m);
         let dest_word = self.expand_in(st, i, dest)?;
@@ -892,6 +891,15 @@ impl Builder<'_> {
         let mut downloads = Vec::new();
         for url in &urls {
             let (file, name) = crate::fetch::download(url, &self.opts.spool_dir).await.map_err(err)?;
+            if let Some(want) = flag(flags, "checksum") {
+                let mut f = std::fs::File::open(file.path()).map_err(|e| err(e.to_string()))?;
+                let mut h = imgtool_core::Hasher::sha256();
+                std::io::copy(&mut f, &mut h).map_err(|e| err(e.to_string()))?;
+                let got = h.finish().to_string();
+                if got != want {
+                    return Err(err(format!("{url}: --checksum={want} does not match what was downloaded ({got})")));
+                }
+            }
             let target = if dest_is_dir { join(&dest_rel, &name) } else { dest_rel.clone() };
             let meta = std::fs::metadata(file.path()).map_err(|e| err(e.to_string()))?;
             let mut e = host_entry(file.path(), &meta, target, mtime, owner, &mut links).map_err(|e| err(e.to_string()))?;

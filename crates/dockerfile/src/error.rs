@@ -13,10 +13,12 @@ pub enum Error {
         message: String,
     },
     /// An instruction that cannot be carried out.
-    #[error("{}{keyword}: {message}", if *line > 0 { format!("Dockerfile:{line}: ") } else { String::new() })]
+    #[error("{}{keyword}: {message}", place(*line, *column))]
     Step {
         /// 1-based line (0 when no line is to blame).
         line: usize,
+        /// 1-based column of the instruction (0 when unknown).
+        column: usize,
         /// The instruction keyword (or what failed).
         keyword: String,
         /// What is wrong and what to do.
@@ -38,7 +40,15 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn step(line: usize, keyword: &str, message: impl Into<String>) -> Self {
-        Self::Step { line, keyword: keyword.into(), message: message.into() }
+        Self::Step { line, column: 0, keyword: keyword.into(), message: message.into() }
+    }
+
+    /// The same error, pointing at `column` of its line when it names `line`.
+    pub(crate) fn at_column(self, line: usize, col: usize) -> Self {
+        match self {
+            Self::Step { line: l, column: 0, keyword, message } if l == line => Self::Step { line: l, column: col, keyword, message },
+            e => e,
+        }
     }
 
     /// A RUN's exit code, when that is what failed.
@@ -51,6 +61,14 @@ impl Error {
 
     pub(crate) fn parse(line: usize, column: usize, message: impl Into<String>) -> Self {
         Self::Parse { line, column, message: message.into() }
+    }
+}
+
+fn place(line: usize, column: usize) -> String {
+    match (line, column) {
+        (0, _) => String::new(),
+        (l, 0) => format!("Dockerfile:{l}: "),
+        (l, c) => format!("Dockerfile:{l}:{c}: "),
     }
 }
 

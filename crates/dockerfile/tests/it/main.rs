@@ -428,6 +428,12 @@ async fn add_downloads_urls_and_from_takes_a_platform() {
         .map(|_| ())
         .unwrap_err();
     assert!(err.contains("Dockerfile:3") && err.contains("404"), "{err}");
+    let sum = imgtool_core::Digest::sha256_of(b"#!/bin/sh\necho downloaded\n");
+    let ok = format!("ARG BASE\nFROM ${{BASE}}\nADD --checksum={sum} {url}/t /t\n");
+    build_text(&tmp.path().join("d"), &base, &ok, &[], |_| {}).await.unwrap();
+    let bad = format!("ARG BASE\nFROM ${{BASE}}\nADD --checksum=sha256:{} {url}/t /t\n", "0".repeat(64));
+    let err = build_text(&tmp.path().join("e"), &base, &bad, &[], |_| {}).await.map(|_| ()).unwrap_err();
+    assert!(err.contains("does not match"), "{err}");
 
     // FROM --platform picks the platform (declared on scratch here), and TARGETARCH follows.
     let df = "FROM --platform=linux/arm64 scratch\nARG TARGETARCH\nLABEL arch=$TARGETARCH\n";
