@@ -309,7 +309,7 @@ async fn bad_input_gets_a_clear_error_with_its_line() {
         ("ARG BASE\nFROM ${BASE}\nENV A=${B:?required}\n", &["Dockerfile:3", "B: required"]),
         (
             "ARG BASE\nFROM ${BASE}\nCOPY missing.txt /\n",
-            &["Dockerfile:3", "COPY", "missing.txt: no such file or directory in the build context"],
+            &["Dockerfile:3:1: COPY", "missing.txt: no such file or directory in the build context"],
         ),
         ("ARG BASE\nFROM ${BASE}\nCOPY ../outside /\n", &["Dockerfile:3", "outside the build context"]),
         ("ARG BASE\nFROM ${BASE}\nCOPY a b /not-a-dir\n", &["Dockerfile:3", "must be a directory ending in /"]),
