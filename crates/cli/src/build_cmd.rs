@@ -63,15 +63,6 @@ pub struct BuildArgs {
     pub context: PathBuf,
 }
 
-/// The default step cache directory.
-fn default_cache_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("imgtool/build")
-}
-
 /// `FROM` and `COPY --from` images: a transport string, or a registry reference as Docker
 /// reads one.
 pub struct CliImages<'a> {
@@ -138,7 +129,7 @@ pub fn options(args: &BuildArgs, spool: &Path, reg: &Registries) -> Result<imgto
         Some("host") => true,
         Some(n) => bail!("--network {n}: expected host or none"),
     };
-    o.cache_dir = Some(args.cache_dir.clone().unwrap_or_else(default_cache_dir));
+    o.cache_dir = Some(args.cache_dir.clone().unwrap_or_else(|| imgtool_core::cache_dir("build")));
     o.no_cache = args.no_cache;
     if let Some(repo) = &args.cache_repo {
         let r = repo.strip_prefix("docker://").unwrap_or(repo);

@@ -85,11 +85,7 @@ impl CondaSpec {
 
 /// The default package cache directory.
 pub fn default_cache_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("imgtool/pkgs")
+    imgtool_core::cache_dir("pkgs")
 }
 
 /// A [`LayerProducer`] that solves, fetches and links a conda environment in-process and

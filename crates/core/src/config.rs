@@ -51,6 +51,16 @@ pub fn source_date_epoch() -> i64 {
     std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
 }
 
+/// `imgtool/<name>` in the user's cache directory (`$XDG_CACHE_HOME`, else `~/.cache`,
+/// else the temporary directory): where builds keep what later builds reuse.
+pub fn cache_dir(name: &str) -> std::path::PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("imgtool").join(name)
+}
+
 /// Serialise JSON with object keys in sorted order, whatever serde_json features the
 /// build enables, so equal configs give equal digests.
 pub fn canonical_json(value: &Value) -> Vec<u8> {

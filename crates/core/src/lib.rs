@@ -32,7 +32,7 @@ mod validate;
 
 pub use blob::{FileBlob, MemoryBlobs, VerifyingReader, read_blob, verify};
 pub use compression::{decompress, decompress_sniffed};
-pub use config::{ConfigEdit, History, ImageConfig, canonical_json, rfc3339, source_date_epoch};
+pub use config::{ConfigEdit, History, ImageConfig, cache_dir, canonical_json, rfc3339, source_date_epoch};
 pub use copy::{CopyEvent, CopyOptions, Progress, copy_blob, copy_image, copy_index, copy_manifest_tree};
 pub use digest::{Algorithm, Digest, Hasher};
 pub use error::{Error, Result, error_chain};
