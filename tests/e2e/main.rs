@@ -715,3 +715,21 @@ fn builders_share_a_cache_through_a_registry() {
     let tags = run_ok(imgtool(t).args(["--insecure-registry", &reg.addr, "tags", &repo]));
     assert_eq!(tags.lines().count(), 4, "one tag per layer-making step: {tags}");
 }
+
+/// The README's Dockerfile example, as a newcomer runs it: offline, reproducible, and
+/// accepted by skopeo.
+#[test]
+fn the_readme_dockerfile_example_builds() {
+    require("skopeo", "skopeo");
+    let (a, b) = (example(), example());
+    for dir in [a.path(), b.path()] {
+        run_ok(imgtool(dir).args(["build", "-t", "example:1", "-o", "out/built.tar", "--cache-dir", "cache", "dockerfile"]));
+    }
+    let (x, y) = (std::fs::read(a.path().join("out/built.tar")).unwrap(), std::fs::read(b.path().join("out/built.tar")).unwrap());
+    assert!(x == y, "the same bytes from two builds");
+    let out = run_ok(std::process::Command::new("skopeo").current_dir(a.path()).args(["inspect", "docker-archive:out/built.tar"]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["Labels"]["org.example.version"], "1.0");
+    assert!(v["Env"].as_array().unwrap().contains(&serde_json::json!("GREETING=hello from a Dockerfile")), "{v}");
+    assert_eq!(v["Layers"].as_array().unwrap().len(), 1, "{v}");
+}
