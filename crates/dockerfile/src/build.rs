@@ -866,8 +866,9 @@ impl Builder<'_> {
             }
             let name = s.rel.rsplit('/').next().unwrap_or(&s.rel);
             let target = if dest_is_dir { join(&dest_rel, name) } else { dest_rel.clone() };
-            // A symlink named as a source is followed: its target's content is copied.
-            let meta = std::fs::metadata(&s.host).map_err(|e| err(format!("{}: {e}", s.rel)))?;
+            // A symlink named as a source was followed inside its tree already (`host` is
+            // where it leads); one that leads nowhere inside is copied as a link.
+            let meta = std::fs::symlink_metadata(&s.host).map_err(|e| err(format!("{}: {e}", s.rel)))?;
             let e = host_entry(&s.host, &meta, target, mtime, owner, &mut links).map_err(|e| err(e.to_string()))?;
             put(fix(e), &mut entries);
         }

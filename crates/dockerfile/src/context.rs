@@ -110,8 +110,15 @@ impl Tree {
                 .compile_matcher();
             let mut out = Vec::new();
             for (r, host, meta) in self.walk("")? {
-                if glob.is_match(&r) {
-                    out.push(Source { rel: r, host, is_dir: meta.is_dir() });
+                if !glob.is_match(&r) {
+                    continue;
+                }
+                // A matched symlink is followed inside the root only; one that leads out of
+                // it (or nowhere) is copied as the link it is, never read through.
+                let resolved = if meta.file_type().is_symlink() { self.resolve(&r) } else { Some(host.clone()) };
+                match resolved.and_then(|h| std::fs::metadata(&h).ok().map(|m| (h, m))) {
+                    Some((h, m)) => out.push(Source { rel: r, host: h, is_dir: m.is_dir() }),
+                    None => out.push(Source { rel: r, host, is_dir: false }),
                 }
             }
             if out.is_empty() {

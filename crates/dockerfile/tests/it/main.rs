@@ -441,3 +441,40 @@ async fn add_downloads_urls_and_from_takes_a_platform() {
     assert_eq!(image.platform().to_string(), "linux/arm64");
     assert_eq!(image.config().container().unwrap()["Labels"]["arch"], "arm64");
 }
+
+/// A hostile context: links that point out of it are never read through, whether named
+/// directly or matched by a glob.
+#[tokio::test(flavor = "multi_thread")]
+async fn context_symlinks_never_reach_the_host() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = busybox_base(tmp.path()).await;
+    let secret = tmp.path().join("host-secret");
+    std::fs::write(&secret, "HOST SECRET").unwrap();
+    let work = tmp.path().join("w");
+    let ctx = work.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::os::unix::fs::symlink(&secret, ctx.join("abs")).unwrap();
+    std::os::unix::fs::symlink("../../host-secret", ctx.join("up")).unwrap();
+    std::fs::write(ctx.join("fine.txt"), "fine").unwrap();
+    let (_, root) = build_text(&work, &base, "ARG BASE\nFROM ${BASE}\nCOPY * /x/\n", &[], |_| {}).await.unwrap();
+    let mut found = Vec::new();
+    for e in walkdir::WalkDir::new(&root).follow_links(false) {
+        let e = e.unwrap();
+        if e.file_type().is_file() && std::fs::read(e.path()).unwrap().windows(11).any(|w| w == b"HOST SECRET") {
+            found.push(e.path().to_path_buf());
+        }
+    }
+    assert!(found.is_empty(), "host file copied into the image: {found:?}");
+    assert_eq!(std::fs::read_to_string(root.join("x/fine.txt")).unwrap(), "fine");
+    assert!(std::fs::symlink_metadata(root.join("x/abs")).unwrap().file_type().is_symlink(), "kept as a link");
+    for named in ["abs", "up"] {
+        let err =
+            build_text(&tmp.path().join(format!("n-{named}")), &base, &format!("ARG BASE\nFROM ${{BASE}}\nCOPY {named} /y\n"), &[], |o| {
+                o.context = ctx.clone()
+            })
+            .await
+            .map(|_| ())
+            .unwrap_err();
+        assert!(err.contains("no such file"), "{named}: {err}");
+    }
+}
