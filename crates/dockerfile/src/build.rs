@@ -1050,15 +1050,18 @@ fn duration_ns(s: &str) -> Option<u64> {
     Some(total as u64)
 }
 
-/// Whether a file is a tar archive, compressed or not (ADD extracts those).
+/// Whether a file is a tar archive, compressed or not (ADD extracts those; any other
+/// file, a lone `.gz` included, is copied as it is).
 fn is_archive(p: &Path) -> bool {
+    let Ok(f) = std::fs::File::open(p) else { return false };
+    let Ok(mut r) = imgtool_core::decompress_sniffed(f) else { return false };
     let mut head = [0u8; 512];
-    let Ok(mut f) = std::fs::File::open(p) else { return false };
-    let n = std::io::Read::read(&mut f, &mut head).unwrap_or(0);
-    let h = &head[..n];
-    h.starts_with(&[0x1f, 0x8b])
-        || h.starts_with(b"BZh")
-        || h.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0])
-        || h.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
-        || (n >= 262 && &h[257..262] == b"ustar")
+    let mut n = 0;
+    while n < head.len() {
+        match std::io::Read::read(&mut r, &mut head[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    n == head.len() && &head[257..262] == b"ustar"
 }
