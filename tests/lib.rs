@@ -20,7 +20,9 @@ pub fn workspace() -> PathBuf {
 /// for logs and build times.
 pub fn imgtool_at(bin: &Path, dir: &Path) -> Command {
     let mut c = Command::new(bin);
-    c.current_dir(dir).env_remove("RUST_LOG").env_remove("SOURCE_DATE_EPOCH");
+    // Caches (conda packages, build steps) stay in the test's directory: tests do not
+    // share state through the user's ~/.cache, and leave nothing behind.
+    c.current_dir(dir).env_remove("RUST_LOG").env_remove("SOURCE_DATE_EPOCH").env("XDG_CACHE_HOME", dir.join(".cache"));
     c
 }
 
