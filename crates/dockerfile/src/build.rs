@@ -227,7 +227,7 @@ impl Builder<'_> {
                 self.stages.push(self.placeholder(&ins[start]));
                 continue;
             }
-            let mut stage = self.from(&ins[start], &globals).await?;
+            let mut stage = self.from(&ins[start], &globals).await.map_err(|e| e.at_column(ins[start].line, ins[start].column))?;
             for i in &ins[start + 1..end] {
                 self.step(&mut stage, i, &globals).await.map_err(|e| e.at_column(i.line, i.column))?;
             }
