@@ -199,11 +199,11 @@ async fn pipe(file: &Path, dry_run: bool, p: Printer, reg: &Registries) -> Resul
             Step::Dockerfile(d) => {
                 let args = pf.dockerfile_args(d);
                 let (df, name) = crate::build_cmd::read_dockerfile(args.file.as_deref(), &args.context).with_context(|| at(step.span()))?;
-                if let Some(i) = df.instructions.iter().find(|i| matches!(i.kind, imgtool_dockerfile::Kind::From { .. })) {
+                if let Some(&n) = df.stage_starts().first() {
                     bail!(
                         "{}: {name}:{}: a dockerfile step applies to the image built so far, so it cannot have FROM; remove it, or build the file as the [source]",
                         at(step.span()),
-                        i.line
+                        df.instructions[n].line
                     );
                 }
                 Some((args, df))

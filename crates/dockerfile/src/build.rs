@@ -85,6 +85,18 @@ struct Stage {
     key: String,
 }
 
+impl Stage {
+    /// A stage starting from `image`, its cache chain at `key`.
+    fn new(name: Option<String>, image: Image, key: String) -> Self {
+        Self { name, image, root: None, applied: 0, args: BTreeMap::new(), shell: default_shell(), cmd_set: false, key }
+    }
+
+    /// A string field of the container config (`User`, `WorkingDir`), empty when unset.
+    fn config_str(&self, field: &str) -> String {
+        self.image.config().container().and_then(|c| c.get(field)).and_then(Value::as_str).unwrap_or("").to_string()
+    }
+}
+
 /// Build `dockerfile` and return the target stage's image.
 pub async fn build(dockerfile: &Dockerfile, images: &dyn Images, opts: &BuildOptions) -> Result<Image> {
     build_from(None, dockerfile, images, opts).await
@@ -93,7 +105,8 @@ pub async fn build(dockerfile: &Dockerfile, images: &dyn Images, opts: &BuildOpt
 /// Apply a Dockerfile without `FROM` to `base`: its instructions as one stage on top of the
 /// image (the pipeline's `dockerfile` step).
 pub async fn build_on(base: Image, dockerfile: &Dockerfile, images: &dyn Images, opts: &BuildOptions) -> Result<Image> {
-    if let Some(i) = dockerfile.instructions.iter().find(|i| matches!(i.kind, Kind::From { .. })) {
+    if let Some(&n) = dockerfile.stage_starts().first() {
+        let i = &dockerfile.instructions[n];
         return Err(Error::step(
             i.line,
             "FROM",
@@ -149,7 +162,7 @@ struct Builder<'a> {
 }
 
 fn target_platform(opts: &BuildOptions) -> Platform {
-    opts.platform.clone().unwrap_or_else(|| "linux/amd64".parse().expect("a valid platform")).clone()
+    opts.platform.clone().unwrap_or_else(Platform::host)
 }
 
 /// The automatic platform arguments BuildKit gives a stage that declares them.
@@ -186,8 +199,8 @@ impl Builder<'_> {
 
     async fn run(&mut self) -> Result<Image> {
         let ins = &self.df.instructions;
-        let first_from = ins.iter().position(|i| matches!(i.kind, Kind::From { .. }));
-        let Some(first_from) = first_from else {
+        let starts = self.df.stage_starts();
+        let Some(&first_from) = starts.first() else {
             return Err(Error::step(1, "FROM", "the Dockerfile has no FROM: start it with FROM IMAGE (or FROM scratch)"));
         };
         // Global ARGs: usable in FROM lines, and as defaults for stages that redeclare them.
@@ -211,7 +224,6 @@ impl Builder<'_> {
                 _ => return Err(Error::step(i.line, "ARG", "only ARG may come before the first FROM")),
             }
         }
-        let starts: Vec<usize> = ins.iter().enumerate().filter(|(_, i)| matches!(i.kind, Kind::From { .. })).map(|(n, _)| n).collect();
         let target_index = match &self.opts.target {
             None => starts.len() - 1,
             Some(t) => starts
@@ -233,10 +245,8 @@ impl Builder<'_> {
             }
             self.stages.push(stage);
         }
-        let mut last = self.stages.pop().ok_or_else(|| Error::step(0, "FROM", "no stage was built"))?;
-        let image = last.image.clone();
-        last.root.take();
-        Ok(image)
+        let last = self.stages.pop().ok_or_else(|| Error::step(0, "FROM", "no stage was built"))?;
+        Ok(last.image)
     }
 
     /// Which stages the target needs: itself, and the stages its FROM and `COPY --from`
@@ -276,16 +286,7 @@ impl Builder<'_> {
 
     fn placeholder(&self, from: &Instruction) -> Stage {
         let name = if let Kind::From { name, .. } = &from.kind { name.clone() } else { None };
-        Stage {
-            name,
-            image: Image::scratch(&target_platform(self.opts), self.opts.flavor),
-            root: None,
-            applied: 0,
-            args: BTreeMap::new(),
-            shell: default_shell(),
-            cmd_set: false,
-            key: String::new(),
-        }
+        Stage::new(name, Image::scratch(&target_platform(self.opts), self.opts.flavor), String::new())
     }
 
     fn expand(&self, i: &Instruction, word: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String> {
@@ -349,16 +350,7 @@ impl Builder<'_> {
         key: String,
         globals: &BTreeMap<String, String>,
     ) -> Result<Stage> {
-        let mut stage = Stage {
-            name: name.clone(),
-            image,
-            root: None,
-            applied: 0,
-            args: BTreeMap::new(),
-            shell: default_shell(),
-            cmd_set: false,
-            key: imgtool_core::Digest::sha256_of(key.as_bytes()).hex().to_string(),
-        };
+        let mut stage = Stage::new(name.clone(), image, imgtool_core::Digest::sha256_of(key.as_bytes()).hex().to_string());
         // ONBUILD triggers of the base run now, and are not inherited.
         let triggers: Vec<String> = stage
             .image
@@ -525,8 +517,7 @@ impl Builder<'_> {
             }
             Kind::Workdir(w) => {
                 let w = self.expand_in(st, i, w)?;
-                let current =
-                    st.image.config().container().and_then(|c| c.get("WorkingDir")).and_then(Value::as_str).unwrap_or("/").to_string();
+                let current = st.config_str("WorkingDir");
                 let abs = if w.starts_with('/') { w.clone() } else { format!("{current}/{w}") };
                 let abs = format!("/{}", clean(&abs).unwrap_or_default());
                 st.image.config_mut().container_mut().insert("WorkingDir".into(), json!(abs));
@@ -615,27 +606,16 @@ impl Builder<'_> {
     }
 
     async fn workdir(&mut self, st: &mut Stage, i: &Instruction, abs: &str) -> Result<()> {
-        let user = st.image.config().container().and_then(|c| c.get("User")).and_then(Value::as_str).unwrap_or("").to_string();
+        let user = st.config_str("User");
         let key = Self::chain(st, &format!("WORKDIR {abs} {user}"));
         if self.reuse(st, i, &key).await {
             return Ok(());
         }
         let root = Self::ensure_root(self.opts, st).await?;
-        let rel = abs.trim_start_matches('/');
-        let mut entries = Vec::new();
-        if !rel.is_empty() && std::fs::symlink_metadata(root.join(rel)).is_err() {
-            let before = crate::diff::snapshot(&root).map_err(|e| Error::step(i.line, "WORKDIR", e.to_string()))?;
-            std::fs::create_dir_all(root.join(rel)).map_err(|e| Error::step(i.line, "WORKDIR", format!("creating {abs}: {e}")))?;
-            let after = crate::diff::snapshot(&root).map_err(|e| Error::step(i.line, "WORKDIR", e.to_string()))?;
-            entries =
-                crate::diff::changes(&root, &before, &after, self.mtime()).map_err(|e| Error::step(i.line, "WORKDIR", e.to_string()))?;
-            for e in &mut entries {
-                e.mode = 0o755;
-            }
-        }
-        self.commit(st, i, &key, entries).await?;
-        st.applied = st.image.layers().len();
-        Ok(())
+        // Only entries: the directory reaches the stage's filesystem when the layer is
+        // applied, through the extractor that keeps every path inside the root.
+        let entries = missing_dirs(&root, abs.trim_start_matches('/'), true, self.mtime());
+        self.commit(st, i, &key, entries).await
     }
 
     fn mtime(&self) -> u64 {
@@ -664,10 +644,8 @@ impl Builder<'_> {
             Command::Exec(a) => a.clone(),
             Command::Shell(s) => st.shell.iter().cloned().chain(std::iter::once(s.clone())).collect(),
         };
-        let cfg = st.image.config().container().cloned().unwrap_or_default();
-        let text = |k: &str| cfg.get(k).and_then(Value::as_str).unwrap_or("").to_string();
         let env = Self::env_for_run(st);
-        let (user, cwd) = (text("User"), text("WorkingDir"));
+        let (user, cwd) = (st.config_str("User"), st.config_str("WorkingDir"));
         let key = Self::chain(
             st,
             &serde_json::to_string(&json!({"run": args, "env": env, "user": user, "cwd": cwd, "net": host_network})).unwrap_or_default(),
@@ -710,16 +688,7 @@ impl Builder<'_> {
                         .await
                         .map_err(|m| Error::step(i.line, "COPY", format!("--from={name}: {m}")))?;
                     let key = format!("image {}", img.digest());
-                    let s = Stage {
-                        name: None,
-                        image: img,
-                        root: None,
-                        applied: 0,
-                        args: BTreeMap::new(),
-                        shell: default_shell(),
-                        cmd_set: false,
-                        key,
-                    };
+                    let s = Stage::new(None, img, key);
                     self.external.insert(name.clone(), s);
                 }
                 self.external.get_mut(&name).expect("just inserted")
@@ -746,7 +715,7 @@ impl Builder<'_> {
         check_flags(i, flags, allowed)?;
         let err = |m: String| Error::step(i.line, kw, m);
         let dest_word = self.expand_in(st, i, dest)?;
-        let workdir = st.image.config().container().and_then(|c| c.get("WorkingDir")).and_then(Value::as_str).unwrap_or("/").to_string();
+        let workdir = st.config_str("WorkingDir");
         let dest_abs = if dest_word.starts_with('/') { dest_word.clone() } else { format!("{workdir}/{dest_word}") };
         let dest_rel = clean(&dest_abs).unwrap_or_default();
         let dest_says_dir = dest_word.ends_with('/') || dest_word == "." || dest_word.ends_with("/.") || dest_rel.is_empty();
@@ -891,13 +860,9 @@ impl Builder<'_> {
         }
         let mut downloads = Vec::new();
         for url in &urls {
-            let (file, name) = crate::fetch::download(url, &self.opts.spool_dir).await.map_err(err)?;
+            let (file, name, got) = crate::fetch::download(url, &self.opts.spool_dir).await.map_err(err)?;
             if let Some(want) = flag(flags, "checksum") {
-                let mut f = std::fs::File::open(file.path()).map_err(|e| err(e.to_string()))?;
-                let mut h = imgtool_core::Hasher::sha256();
-                std::io::copy(&mut f, &mut h).map_err(|e| err(e.to_string()))?;
-                let got = h.finish().to_string();
-                if got != want {
+                if got.to_string() != want {
                     return Err(err(format!("{url}: --checksum={want} does not match what was downloaded ({got})")));
                 }
             }
@@ -908,16 +873,10 @@ impl Builder<'_> {
             put(fix(e), &mut entries);
             downloads.push(file);
         }
-        // Missing parent directories are created root-owned, 0755.
         let paths: Vec<String> = entries.values().map(|e| e.path.clone()).collect();
         for p in paths {
-            let comps: Vec<&str> = p.split('/').collect();
-            for n in 1..comps.len() {
-                let dir = comps[..n].join("/");
-                let k: Vec<String> = comps[..n].iter().map(|c| c.to_string()).collect();
-                if !entries.contains_key(&k) && std::fs::symlink_metadata(root.join(&dir)).is_err() {
-                    entries.insert(k, TarEntry::dir(&dir, 0o755, mtime));
-                }
+            for d in missing_dirs(&root, &p, false, mtime) {
+                entries.entry(d.path.split('/').map(str::to_string).collect()).or_insert(d);
             }
         }
         let entries: Vec<TarEntry> = entries.into_values().collect();
@@ -926,6 +885,18 @@ impl Builder<'_> {
         drop(downloads);
         Ok(())
     }
+}
+
+/// The directories on the way to `rel` (and `rel` itself when `inclusive`) that `root`
+/// does not have, as root-owned 0755 entries, outermost first.
+fn missing_dirs(root: &Path, rel: &str, inclusive: bool, mtime: u64) -> Vec<TarEntry> {
+    let comps: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
+    let upto = if inclusive { comps.len() } else { comps.len().saturating_sub(1) };
+    (1..=upto)
+        .map(|n| comps[..n].join("/"))
+        .filter(|dir| std::fs::symlink_metadata(root.join(dir)).is_err())
+        .map(|dir| TarEntry::dir(&dir, 0o755, mtime))
+        .collect()
 }
 
 /// Copy a host file or tree (modes and symlinks kept) to `to`.

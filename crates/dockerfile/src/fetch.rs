@@ -4,9 +4,9 @@ use std::path::Path;
 
 use futures::StreamExt;
 
-/// Download `url` into a temporary file under `dir`; returns it and the file name the URL
-/// gives (its last path segment, else `download`).
-pub(crate) async fn download(url: &str, dir: &Path) -> Result<(tempfile::NamedTempFile, String), String> {
+/// Download `url` into a temporary file under `dir`; returns it, the file name the URL
+/// gives (its last path segment, else `download`) and the sha256 of its bytes.
+pub(crate) async fn download(url: &str, dir: &Path) -> Result<(tempfile::NamedTempFile, String, imgtool_core::Digest), String> {
     let parsed = url::Url::parse(url).map_err(|e| format!("{url}: not a valid URL: {e}"))?;
     let name = parsed
         .path_segments()
@@ -18,10 +18,12 @@ pub(crate) async fn download(url: &str, dir: &Path) -> Result<(tempfile::NamedTe
         return Err(format!("{url}: the server answered {}", resp.status()));
     }
     let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| format!("creating a download file: {e}"))?;
+    let mut hasher = imgtool_core::Hasher::sha256();
     let mut body = resp.bytes_stream();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| format!("{url}: {}", imgtool_core::error_chain(&e)))?;
+        hasher.update(&chunk);
         std::io::Write::write_all(&mut file, &chunk).map_err(|e| format!("writing the download of {url}: {e}"))?;
     }
-    Ok((file, name))
+    Ok((file, name, hasher.finish()))
 }

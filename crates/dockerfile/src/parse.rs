@@ -24,6 +24,13 @@ pub struct Dockerfile {
     pub files: Vec<(std::path::PathBuf, String)>,
 }
 
+impl Dockerfile {
+    /// Where each stage starts: the indexes of the `FROM` instructions.
+    pub fn stage_starts(&self) -> Vec<usize> {
+        self.instructions.iter().enumerate().filter(|(_, i)| matches!(i.kind, Kind::From { .. })).map(|(n, _)| n).collect()
+    }
+}
+
 /// One instruction with where it starts.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Instruction {

@@ -478,3 +478,19 @@ async fn context_symlinks_never_reach_the_host() {
         assert!(err.contains("no such file"), "{named}: {err}");
     }
 }
+
+/// WORKDIR through a symlink in the image stays inside the image: the link is followed in
+/// the image's root, never on the host.
+#[tokio::test(flavor = "multi_thread")]
+async fn workdir_through_a_symlink_stays_in_the_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = busybox_base(tmp.path()).await;
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let df = format!("ARG BASE\nFROM ${{BASE}}\nRUN ln -s {} /w\nWORKDIR /w/made\nRUN pwd > /where\n", outside.display());
+    let (_, root) = build_text(&tmp.path().join("b"), &base, &df, &[], |_| {}).await.unwrap();
+    assert!(!outside.join("made").exists(), "WORKDIR created a directory on the host");
+    assert!(root.join(outside.strip_prefix("/").unwrap()).join("made").is_dir(), "created where the link leads inside the image");
+    // RUN starts there (runc resolves the link inside the image, so pwd shows its target).
+    assert_eq!(std::fs::read_to_string(root.join("where")).unwrap(), format!("{}\n", outside.join("made").display()));
+}
