@@ -29,6 +29,15 @@ pub enum Error {
         /// Why it is refused.
         why: String,
     },
+    /// Applying a layer inside a root failed (or was refused by the rooted path layer).
+    #[error("{place}: {source}")]
+    Extract {
+        /// The layer.
+        place: String,
+        /// What the rooted path layer said.
+        #[source]
+        source: imgtool_rootfs::Error,
+    },
     /// An input file that is not what it should be.
     #[error("{place}: {why}")]
     Format {

@@ -8,6 +8,7 @@
 //! - [`extract_image`]: layers applied to a directory with whiteouts, never outside it.
 #![deny(missing_docs)]
 
+mod apply;
 mod cache;
 mod error;
 mod extract;
@@ -21,7 +22,7 @@ mod store;
 
 pub use cache::LayerCache;
 pub use error::Error;
-pub use extract::{Devices, ExtractOptions, apply_layer, apply_layers, extract_image, flatten};
+pub use extract::{Devices, ExtractOptions, apply_layer, apply_layer_in, apply_layers, extract_image, flatten};
 pub use files::{ContentsLayer, FileContents, Owner, PathLayer, entries_for_files, host_entry, image_path};
 pub use filter::PathFilter;
 pub use layer::{EntryKind, FileData, LayerOptions, LayerWriter, SpooledLayer, TarEntry, write_layer};

@@ -614,7 +614,8 @@ impl Builder<'_> {
         let root = Self::ensure_root(self.opts, st).await?;
         // Only entries: the directory reaches the stage's filesystem when the layer is
         // applied, through the extractor that keeps every path inside the root.
-        let entries = missing_dirs(&root, abs.trim_start_matches('/'), true, self.mtime());
+        let rooted = imgtool_rootfs::Root::open(&root).map_err(|e| Error::step(i.line, "WORKDIR", e.to_string()))?;
+        let entries = missing_dirs(&rooted, abs.trim_start_matches('/'), true, self.mtime());
         self.commit(st, i, &key, entries).await
     }
 
@@ -772,7 +773,9 @@ impl Builder<'_> {
             }
             None => Owner::Root,
         };
-        let dest_is_dir = dest_says_dir || many || std::fs::metadata(root.join(&dest_rel)).map(|m| m.is_dir()).unwrap_or(false);
+        let rooted = imgtool_rootfs::Root::open(&root).map_err(|e| err(e.to_string()))?;
+        let is_dir_in_root = |rel: &str| rooted.stat(rel, true).ok().flatten().is_some_and(|st| st.kind == imgtool_rootfs::Kind::Dir);
+        let dest_is_dir = dest_says_dir || many || is_dir_in_root(&dest_rel);
         if many && !dest_says_dir {
             return Err(err(format!("with several sources the destination must be a directory ending in /: write {dest_word}/")));
         }
@@ -800,13 +803,13 @@ impl Builder<'_> {
                 format!("{base}/{rel}")
             }
         };
-        let archive_kind = |p: &Path| add && is_archive(p);
+        let archive_kind = |s: &Source| add && !s.link && !s.is_dir && is_archive(&s.host);
         let mut extracted: Vec<tempfile::TempDir> = Vec::new();
         for s in &resolved {
-            if !s.is_dir && archive_kind(&s.host) {
+            if archive_kind(s) {
                 // ADD of a local archive: its contents land in the destination directory.
                 let dir = tempfile::tempdir_in(&self.opts.spool_dir).map_err(|e| err(e.to_string()))?;
-                let f = std::fs::File::open(&s.host).map_err(|e| err(format!("{}: {e}", s.rel)))?;
+                let f = crate::context::open_regular(&s.host).map_err(|e| err(format!("{}: {e}", s.rel)))?;
                 let r = imgtool_core::decompress_sniffed(f).map_err(|e| err(format!("{}: {e}", s.rel)))?;
                 imgtool_archive::apply_layer(dir.path(), r, ExtractOptions { same_owner: true, ..Default::default() }, &s.rel)
                     .map_err(|e| err(format!("extracting {}: {e}", s.rel)))?;
@@ -826,7 +829,7 @@ impl Builder<'_> {
                     let e = host_entry(&host, &meta, join(&dest_rel, &within), mtime, owner, &mut links).map_err(|e| err(e.to_string()))?;
                     put(fix(e), &mut entries);
                 }
-                if !dest_rel.is_empty() && std::fs::symlink_metadata(root.join(&dest_rel)).is_err() {
+                if !dest_rel.is_empty() && rooted.stat(&dest_rel, false).ok().flatten().is_none() {
                     let meta = std::fs::metadata(&s.host).map_err(|e| err(e.to_string()))?;
                     let e = host_entry(&s.host, &meta, dest_rel.clone(), mtime, owner, &mut links).map_err(|e| err(e.to_string()))?;
                     put(fix(e), &mut entries);
@@ -875,7 +878,7 @@ impl Builder<'_> {
         }
         let paths: Vec<String> = entries.values().map(|e| e.path.clone()).collect();
         for p in paths {
-            for d in missing_dirs(&root, &p, false, mtime) {
+            for d in missing_dirs(&rooted, &p, false, mtime) {
                 entries.entry(d.path.split('/').map(str::to_string).collect()).or_insert(d);
             }
         }
@@ -889,12 +892,12 @@ impl Builder<'_> {
 
 /// The directories on the way to `rel` (and `rel` itself when `inclusive`) that `root`
 /// does not have, as root-owned 0755 entries, outermost first.
-fn missing_dirs(root: &Path, rel: &str, inclusive: bool, mtime: u64) -> Vec<TarEntry> {
+fn missing_dirs(root: &imgtool_rootfs::Root, rel: &str, inclusive: bool, mtime: u64) -> Vec<TarEntry> {
     let comps: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
     let upto = if inclusive { comps.len() } else { comps.len().saturating_sub(1) };
     (1..=upto)
         .map(|n| comps[..n].join("/"))
-        .filter(|dir| std::fs::symlink_metadata(root.join(dir)).is_err())
+        .filter(|dir| root.stat(dir, false).ok().flatten().is_none())
         .map(|dir| TarEntry::dir(&dir, 0o755, mtime))
         .collect()
 }
@@ -1024,7 +1027,7 @@ fn duration_ns(s: &str) -> Option<u64> {
 /// Whether a file is a tar archive, compressed or not (ADD extracts those; any other
 /// file, a lone `.gz` included, is copied as it is).
 fn is_archive(p: &Path) -> bool {
-    let Ok(f) = std::fs::File::open(p) else { return false };
+    let Ok(f) = crate::context::open_regular(p) else { return false };
     let Ok(mut r) = imgtool_core::decompress_sniffed(f) else { return false };
     let mut head = [0u8; 512];
     let mut n = 0;

@@ -17,6 +17,20 @@ pub(crate) struct Source {
     pub host: PathBuf,
     /// Whether it is a directory (after following a symlink named directly).
     pub is_dir: bool,
+    /// A symlink that leads nowhere inside the tree: copied as the link it is, and never
+    /// opened or read through.
+    pub link: bool,
+}
+
+/// Open `host` for reading only if it is a regular file, never following a symlink and
+/// never blocking on a FIFO or touching a device.
+pub(crate) fn open_regular(host: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(host)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other(format!("{} is not a regular file", host.display())));
+    }
+    Ok(f)
 }
 
 /// A tree files are copied from: the build context (with `.dockerignore`) or a stage's or
@@ -78,6 +92,12 @@ impl Tree {
                 _ => {}
             }
             let host = self.root.join(parts.join("/")).join(&c);
+            // An ignored file is not in the context at all (BuildKit never sends it), so a
+            // link to it leads nowhere.
+            let within = if parts.is_empty() { c.clone() } else { format!("{}/{c}", parts.join("/")) };
+            if self.ignored(&within) {
+                return None;
+            }
             let meta = std::fs::symlink_metadata(&host).ok()?;
             if meta.file_type().is_symlink() {
                 hops += 1;
@@ -117,8 +137,8 @@ impl Tree {
                 // it (or nowhere) is copied as the link it is, never read through.
                 let resolved = if meta.file_type().is_symlink() { self.resolve(&r) } else { Some(host.clone()) };
                 match resolved.and_then(|h| std::fs::metadata(&h).ok().map(|m| (h, m))) {
-                    Some((h, m)) => out.push(Source { rel: r, host: h, is_dir: m.is_dir() }),
-                    None => out.push(Source { rel: r, host, is_dir: false }),
+                    Some((h, m)) => out.push(Source { rel: r, host: h, is_dir: m.is_dir(), link: false }),
+                    None => out.push(Source { rel: r, host, is_dir: false, link: true }),
                 }
             }
             if out.is_empty() {
@@ -131,7 +151,7 @@ impl Tree {
         }
         let host = self.resolve(&rel).ok_or_else(|| format!("{word}: no such file or directory in {}", self.name))?;
         let meta = std::fs::metadata(&host).map_err(|e| format!("{word}: {e}"))?;
-        Ok(vec![Source { rel, host, is_dir: meta.is_dir() }])
+        Ok(vec![Source { rel, host, is_dir: meta.is_dir(), link: false }])
     }
 
     /// Everything under `rel` (a directory), sorted, `.dockerignore` applied; each with its
@@ -162,7 +182,8 @@ impl Tree {
     pub fn hash(&self, sources: &[Source], hashes: &mut FileHashes) -> Result<String, String> {
         let mut h = Hasher::sha256();
         for s in sources {
-            let mut items = vec![(s.rel.clone(), s.host.clone(), std::fs::metadata(&s.host).map_err(|e| e.to_string())?)];
+            let meta = if s.link { std::fs::symlink_metadata(&s.host) } else { std::fs::metadata(&s.host) };
+            let mut items = vec![(s.rel.clone(), s.host.clone(), meta.map_err(|e| format!("{}: {e}", s.rel))?)];
             if s.is_dir {
                 items.extend(self.walk(&s.rel)?);
             }
@@ -171,8 +192,11 @@ impl Tree {
                     "d".to_string()
                 } else if meta.file_type().is_symlink() {
                     format!("l{}", std::fs::read_link(&host).map(|t| t.to_string_lossy().into_owned()).unwrap_or_default())
-                } else {
+                } else if meta.is_file() {
                     format!("f{}", hashes.of(&host, &meta)?)
+                } else {
+                    // FIFOs, sockets and devices are copied as what they are; never read.
+                    format!("s{:o}", meta.mode() & 0o170000)
                 };
                 h.update(format!("{rel}\0{kind}\0{:o}\0{}\0{}\n", meta.mode() & 0o7777, meta.uid(), meta.gid()).as_bytes());
             }
@@ -212,7 +236,7 @@ impl FileHashes {
         if let Some(h) = self.known.get(&key) {
             return Ok(h.clone());
         }
-        let mut f = std::fs::File::open(host).map_err(|e| format!("reading {}: {e}", host.display()))?;
+        let mut f = open_regular(host).map_err(|e| format!("reading {}: {e}", host.display()))?;
         let mut h = Hasher::sha256();
         std::io::copy(&mut f, &mut h).map_err(|e| format!("reading {}: {e}", host.display()))?;
         let hex = h.finish().hex().to_string();

@@ -252,20 +252,23 @@ fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Lines of `/etc/passwd` or `/etc/group` in `rootfs`, split on `:`. Symlinks are not
-/// followed out of the root: the files are read only when they are plain files.
+/// The most of `/etc/passwd` or `/etc/group` we read: larger ones are not user tables.
+const TABLE_LIMIT: u64 = 16 << 20;
+
+/// Lines of `/etc/passwd` or `/etc/group` in `rootfs`, split on `:`. The path is resolved
+/// inside the root (an image whose `/etc` links to the host's reads its own, missing, file),
+/// and only a regular file is read.
 fn table(rootfs: &Path, name: &str) -> Vec<Vec<String>> {
-    let path = rootfs.join("etc").join(name);
-    match std::fs::symlink_metadata(&path) {
-        Ok(m) if m.is_file() => {}
-        _ => return Vec::new(),
-    }
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| l.split(':').map(str::to_string).collect())
-        .collect()
+    let text = imgtool_rootfs::Root::open(rootfs).and_then(|r| r.read(&format!("etc/{name}"), TABLE_LIMIT));
+    let text = match text {
+        Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+        Ok(None) => return Vec::new(),
+        Err(e) => {
+            tracing::warn!(file = name, "cannot read the image's user table: {e}");
+            return Vec::new();
+        }
+    };
+    text.lines().filter(|l| !l.starts_with('#')).map(|l| l.split(':').map(str::to_string).collect()).collect()
 }
 
 fn home_of(rootfs: &Path, uid: u32) -> String {

@@ -1,0 +1,265 @@
+//! One layer tar applied to a root, every path through the rooted path layer.
+//!
+//! Paths are resolved inside the root as the container will see them (symlinks followed
+//! inside, `..` refused in entry names); the last component of an entry is never followed,
+//! and metadata is set on the inode just made (owner, then mode, then xattrs, then times).
+//! A directory's metadata is applied after the whole layer, and only if the name still
+//! holds the very directory the layer made: a later entry that swaps it for a symlink
+//! cannot redirect the chmod. Whiteouts hide only what lower layers made.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::io::{self, Read};
+use std::rc::Rc;
+
+use imgtool_rootfs::{Dir, Kind, Meta, Node, Root};
+
+use crate::Error;
+use crate::extract::{Devices, ExtractOptions};
+
+const WHITEOUT: &str = ".wh.";
+const OPAQUE: &str = ".wh..wh..opq";
+const EEXIST: i32 = 17;
+
+/// The entry's path as components, leading `/` and `./` dropped; `..` is refused.
+pub(crate) fn components(raw: &[u8], place: &str) -> Result<Vec<String>, Error> {
+    let s = String::from_utf8_lossy(raw);
+    let mut out = Vec::new();
+    for c in s.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => return Err(Error::UnsafePath { path: s.into_owned(), place: place.into(), why: "'..' in a tar entry path".into() }),
+            c => out.push(c.to_string()),
+        }
+    }
+    Ok(out)
+}
+
+type Id = (u64, u64);
+
+pub(crate) struct Applier<'a> {
+    root: &'a Root,
+    opts: ExtractOptions,
+    place: &'a str,
+    /// (parent directory, name) of everything this layer put in place.
+    made: HashSet<(Id, OsString)>,
+    /// Directories whose metadata waits for the end of the layer: path, identity, metadata.
+    dirs: Vec<(Vec<String>, Id, Meta)>,
+    /// The last parent resolved, forgotten whenever anything is removed.
+    last: Option<(Vec<String>, Rc<Dir>, Id)>,
+}
+
+impl<'a> Applier<'a> {
+    pub(crate) fn new(root: &'a Root, opts: ExtractOptions, place: &'a str) -> Self {
+        Applier { root, opts, place, made: HashSet::new(), dirs: Vec::new(), last: None }
+    }
+
+    fn fail(&self) -> impl Fn(imgtool_rootfs::Error) -> Error + '_ {
+        move |source| Error::Extract { place: self.place.to_string(), source }
+    }
+
+    fn unsafe_path(&self, raw: &[u8], why: impl Into<String>) -> Error {
+        Error::UnsafePath { path: String::from_utf8_lossy(raw).into_owned(), place: self.place.into(), why: why.into() }
+    }
+
+    pub(crate) fn apply(mut self, tar: impl Read) -> Result<(), Error> {
+        let mut ar = tar::Archive::new(tar);
+        let bad = |e: io::Error| Error::Format { place: self.place.into(), why: format!("not a readable layer tar: {e}") };
+        for entry in ar.entries().map_err(bad)? {
+            let entry = entry.map_err(bad)?;
+            self.entry(entry)?;
+        }
+        self.finish_dirs()
+    }
+
+    /// The parent directory of an entry, made if missing (and what is made is recorded).
+    fn parent(&mut self, dirs: &[String]) -> Result<(Rc<Dir>, Id), Error> {
+        if let Some((p, d, id)) = &self.last
+            && p == dirs
+        {
+            return Ok((d.clone(), *id));
+        }
+        let made = &mut self.made;
+        let dir = self
+            .root
+            .make_dirs(&dirs.join("/"), &mut |d, n| {
+                if let Ok(id) = d.id() {
+                    made.insert((id, n.into()));
+                }
+            })
+            .map_err(|source| Error::Extract { place: self.place.to_string(), source })?;
+        let id = dir.id().map_err(self.fail())?;
+        let dir = Rc::new(dir);
+        self.last = Some((dirs.to_vec(), dir.clone(), id));
+        Ok((dir, id))
+    }
+
+    /// Run `make`; if the name is taken, clear it (whatever it is, never following it) and
+    /// run `make` once more.
+    fn fresh<T>(&mut self, dir: &Dir, name: &str, make: impl Fn() -> imgtool_rootfs::Result<T>) -> Result<T, Error> {
+        match make() {
+            Err(e) if e.errno() == Some(EEXIST) => {
+                self.last = None;
+                dir.remove_all(name).map_err(self.fail())?;
+                make().map_err(self.fail())
+            }
+            r => r.map_err(self.fail()),
+        }
+    }
+
+    fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<(), Error> {
+        let raw = entry.path_bytes().into_owned();
+        let parts = components(&raw, self.place)?;
+        let Some((name, dirs)) = parts.split_last() else { return Ok(()) };
+        let ty = entry.header().entry_type();
+        if matches!(ty, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName | tar::EntryType::GNULongLink) {
+            return Ok(());
+        }
+        let (parent, pid) = self.parent(dirs)?;
+        if name == OPAQUE {
+            self.last = None;
+            return self.opaque(&parent, pid);
+        }
+        if let Some(victim) = name.strip_prefix(WHITEOUT) {
+            if victim.is_empty() || victim == "." || victim == ".." {
+                return Err(self.unsafe_path(&raw, "a whiteout must name an entry"));
+            }
+            // Whiteouts hide what lower layers made, never what this layer made.
+            if !self.made.contains(&(pid, victim.into())) {
+                self.last = None;
+                parent.remove_all(victim).map_err(self.fail())?;
+            }
+            return Ok(());
+        }
+        let meta = self.meta(&mut entry)?;
+        let h = entry.header().clone();
+        match ty {
+            tar::EntryType::Directory => {
+                match parent.stat(name).map_err(self.fail())? {
+                    Some(st) if st.kind == Kind::Dir => {}
+                    Some(_) => {
+                        self.last = None;
+                        parent.remove_all(name).map_err(self.fail())?;
+                        parent.mkdir(name, 0o700).map_err(self.fail())?;
+                    }
+                    None => parent.mkdir(name, 0o700).map_err(self.fail())?,
+                }
+                let id = match parent.open_dir(name).map_err(self.fail())? {
+                    Some(d) => d.id().map_err(self.fail())?,
+                    None => return Err(self.unsafe_path(&raw, "the directory vanished while it was made")),
+                };
+                self.dirs.push((parts.clone(), id, meta));
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let mut f = self.fresh(&parent, name, || parent.create_file(name))?;
+                io::copy(&mut entry, &mut f).map_err(|e| crate::error::io(format!("writing {} in {}", parent.path(), self.place))(e))?;
+                parent.set_meta(name, &meta, Some(&f)).map_err(self.fail())?;
+            }
+            tar::EntryType::Symlink => {
+                let target = entry.link_name_bytes().map(|l| l.into_owned()).unwrap_or_default();
+                self.fresh(&parent, name, || parent.symlink(name, &target))?;
+                parent.set_meta(name, &Meta { mode: None, xattrs: Vec::new(), ..meta }, None).map_err(self.fail())?;
+            }
+            tar::EntryType::Link => self.hard_link(&entry.link_name_bytes().map(|l| l.into_owned()).unwrap_or_default(), &raw, &parent, pid, name)?,
+            tar::EntryType::Fifo => {
+                self.fresh(&parent, name, || parent.mknod(name, Node::Fifo))?;
+                parent.set_meta(name, &meta, None).map_err(self.fail())?;
+            }
+            tar::EntryType::Char | tar::EntryType::Block => {
+                let what = String::from_utf8_lossy(&raw).into_owned();
+                match self.opts.devices {
+                    Devices::Refuse => return Err(self.unsafe_path(&raw, "device nodes are not allowed here")),
+                    Devices::Skip => {
+                        tracing::warn!(path = %what, "skipping a device node");
+                        return Ok(());
+                    }
+                    Devices::Create => {
+                        let (major, minor) = (h.device_major().ok().flatten().unwrap_or(0), h.device_minor().ok().flatten().unwrap_or(0));
+                        let node = if ty == tar::EntryType::Char { Node::Char(major, minor) } else { Node::Block(major, minor) };
+                        self.fresh(&parent, name, || parent.mknod(name, node))?;
+                        parent.set_meta(name, &meta, None).map_err(self.fail())?;
+                    }
+                }
+            }
+            other => {
+                tracing::warn!(path = %String::from_utf8_lossy(&raw), "skipping a tar entry of type {other:?}");
+                return Ok(());
+            }
+        }
+        self.made.insert((pid, name.into()));
+        Ok(())
+    }
+
+    /// What the header says to set: owner (when asked), mode, xattrs (when asked), mtime.
+    fn meta<R: Read>(&self, entry: &mut tar::Entry<'_, R>) -> Result<Meta, Error> {
+        let mut xattrs = Vec::new();
+        if self.opts.xattrs
+            && let Ok(Some(exts)) = entry.pax_extensions()
+        {
+            for ext in exts.flatten() {
+                if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
+                    xattrs.push((name.to_string(), ext.value_bytes().to_vec()));
+                }
+            }
+        }
+        let h = entry.header();
+        let owner = match (self.opts.same_owner, h.uid(), h.gid()) {
+            (true, Ok(u), Ok(g)) => match (u32::try_from(u), u32::try_from(g)) {
+                (Ok(u), Ok(g)) => Some((u, g)),
+                _ => return Err(self.unsafe_path(&entry.path_bytes(), format!("owner {u}:{g} is out of range"))),
+            },
+            _ => None,
+        };
+        let mtime = h.mtime().ok().and_then(|m| i64::try_from(m).ok());
+        Ok(Meta { owner, mode: Some(h.mode().unwrap_or(0o644) & 0o7777), xattrs, mtime })
+    }
+
+    fn hard_link(&mut self, target: &[u8], raw: &[u8], parent: &Dir, pid: Id, name: &str) -> Result<(), Error> {
+        let tparts = components(target, self.place)?;
+        let Some((tname, tdirs)) = tparts.split_last() else { return Err(self.unsafe_path(raw, "a hard link with no target")) };
+        let missing = || self.unsafe_path(raw, format!("hard link target {} is not in the image", String::from_utf8_lossy(target)));
+        let tparent = self.root.dir(&tdirs.join("/")).map_err(self.fail())?.ok_or_else(missing)?;
+        let st = tparent.stat(tname).map_err(self.fail())?.ok_or_else(missing)?;
+        if st.kind == Kind::Dir {
+            return Err(self.unsafe_path(raw, "a hard link to a directory"));
+        }
+        if tparent.id().map_err(self.fail())? == pid && tname == name {
+            return Ok(());
+        }
+        self.fresh(parent, name, || parent.hard_link(name, &tparent, tname))
+    }
+
+    /// An opaque whiteout: everything in `dir` that lower layers made goes; what this
+    /// layer made stays, wherever in the tar its entries come.
+    fn opaque(&self, dir: &Dir, id: Id) -> Result<(), Error> {
+        let mut todo = vec![(dir.try_clone().map_err(self.fail())?, id)];
+        while let Some((d, did)) = todo.pop() {
+            for n in d.names().map_err(self.fail())? {
+                let name = n.to_string_lossy().into_owned();
+                if !self.made.contains(&(did, n)) {
+                    d.remove_all(&name).map_err(self.fail())?;
+                } else if let Some(sub) = d.open_dir(&name).map_err(self.fail())? {
+                    let sid = sub.id().map_err(self.fail())?;
+                    todo.push((sub, sid));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Directory metadata, deepest first, on the directories this layer made and only if
+    /// each name still holds that same directory.
+    fn finish_dirs(mut self) -> Result<(), Error> {
+        self.last = None;
+        for (parts, id, meta) in std::mem::take(&mut self.dirs).into_iter().rev() {
+            let Some((name, dirs)) = parts.split_last() else { continue };
+            let Some(parent) = self.root.dir(&dirs.join("/")).map_err(self.fail())? else { continue };
+            let Some(d) = parent.open_dir(name).map_err(self.fail())? else { continue };
+            if d.id().map_err(self.fail())? != id {
+                continue;
+            }
+            parent.set_meta(name, &meta, None).map_err(self.fail())?;
+        }
+        Ok(())
+    }
+}
