@@ -3,8 +3,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod fault;
+pub mod hostile;
+mod hostile_cases;
 
 pub use fault::{Fault, FaultProxy};
+pub use hostile_cases::cases as hostile_cases;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

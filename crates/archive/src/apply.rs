@@ -230,21 +230,32 @@ impl<'a> Applier<'a> {
     }
 
     /// An opaque whiteout: everything in `dir` that lower layers made goes; what this
-    /// layer made stays, wherever in the tar its entries come.
+    /// layer made stays, wherever in the tar its entries come, with the directories that
+    /// lead to it.
     fn opaque(&self, dir: &Dir, id: Id) -> Result<(), Error> {
-        let mut todo = vec![(dir.try_clone().map_err(self.fail())?, id)];
-        while let Some((d, did)) = todo.pop() {
-            for n in d.names().map_err(self.fail())? {
-                let name = n.to_string_lossy().into_owned();
-                if !self.made.contains(&(did, n)) {
-                    d.remove_all(&name).map_err(self.fail())?;
-                } else if let Some(sub) = d.open_dir(&name).map_err(self.fail())? {
+        self.prune(dir, id).map(|_| ())
+    }
+
+    /// Remove from `d` what this layer did not make; whether anything is left.
+    fn prune(&self, d: &Dir, did: Id) -> Result<bool, Error> {
+        let mut kept = false;
+        for n in d.names().map_err(self.fail())? {
+            let name = n.to_string_lossy().into_owned();
+            let made = self.made.contains(&(did, n));
+            let keep = match d.open_dir(&name).map_err(self.fail())? {
+                Some(sub) => {
                     let sid = sub.id().map_err(self.fail())?;
-                    todo.push((sub, sid));
+                    self.prune(&sub, sid)? || made
                 }
+                None => made,
+            };
+            if keep {
+                kept = true;
+            } else {
+                d.remove_all(&name).map_err(self.fail())?;
             }
         }
-        Ok(())
+        Ok(kept)
     }
 
     /// Directory metadata, deepest first, on the directories this layer made and only if

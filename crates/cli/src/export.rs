@@ -20,13 +20,31 @@ pub async fn export(image: &Image, dest: &Path, p: Printer) -> Result<()> {
         if dest.exists() && std::fs::read_dir(dest)?.next().is_some() {
             bail!("{} exists and is not empty; export into a new or empty directory", dest.display());
         }
+        // Into a new directory beside the destination, renamed into place when every layer
+        // is applied and verified: a bad layer leaves nothing half-extracted behind.
+        let parent = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        let scratch = tempfile::Builder::new()
+            .prefix(".imgtool-export-")
+            .tempdir_in(parent)
+            .with_context(|| format!("creating a directory in {}", parent.display()))?;
         let root = running_as_root();
         extract_image(
             image,
-            dest,
+            scratch.path(),
             ExtractOptions { devices: if root { Devices::Create } else { Devices::Skip }, same_owner: root, xattrs: root },
         )
         .await?;
+        if dest.exists() {
+            std::fs::remove_dir(dest).with_context(|| format!("replacing the empty directory {}", dest.display()))?;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755))?;
+        let done = scratch.keep();
+        if let Err(e) = std::fs::rename(&done, dest) {
+            let _ = std::fs::remove_dir_all(&done);
+            return Err(e).with_context(|| format!("moving the exported tree to {}", dest.display()));
+        }
     }
     p.record(
         serde_json::json!({"destination": dest.display().to_string(), "layers": image.layers().len()}),

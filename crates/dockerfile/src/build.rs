@@ -140,7 +140,7 @@ async fn build_from(base: Option<Image>, dockerfile: &Dockerfile, images: &dyn I
         Some(c) => FileHashes::load(c.hashes_file()),
         None => FileHashes::default(),
     };
-    let mut b = Builder { df: dockerfile, images, opts, cache, hashes, context, stages: Vec::new(), external: HashMap::new() };
+    let mut b = Builder { df: dockerfile, images, opts, cache, hashes, context, stages: Vec::new(), external: HashMap::new(), expanded: Default::default() };
     let image = match base {
         None => b.run().await,
         Some(base) => b.run_on(base).await,
@@ -159,6 +159,20 @@ struct Builder<'a> {
     stages: Vec<Stage>,
     /// Images named by `COPY --from`, loaded once.
     external: HashMap<String, Stage>,
+    /// Bytes every substitution so far produced: a chain of ARGs that double each other
+    /// must stop long before memory does.
+    expanded: std::cell::Cell<usize>,
+}
+
+/// The most all of a build's substitutions may produce together.
+const EXPANSION_BUDGET: usize = 64 << 20;
+
+/// A word as errors show it: long ones cut.
+fn shown(word: &str) -> String {
+    match word.char_indices().nth(80) {
+        Some((at, _)) => format!("{}...", &word[..at]),
+        None => word.to_string(),
+    }
 }
 
 fn target_platform(opts: &BuildOptions) -> Platform {
@@ -290,7 +304,22 @@ impl Builder<'_> {
     }
 
     fn expand(&self, i: &Instruction, word: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String> {
-        expand(word, self.df.escape, lookup).map_err(|m| Error::step(i.line, keyword(&i.kind), format!("{word}: {m}")))
+        let out = expand(word, self.df.escape, lookup).map_err(|m| Error::step(i.line, keyword(&i.kind), format!("{}: {m}", shown(word))))?;
+        self.charge(i, out.len())?;
+        Ok(out)
+    }
+
+    fn charge(&self, i: &Instruction, len: usize) -> Result<()> {
+        let total = self.expanded.get().saturating_add(len);
+        self.expanded.set(total);
+        if total > EXPANSION_BUDGET {
+            return Err(Error::step(
+                i.line,
+                keyword(&i.kind),
+                format!("variable substitutions have produced more than {} MiB in this build; a chain of ARG or ENV values grows without bound", EXPANSION_BUDGET >> 20),
+            ));
+        }
+        Ok(())
     }
 
     /// Expand with the stage's variables: its environment, then its ARGs.
@@ -299,8 +328,10 @@ impl Builder<'_> {
     }
 
     fn expand_heredoc_in(&self, st: &Stage, i: &Instruction, body: &str) -> Result<String> {
-        crate::subst::expand_heredoc(body, self.df.escape, &vars(st))
-            .map_err(|m| Error::step(i.line, keyword(&i.kind), format!("heredoc: {m}")))
+        let out = crate::subst::expand_heredoc(body, self.df.escape, &vars(st))
+            .map_err(|m| Error::step(i.line, keyword(&i.kind), format!("heredoc: {m}")))?;
+        self.charge(i, out.len())?;
+        Ok(out)
     }
 
     async fn from(&mut self, i: &Instruction, globals: &BTreeMap<String, String>) -> Result<Stage> {
@@ -363,11 +394,17 @@ impl Builder<'_> {
         if !triggers.is_empty() {
             stage.image.config_mut().container_mut().remove("OnBuild");
             for t in triggers {
-                let parsed = parse(&t).map_err(|e| Error::step(i.line, "ONBUILD", format!("the base image's trigger {t:?}: {e}")))?;
-                for mut ti in parsed.instructions {
-                    ti.line = i.line;
-                    Box::pin(self.step(&mut stage, &ti, globals)).await?;
-                }
+                // A trigger is what followed ONBUILD, so it is parsed as one: the same rules
+                // (no FROM, ONBUILD or MAINTAINER; one instruction) hold for an image's
+                // triggers as for a Dockerfile's.
+                let bad = |why: String| Error::step(i.line, "ONBUILD", format!("the base image's trigger {:?}: {why}", shown(&t)));
+                let parsed = parse(&format!("ONBUILD {t}")).map_err(|e| bad(e.to_string()))?;
+                let mut ti = match <[Instruction; 1]>::try_from(parsed.instructions) {
+                    Ok([Instruction { kind: Kind::Onbuild(inner), .. }]) => *inner,
+                    _ => return Err(bad("a trigger must be exactly one instruction".into())),
+                };
+                ti.line = i.line;
+                Box::pin(self.step(&mut stage, &ti, globals)).await?;
             }
         }
         Ok(stage)

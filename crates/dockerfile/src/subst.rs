@@ -3,10 +3,15 @@
 //! `${V?message}`; single quotes are literal, double quotes expand, the escape character
 //! takes the next one literally; quotes are removed from the result.
 
+/// How deep `${A:-${B:-...}}` may nest: deeper is an error, not a stack overflow.
+pub const MAX_NESTING: usize = 64;
+/// The longest one expanded word may be.
+pub const MAX_EXPANDED: usize = 1 << 20;
+
 /// Expand one word. `lookup` gives a variable's value (`None` when unset).
 pub fn expand(word: &str, escape: char, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     let chars: Vec<char> = word.chars().collect();
-    let mut lx = Lexer { chars: &chars, pos: 0, escape, lookup, heredoc: false };
+    let mut lx = Lexer { chars: &chars, pos: 0, escape, lookup, heredoc: false, depth: 0 };
     lx.word(None)
 }
 
@@ -14,7 +19,7 @@ pub fn expand(word: &str, escape: char, lookup: &dyn Fn(&str) -> Option<String>)
 /// or itself; quotes are text.
 pub fn expand_heredoc(body: &str, escape: char, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     let chars: Vec<char> = body.chars().collect();
-    let mut lx = Lexer { chars: &chars, pos: 0, escape, lookup, heredoc: true };
+    let mut lx = Lexer { chars: &chars, pos: 0, escape, lookup, heredoc: true, depth: 0 };
     lx.word(None)
 }
 
@@ -25,6 +30,8 @@ struct Lexer<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
     /// Heredoc text: quotes are not special, escapes only before `$` and the escape.
     heredoc: bool,
+    /// How many modifier words enclose the one being read.
+    depth: usize,
 }
 
 impl Lexer<'_> {
@@ -44,6 +51,9 @@ impl Lexer<'_> {
         while let Some(c) = self.peek() {
             if Some(c) == stop {
                 return Ok(out);
+            }
+            if out.len() > MAX_EXPANDED {
+                return Err(format!("the expansion is longer than {} MiB", MAX_EXPANDED >> 20));
             }
             self.pos += 1;
             if self.heredoc {
@@ -89,6 +99,7 @@ impl Lexer<'_> {
         }
         match stop {
             Some(s) => Err(format!("missing {s}")),
+            None if out.len() > MAX_EXPANDED => Err(format!("the expansion is longer than {} MiB", MAX_EXPANDED >> 20)),
             None => Ok(out),
         }
     }
@@ -148,9 +159,14 @@ impl Lexer<'_> {
         if !matches!(op, '-' | '+' | '?') {
             return Err(format!("bad substitution: unsupported modifier :{op}"));
         }
-        let w = self.word(Some('}'))?;
+        if self.depth >= MAX_NESTING {
+            return Err(format!("substitutions nested more than {MAX_NESTING} deep"));
+        }
+        self.depth += 1;
+        let w = self.word(Some('}'));
+        self.depth -= 1;
         self.pos += 1;
-        Ok(w)
+        w
     }
 }
 
@@ -167,6 +183,17 @@ fn apply(name: &str, op: char, set: bool, value: Option<String>, arg: String) ->
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nesting_and_size_are_bounded() {
+        let deep = format!("{}x{}", "${X:-".repeat(100_000), "}".repeat(100_000));
+        assert!(x(&deep).unwrap_err().contains("nested more than 64"));
+        let ok = format!("{}x{}", "${X:-".repeat(60), "}".repeat(60));
+        assert_eq!(x(&ok).unwrap(), "x");
+        let big = |n: &str| (n == "B").then(|| "b".repeat(600 << 10));
+        assert!(expand("$B$B", '\\', &big).unwrap_err().contains("longer than 1 MiB"));
+        assert_eq!(expand("$B", '\\', &big).unwrap().len(), 600 << 10);
+    }
 
     fn x(word: &str) -> Result<String, String> {
         let vars = |n: &str| match n {

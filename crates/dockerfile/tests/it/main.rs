@@ -2,6 +2,8 @@
 //! imgtool and by buildah from the same busybox base, with equal results.
 #![allow(clippy::unwrap_used)]
 
+mod hostile;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
