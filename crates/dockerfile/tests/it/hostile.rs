@@ -30,7 +30,7 @@ async fn substitution_is_bounded_with_the_line_named() {
     // Many words just under the limit each: the build's total budget stops them.
     let mut wide = format!("ARG BASE\nFROM ${{BASE}}\nARG B={}\n", "y".repeat(1000 << 10));
     for n in 0..100 {
-        wide.push_str(&format!("ENV C{n}=$B\n"));
+        wide.push_str(&format!("ARG C{n}=$B\n"));
     }
     let err = error_of(&tmp.path().join("wide"), &base, &wide).await;
     assert!(err.contains("more than 64 MiB"), "{err}");
