@@ -47,7 +47,8 @@ impl Sentinel {
             } else {
                 String::new()
             };
-            let xattrs: Vec<String> = xattr::list(e.path()).map(|l| l.map(|n| n.to_string_lossy().into_owned()).collect()).unwrap_or_default();
+            let xattrs: Vec<String> =
+                xattr::list(e.path()).map(|l| l.map(|n| n.to_string_lossy().into_owned()).collect()).unwrap_or_default();
             out.insert(rel, format!("{:o} {}:{} {} {what} {xattrs:?}", m.mode(), m.uid(), m.gid(), m.mtime()));
         }
         out
@@ -93,7 +94,16 @@ pub struct E {
 
 /// A regular file.
 pub fn file(path: &str, mode: u32, data: &str) -> E {
-    E { kind: tar::EntryType::Regular, path: path.into(), mode, link: String::new(), data: data.as_bytes().to_vec(), pax: vec![], dev: (0, 0), uid: 0 }
+    E {
+        kind: tar::EntryType::Regular,
+        path: path.into(),
+        mode,
+        link: String::new(),
+        data: data.as_bytes().to_vec(),
+        pax: vec![],
+        dev: (0, 0),
+        uid: 0,
+    }
 }
 /// A directory.
 pub fn dir(path: &str, mode: u32) -> E {

@@ -29,13 +29,25 @@ pub fn cases(s: &str) -> Vec<Case> {
         case("rel-link-then-write", vec![layer(&[sym("l", up), file("l/new", 0o644, "pwned")])], vec![]),
         case("link-parent-across", vec![layer(&[sym("l", &f("dir"))]), layer(&[file("l/keep", 0o666, "pwned")])], vec![]),
         case("file-over-link", vec![layer(&[sym("l", &f("secret")), file("l", 0o777, "mine")])], vec![Keep::Content("l", "mine")]),
-        case("file-over-link-across", vec![layer(&[sym("l", &f("secret"))]), layer(&[file("l", 0o777, "mine")])], vec![Keep::Content("l", "mine")]),
+        case(
+            "file-over-link-across",
+            vec![layer(&[sym("l", &f("secret"))]), layer(&[file("l", 0o777, "mine")])],
+            vec![Keep::Content("l", "mine")],
+        ),
         case("fifo-over-link", vec![layer(&[sym("l", &f("secret"))]), layer(&[fifo("l", 0o666)])], vec![Keep::Mode("l", 0o666)]),
         case("symlink-chain", vec![layer(&[sym("a", "b"), sym("b", s), file("a/new", 0o644, "pwned")])], vec![]),
         case("link-to-proc-root", vec![layer(&[sym("p", "/proc/self/root"), file(&format!("p{s}/new"), 0o644, "pwned")])], vec![]),
         case("link-to-proc-fd", vec![layer(&[sym("p", "/proc/self/cwd"), file("p/new", 0o644, "pwned")])], vec![]),
-        case("deep-dotdot-link", vec![layer(&[dir("d", 0o755), sym("d/l", "../../../../../.."), file(&format!("d/l{s}/new"), 0o644, "pwned")])], vec![]),
-        case("dangling-parent-link", vec![layer(&[sym("run", "/var/run-x"), file("run/lock", 0o644, "inside")])], vec![Keep::Content("var/run-x/lock", "inside")]),
+        case(
+            "deep-dotdot-link",
+            vec![layer(&[dir("d", 0o755), sym("d/l", "../../../../../.."), file(&format!("d/l{s}/new"), 0o644, "pwned")])],
+            vec![],
+        ),
+        case(
+            "dangling-parent-link",
+            vec![layer(&[sym("run", "/var/run-x"), file("run/lock", 0o644, "inside")])],
+            vec![Keep::Content("var/run-x/lock", "inside")],
+        ),
         case("link-loop", vec![layer(&[sym("a", "b"), sym("b", "a"), file("a/x", 0o644, "x")])], vec![]),
         // Entry names that climb.
         case("dotdot-name", vec![layer(&[file("../escaped", 0o644, "pwned")])], vec![]),
@@ -45,8 +57,16 @@ pub fn cases(s: &str) -> Vec<Case> {
         case("hardlink-absolute", vec![layer(&[hard("h", &f("secret"))])], vec![]),
         case("hardlink-dotdot", vec![layer(&[hard("h", "../../../../../etc/passwd")])], vec![]),
         case("hardlink-through-link", vec![layer(&[sym("d", s), hard("h", "d/secret")])], vec![]),
-        case("hardlink-to-link-then-write", vec![layer(&[sym("l", &f("secret")), hard("h", "l"), file("h", 0o644, "mine")])], vec![Keep::Content("h", "mine")]),
-        case("hardlink-over-link", vec![layer(&[sym("l", &f("secret")), file("t", 0o644, "t")]), layer(&[hard("l", "t")])], vec![Keep::Content("l", "t")]),
+        case(
+            "hardlink-to-link-then-write",
+            vec![layer(&[sym("l", &f("secret")), hard("h", "l"), file("h", 0o644, "mine")])],
+            vec![Keep::Content("h", "mine")],
+        ),
+        case(
+            "hardlink-over-link",
+            vec![layer(&[sym("l", &f("secret")), file("t", 0o644, "t")]), layer(&[hard("l", "t")])],
+            vec![Keep::Content("l", "t")],
+        ),
         case("hardlink-to-dir", vec![layer(&[dir("d", 0o755), hard("h", "d")])], vec![]),
         // Whiteouts.
         case("whiteout-through-link", vec![layer(&[sym("l", s)]), layer(&[file("l/.wh.secret", 0o644, "")])], vec![]),
@@ -72,7 +92,11 @@ pub fn cases(s: &str) -> Vec<Case> {
         case("whiteout-same-layer", vec![layer(&[file("w", 0o644, "w"), file(".wh.w", 0o644, "")])], vec![Keep::Content("w", "w")]),
         // What must be kept.
         case("setuid-kept", vec![layer(&[dir("bin2", 0o755), file("bin2/su", 0o4755, "su")])], vec![Keep::Mode("bin2/su", 0o4755)]),
-        case("setgid-dir-kept", vec![layer(&[dir("g", 0o2775), file("g/f", 0o2755, "f")])], vec![Keep::Mode("g", 0o2775), Keep::Mode("g/f", 0o2755)]),
+        case(
+            "setgid-dir-kept",
+            vec![layer(&[dir("g", 0o2775), file("g/f", 0o2755, "f")])],
+            vec![Keep::Mode("g", 0o2775), Keep::Mode("g/f", 0o2755)],
+        ),
         case(
             "capability-kept",
             vec![layer(&[file("ping", 0o755, "ping").pax("SCHILY.xattr.security.capability", CAP)])],
@@ -84,10 +108,18 @@ pub fn cases(s: &str) -> Vec<Case> {
         // Metadata aimed through links.
         case("xattr-on-link", vec![layer(&[sym("l", &f("secret")).pax("SCHILY.xattr.user.pwned", b"1")])], vec![]),
         case("mtime-on-link", vec![layer(&[sym("l", &f("secret")), sym("m", &f("dir"))])], vec![]),
-        case("dir-over-existing-link", vec![layer(&[sym("x", &f("dir"))]), layer(&[dir("x", 0o777), file("x/f", 0o644, "f")])], vec![Keep::Content("x/f", "f")]),
+        case(
+            "dir-over-existing-link",
+            vec![layer(&[sym("x", &f("dir"))]), layer(&[dir("x", 0o777), file("x/f", 0o644, "f")])],
+            vec![Keep::Content("x/f", "f")],
+        ),
         // Odd numbers.
         case("huge-uid", vec![layer(&[file("u", 0o644, "u").uid(99_999_999_999)])], vec![]),
-        case("dir-replaced-by-file", vec![layer(&[file("d/f", 0o644, "f")]), layer(&[file("d", 0o644, "file")])], vec![Keep::Content("d", "file")]),
+        case(
+            "dir-replaced-by-file",
+            vec![layer(&[file("d/f", 0o644, "f")]), layer(&[file("d", 0o644, "file")])],
+            vec![Keep::Content("d", "file")],
+        ),
     ];
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out

@@ -73,7 +73,11 @@ fn hostile_layers_never_touch_the_host() {
         if ok {
             let out = imgtool(&w).args(["export", "-q", &format!("oci:sq:{}", c.name), "sq.tar"]).output().unwrap();
             ok = outcome(&out, &format!("{} squash export", c.name), &mut failures);
-            problems = if ok { hostile::check_tar(&std::fs::read(w.join("sq.tar")).unwrap(), &c.keeps) } else { vec!["cannot export the squashed image".into()] };
+            problems = if ok {
+                hostile::check_tar(&std::fs::read(w.join("sq.tar")).unwrap(), &c.keeps)
+            } else {
+                vec!["cannot export the squashed image".into()]
+            };
         }
         check("squash", ok, problems, &mut failures);
 

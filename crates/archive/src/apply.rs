@@ -112,7 +112,8 @@ impl<'a> Applier<'a> {
         let parts = components(&raw, self.place)?;
         let Some((name, dirs)) = parts.split_last() else { return Ok(()) };
         let ty = entry.header().entry_type();
-        if matches!(ty, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName | tar::EntryType::GNULongLink) {
+        if matches!(ty, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName | tar::EntryType::GNULongLink)
+        {
             return Ok(());
         }
         let (parent, pid) = self.parent(dirs)?;
@@ -160,7 +161,9 @@ impl<'a> Applier<'a> {
                 self.fresh(&parent, name, || parent.symlink(name, &target))?;
                 parent.set_meta(name, &Meta { mode: None, xattrs: Vec::new(), ..meta }, None).map_err(self.fail())?;
             }
-            tar::EntryType::Link => self.hard_link(&entry.link_name_bytes().map(|l| l.into_owned()).unwrap_or_default(), &raw, &parent, pid, name)?,
+            tar::EntryType::Link => {
+                self.hard_link(&entry.link_name_bytes().map(|l| l.into_owned()).unwrap_or_default(), &raw, &parent, pid, name)?
+            }
             tar::EntryType::Fifo => {
                 self.fresh(&parent, name, || parent.mknod(name, Node::Fifo))?;
                 parent.set_meta(name, &meta, None).map_err(self.fail())?;

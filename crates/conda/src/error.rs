@@ -35,6 +35,16 @@ pub enum Error {
     /// Fetching, extracting or linking packages failed.
     #[error("installing the environment failed: {0}")]
     Install(String),
+    /// A package (or its repodata record) that could reach outside the environment.
+    #[error("package {package}: {entry}: {why}; refusing to install it (the channel or package is broken or hostile)")]
+    Unsafe {
+        /// `name-version-build`.
+        package: String,
+        /// The file, link or field at fault.
+        entry: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// An I/O error.
     #[error("{context}")]
     Io {

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use futures::{StreamExt, TryStreamExt};
 use rattler::install::Installer;
 use rattler::package_cache::PackageCache;
 use rattler_conda_types::{PackageName, PrefixRecord, RepoDataRecord, Subdir};
@@ -57,8 +58,32 @@ pub(crate) async fn link(
     let ignored: HashSet<PackageName> =
         records.iter().zip(only).filter(|(_, o)| !**o).map(|(r, _)| r.package_record.name.clone()).collect();
     std::fs::create_dir_all(cache).map_err(io(format!("creating the package cache {}", cache.display())))?;
+    let wanted_records: Vec<&RepoDataRecord> = records.iter().zip(only).filter(|(_, o)| **o).map(|(r, _)| r).collect();
+    for r in &wanted_records {
+        crate::validate::check_record(r)?;
+    }
+    // Fetch (and unpack) first, so every package is checked before anything is linked.
+    let packages = PackageCache::new(cache);
+    let client = rattler_networking::LazyClient::default();
+    let fetched = futures::stream::iter(wanted_records.into_iter().cloned())
+        .map(|r| {
+            let (packages, client) = (packages.clone(), client.clone());
+            async move {
+                let meta = packages
+                    .get_or_fetch_from_url(&r.package_record, r.url.clone(), client, None, None)
+                    .await
+                    .map_err(|e| Error::Install(format!("fetching {}: {}", r.url, imgtool_core::error_chain(&e))))?;
+                Ok::<_, Error>((r, meta.path().to_path_buf()))
+            }
+        })
+        .buffer_unordered(4)
+        .try_collect::<Vec<_>>()
+        .await?;
+    for (r, dir) in &fetched {
+        crate::validate::check_package(r, dir)?;
+    }
     Installer::new()
-        .with_package_cache(PackageCache::new(cache))
+        .with_package_cache(packages)
         .with_target_platform(subdir)
         .with_alternative_target_prefix(PathBuf::from(target_prefix))
         .with_execute_link_scripts(false)
@@ -73,6 +98,10 @@ pub(crate) async fn link(
         let path = e.map_err(io(format!("reading {}", meta.display())))?.path();
         if path.extension().is_none_or(|x| x != "json") {
             continue;
+        }
+        // Only the linker writes here; anything but a regular file is not its record.
+        if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+            return Err(Error::Install(format!("{} is not a regular file", path.display())));
         }
         let record = PrefixRecord::from_path(&path).map_err(io(format!("reading {}", path.display())))?;
         let name = record.repodata_record.package_record.name.as_normalized().to_string();

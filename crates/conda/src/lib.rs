@@ -16,6 +16,7 @@ mod layers;
 mod lock;
 mod producer;
 mod solve;
+mod validate;
 
 pub use docker_env::build_docker_environment;
 pub use error::{Error, Result};

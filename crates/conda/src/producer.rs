@@ -250,9 +250,7 @@ impl CondaLayers {
         }
         // The records last: a change to any package changes this small layer, not the others.
         let env_script = format!("export CONDA_PREFIX={prefix}\nexport PATH={prefix}/bin:$PATH\n");
-        std::fs::create_dir_all(staging.join("etc/profile.d")).map_err(crate::error::io("writing the activation script"))?;
-        std::fs::write(staging.join("etc/profile.d/imgtool-conda.sh"), env_script)
-            .map_err(crate::error::io("writing the activation script"))?;
+        write_in_prefix(&staging, "etc/profile.d", "imgtool-conda.sh", env_script.as_bytes())?;
         let mut meta_files: Vec<String> = std::fs::read_dir(staging.join("conda-meta"))
             .map_err(crate::error::io("reading conda-meta"))?
             .filter_map(|e| e.ok().map(|e| format!("conda-meta/{}", e.file_name().to_string_lossy())))
@@ -346,4 +344,18 @@ impl CondaSpec {
         let specs = env.match_specs().map(ToString::to_string).collect();
         Ok(Self::new(channels, specs))
     }
+}
+
+/// Write our own file into the staging prefix through the rooted path layer: a directory a
+/// package made a symlink is followed inside the prefix only, and a link at the name is
+/// replaced, never written through.
+fn write_in_prefix(staging: &Path, dir: &str, name: &str, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let fail = |e: imgtool_rootfs::Error| Error::Install(format!("writing {dir}/{name}: {e}"));
+    let root = imgtool_rootfs::Root::open(staging).map_err(fail)?;
+    let d = root.make_dirs(dir, &mut |_, _| {}).map_err(fail)?;
+    d.remove_all(name).map_err(fail)?;
+    let mut f = d.create_file(name).map_err(fail)?;
+    f.write_all(data).map_err(|e| Error::Install(format!("writing {dir}/{name}: {e}")))?;
+    d.set_meta(name, &imgtool_rootfs::Meta { mode: Some(0o644), ..Default::default() }, Some(&f)).map_err(fail)
 }

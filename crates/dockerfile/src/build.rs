@@ -140,7 +140,17 @@ async fn build_from(base: Option<Image>, dockerfile: &Dockerfile, images: &dyn I
         Some(c) => FileHashes::load(c.hashes_file()),
         None => FileHashes::default(),
     };
-    let mut b = Builder { df: dockerfile, images, opts, cache, hashes, context, stages: Vec::new(), external: HashMap::new(), expanded: Default::default() };
+    let mut b = Builder {
+        df: dockerfile,
+        images,
+        opts,
+        cache,
+        hashes,
+        context,
+        stages: Vec::new(),
+        external: HashMap::new(),
+        expanded: Default::default(),
+    };
     let image = match base {
         None => b.run().await,
         Some(base) => b.run_on(base).await,
@@ -304,7 +314,8 @@ impl Builder<'_> {
     }
 
     fn expand(&self, i: &Instruction, word: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String> {
-        let out = expand(word, self.df.escape, lookup).map_err(|m| Error::step(i.line, keyword(&i.kind), format!("{}: {m}", shown(word))))?;
+        let out =
+            expand(word, self.df.escape, lookup).map_err(|m| Error::step(i.line, keyword(&i.kind), format!("{}: {m}", shown(word))))?;
         self.charge(i, out.len())?;
         Ok(out)
     }
@@ -316,7 +327,10 @@ impl Builder<'_> {
             return Err(Error::step(
                 i.line,
                 keyword(&i.kind),
-                format!("variable substitutions have produced more than {} MiB in this build; a chain of ARG or ENV values grows without bound", EXPANSION_BUDGET >> 20),
+                format!(
+                    "variable substitutions have produced more than {} MiB in this build; a chain of ARG or ENV values grows without bound",
+                    EXPANSION_BUDGET >> 20
+                ),
             ));
         }
         Ok(())

@@ -43,8 +43,11 @@ impl Root {
             path: given.display().to_string(),
             source,
         })?;
-        let inner =
-            pathrs::Root::open(&path).map_err(|source| Error::Resolve { op: "opening the root", path: path.display().to_string(), source })?;
+        let inner = pathrs::Root::open(&path).map_err(|source| Error::Resolve {
+            op: "opening the root",
+            path: path.display().to_string(),
+            source,
+        })?;
         Ok(Root { inner, path })
     }
 
@@ -168,9 +171,7 @@ impl Root {
         let Some(f) = self.open_file(rel)? else { return Ok(None) };
         let shown = format!("/{}", clean(rel).join("/"));
         let mut buf = Vec::new();
-        f.take(limit.saturating_add(1))
-            .read_to_end(&mut buf)
-            .map_err(|source| Error::Io { op: "reading", path: shown.clone(), source })?;
+        f.take(limit.saturating_add(1)).read_to_end(&mut buf).map_err(|source| Error::Io { op: "reading", path: shown.clone(), source })?;
         if buf.len() as u64 > limit {
             return Err(Error::TooLarge { path: shown, limit });
         }

@@ -25,6 +25,10 @@ pub enum Item {
     Hard(&'static str, &'static str),
     /// An executable text file with a placeholder.
     Script(&'static str, String),
+    /// A `paths.json` entry with no file behind it, written exactly as given.
+    Raw(Value),
+    /// A symlink whose `paths.json` entry says it is a file with a placeholder.
+    LinkAsText(&'static str, &'static str),
 }
 
 #[derive(Clone)]
@@ -78,7 +82,21 @@ fn write_package(channel: &Path, p: &Pkg) -> (String, Value) {
     let mut paths = Vec::new();
     let mut files: Vec<PathBuf> = Vec::new();
     for item in &p.items {
+        if let Item::Raw(v) = item {
+            paths.push(v.clone());
+            continue;
+        }
         let (rel, entry) = match item {
+            Item::Raw(_) => unreachable!("handled above"),
+            Item::LinkAsText(rel, target) => {
+                let path = root.join(rel);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::os::unix::fs::symlink(target, &path).unwrap();
+                (
+                    rel,
+                    json!({"_path": rel, "path_type": "hardlink", "sha256": sha256_hex(b""), "size_in_bytes": 0, "prefix_placeholder": PLACEHOLDER, "file_mode": "text"}),
+                )
+            }
             Item::File(rel, data) | Item::Binary(rel, data) => {
                 write(root, rel, data, 0o644);
                 let mut e = json!({"_path": rel, "path_type": "hardlink", "sha256": sha256_hex(data), "size_in_bytes": data.len()});

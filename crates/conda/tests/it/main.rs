@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod channel;
+mod hostile;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,0 +1,99 @@
+//! A hostile channel: packages that try to write, delete or read host files while they are
+//! linked, and repodata that names files outside the channel. Each must be refused with an
+//! error naming the package and the entry, leaving the sentinel tree as it was.
+
+use std::path::Path;
+
+use imgtool_tests::hostile::Sentinel;
+use serde_json::json;
+
+use crate::channel::{self, Item, Pkg};
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+/// The cases: a name, the evil package's items, what the error must say.
+fn cases(s: &Path) -> Vec<(&'static str, Vec<Item>, &'static str)> {
+    let sdir = leak(s.join("dir").display().to_string());
+    let secret = leak(s.join("secret").display().to_string());
+    let up = leak(format!("{}{}", "../".repeat(30), s.join("secret").display().to_string().trim_start_matches('/')));
+    vec![
+        ("abs-link-to-host-dir", vec![Item::Link("share/evil", sdir)], "outside the environment"),
+        ("rel-link-out", vec![Item::Link("lib/evil", leak("../".repeat(12)))], "outside the environment"),
+        (
+            "dotdot-path-delete",
+            vec![Item::Raw(json!({"_path": up, "path_type": "hardlink", "sha256": "0".repeat(64), "size_in_bytes": 0}))],
+            "without '..'",
+        ),
+        (
+            "dotdot-placeholder",
+            vec![Item::Raw(json!({"_path": up, "path_type": "hardlink", "prefix_placeholder": channel::PLACEHOLDER, "file_mode": "text"}))],
+            "without '..'",
+        ),
+        (
+            "dotdot-through-link",
+            vec![Item::Link("share/evil", "../lib"), Item::Raw(json!({"_path": "share/red/../evil/new", "path_type": "hardlink"}))],
+            "without '..'",
+        ),
+        ("absolute-path", vec![Item::Raw(json!({"_path": secret, "path_type": "hardlink"}))], "absolute"),
+        ("placeholder-link-to-host", vec![Item::LinkAsText("etc/conf", secret)], "outside the environment"),
+        ("placeholder-link-inside", vec![Item::File("etc/real", b"x".to_vec()), Item::LinkAsText("etc/conf", "real")], "listed as a file"),
+        ("profile-d-link", vec![Item::Link("etc/profile.d", sdir)], "outside the environment"),
+        ("conda-meta-shipped", vec![Item::File("conda-meta/evil.json", b"{}".to_vec())], "conda-meta"),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_packages_are_refused_before_linking() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sentinel = Sentinel::create(tmp.path());
+    let before = sentinel.snapshot();
+    for conda_format in [true, false] {
+        for (name, items, want) in cases(&sentinel.path) {
+            let ch = tmp.path().join(format!("ch-{name}-{conda_format}"));
+            let mut evil = Pkg::new("evil", "1.0");
+            evil.items = items;
+            evil.conda_format = conda_format;
+            channel::write_channel(&ch, &[evil]);
+            let work = tmp.path().join(format!("w-{name}-{conda_format}"));
+            std::fs::create_dir_all(&work).unwrap();
+            let err = crate::build(&ch, &work, &work.join("cache"), &["evil"], "linux/amd64").await.map(|_| ()).unwrap_err();
+            let err = imgtool_core::error_chain(&err);
+            assert!(err.contains("evil-1.0-0") && err.contains(want), "{name} ({conda_format}): {err}");
+            assert_eq!(sentinel.snapshot(), before, "{name} ({conda_format}) changed the host");
+            let staging_left = walkdir::WalkDir::new(&work)
+                .into_iter()
+                .filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().starts_with("staging"));
+            assert!(!staging_left, "{name}: a staging directory was left behind");
+        }
+    }
+}
+
+/// Repodata that points outside the channel: `fn` with `../`, a `base_url` elsewhere.
+#[tokio::test(flavor = "multi_thread")]
+async fn repodata_cannot_name_files_outside_the_channel() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tmp.path().join("outside");
+    channel::write_channel(&outside, &[Pkg::new("evil", "1.0")]);
+    for (n, edit) in ["fn", "base_url"].into_iter().enumerate() {
+        let ch = tmp.path().join(format!("ch{n}"));
+        channel::write_channel(&ch, &[Pkg::new("other", "1.0")]);
+        let rd = ch.join("linux-64/repodata.json");
+        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&rd).unwrap()).unwrap();
+        let good: serde_json::Value = serde_json::from_slice(&std::fs::read(outside.join("linux-64/repodata.json")).unwrap()).unwrap();
+        let record = good["packages.conda"]["evil-1.0-0.conda"].clone();
+        if edit == "fn" {
+            v["packages.conda"]["../../outside/linux-64/evil-1.0-0.conda"] = record;
+        } else {
+            v["info"]["base_url"] = json!(format!("file://{}/linux-64/", outside.display()));
+            v["packages.conda"]["evil-1.0-0.conda"] = record;
+        }
+        std::fs::write(&rd, serde_json::to_vec(&v).unwrap()).unwrap();
+        let res = crate::build(&ch, tmp.path(), &tmp.path().join(format!("cache{n}")), &["evil"], "linux/amd64").await;
+        let err = imgtool_core::error_chain(&res.map(|_| ()).unwrap_err());
+        let want = if edit == "fn" { "is not a file name" } else { "is not inside its channel" };
+        assert!(err.contains("evil-1.0-0") && err.contains(want), "{edit}: {err}");
+    }
+}
