@@ -10,6 +10,7 @@ use imgtool_core::{CopyOptions, Flavor, Image, Platform, copy_image, source_date
 use imgtool_registry::Registries;
 
 use crate::printer::Printer;
+use crate::sandbox_args::SandboxArgs;
 use crate::transport::Transport;
 
 /// The exit code a command wants the process to end with (after printing nothing more).
@@ -59,6 +60,9 @@ pub struct BuildArgs {
     /// A registry repository (REGISTRY/REPO) that shares step results between builders.
     #[arg(long, value_name = "REPO")]
     pub cache_repo: Option<String>,
+    // Applied to every RUN.
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
     /// The build context directory.
     pub context: PathBuf,
 }
@@ -131,6 +135,7 @@ pub fn options(args: &BuildArgs, spool: &Path, reg: &Registries) -> Result<imgto
     };
     o.cache_dir = Some(args.cache_dir.clone().unwrap_or_else(|| imgtool_core::cache_dir("build")));
     o.no_cache = args.no_cache;
+    o.sandbox = args.sandbox.security()?;
     if let Some(repo) = &args.cache_repo {
         let r = repo.strip_prefix("docker://").unwrap_or(repo);
         let reference: imgtool_core::Reference = r.parse().with_context(|| format!("--cache-repo {repo}"))?;
@@ -204,12 +209,16 @@ pub struct RunArgs {
     /// Platform to pick from a multi-platform image.
     #[arg(long)]
     pub platform: Option<String>,
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
     /// The command and its arguments (default: the image's entrypoint and cmd).
     #[arg(last = true)]
     pub command: Vec<String>,
 }
 
 pub async fn run(args: RunArgs, reg: &Registries) -> Result<()> {
+    // Flag mistakes before the image is fetched and unpacked.
+    let security = args.sandbox.security()?;
     let cwd = std::env::current_dir()?;
     let platform = args.platform.as_deref().map(str::parse::<Platform>).transpose()?;
     let images = CliImages { reg, base: cwd.clone() };
@@ -275,6 +284,7 @@ pub async fn run(args: RunArgs, reg: &Registries) -> Result<()> {
         host_network,
         binds,
         hostname: None,
+        security,
     };
     let rootp = root.path().to_path_buf();
     let outcome = tokio::task::spawn_blocking(move || imgtool_sandbox::run(&rootp, &spec, imgtool_sandbox::Output::Inherit)).await??;

@@ -155,7 +155,8 @@ async fn write(image: &Image, t: &Transport, additional_tags: &[String], p: Prin
 /// Where a pipeline's image starts.
 enum Source {
     Image(Transport),
-    Dockerfile(crate::build_cmd::BuildArgs),
+    // Boxed: the build flags make it several times the size of the other.
+    Dockerfile(Box<crate::build_cmd::BuildArgs>),
 }
 
 async fn pipe(file: &Path, dry_run: bool, p: Printer, reg: &Registries) -> Result<()> {
@@ -164,7 +165,7 @@ async fn pipe(file: &Path, dry_run: bool, p: Printer, reg: &Registries) -> Resul
     let at = |s: std::ops::Range<usize>| pf.at(s);
     let source = match (&pl.source.image, &pl.source.dockerfile) {
         (Some(image), None) => Source::Image(Transport::parse(image.get_ref(), &pf.dir).map_err(|e| anyhow!("{}: {e}", at(image.span())))?),
-        (None, Some(d)) => Source::Dockerfile(pf.dockerfile_args(d.get_ref())),
+        (None, Some(d)) => Source::Dockerfile(Box::new(pf.dockerfile_args(d.get_ref()))),
         _ => bail!("{}: [source] takes either image = \"...\" or dockerfile = {{ file = \"...\" }}", pf.path.display()),
     };
     let platform = match &pl.source.platform {

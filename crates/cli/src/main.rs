@@ -7,6 +7,7 @@ mod export;
 mod pipeline;
 mod printer;
 mod registry_cmds;
+mod sandbox_args;
 mod transport;
 
 use std::path::PathBuf;

@@ -230,6 +230,7 @@ impl PipelineFile {
             cache_dir: d.cache_dir.as_ref().map(|c| self.resolve(c)),
             network: d.network.clone(),
             cache_repo: d.cache_repo.clone(),
+            sandbox: Default::default(),
             context,
         }
     }

@@ -49,6 +49,8 @@ pub struct BuildOptions {
     pub no_cache: bool,
     /// A repository that shares step results between builders (`--cache-repo`).
     pub cache_repo: Option<std::sync::Arc<crate::cache::RepoCache>>,
+    /// Seccomp and limits for every `RUN` (like docker's flags, not part of the cache key).
+    pub sandbox: imgtool_sandbox::Security,
 }
 
 impl BuildOptions {
@@ -67,6 +69,7 @@ impl BuildOptions {
             host_network: false,
             no_cache: false,
             cache_repo: None,
+            sandbox: Default::default(),
         }
     }
 }
@@ -707,7 +710,8 @@ impl Builder<'_> {
         }
         let root = Self::ensure_root(self.opts, st).await?;
         let before = crate::diff::snapshot(&root).map_err(|e| Error::step(i.line, "RUN", format!("reading the filesystem: {e}")))?;
-        let spec = imgtool_sandbox::RunSpec { args, env, cwd, user, host_network, ..Default::default() };
+        let spec =
+            imgtool_sandbox::RunSpec { args, env, cwd, user, host_network, security: self.opts.sandbox.clone(), ..Default::default() };
         let root2 = root.clone();
         let outcome = tokio::task::spawn_blocking(move || imgtool_sandbox::run(&root2, &spec, imgtool_sandbox::Output::Capture))
             .await

@@ -4,19 +4,24 @@
 //! directory given (used in place, so what the command writes lands there) with mount, PID,
 //! UTS, IPC and, unless the host network is asked for, network namespaces; `/proc`, a
 //! minimal `/dev` and read-only `/sys` are mounted; the process gets the image's
-//! environment, working directory and user, and Docker's default capabilities. Both the
-//! `RUN` of a Dockerfile build and `imgtool run` go through [`run`].
+//! environment, working directory and user. It is held in as Docker holds a container by
+//! default (see [`Security`]): Docker's capabilities (none effective for other users than
+//! root), its seccomp profile, masked and read-only paths and device rules, no new
+//! privileges, and the process and memory limits asked for. Both the `RUN` of a
+//! Dockerfile build and `imgtool run` go through [`run`].
 #![deny(missing_docs)]
 
-use std::collections::HashSet;
+mod seccomp;
+mod security;
+
+pub use security::{MIN_MEMORY, Security};
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use oci_spec::runtime::{
-    Capability, LinuxCapabilitiesBuilder, LinuxNamespaceType, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder,
-};
+use oci_spec::runtime::{Linux, LinuxNamespaceType, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder};
 
 /// What can go wrong starting a sandbox.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +49,9 @@ pub enum Error {
         /// What is missing.
         why: String,
     },
+    /// A resource limit the sandbox cannot apply.
+    #[error("{0}")]
+    Limit(String),
 }
 
 /// This crate's results.
@@ -92,6 +100,8 @@ pub struct RunSpec {
     pub binds: Vec<Bind>,
     /// The sandbox's host name (default `imgtool`).
     pub hostname: Option<String>,
+    /// Seccomp and resource limits (default: Docker's profile, no limits).
+    pub security: Security,
 }
 
 /// How a run ended: the exit code (128+N for signal N) and the last of its output.
@@ -113,24 +123,6 @@ pub enum Output {
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// Docker's default capability set for containers.
-const CAPS: &[Capability] = &[
-    Capability::Chown,
-    Capability::DacOverride,
-    Capability::Fowner,
-    Capability::Fsetid,
-    Capability::Kill,
-    Capability::Setgid,
-    Capability::Setuid,
-    Capability::Setpcap,
-    Capability::NetBindService,
-    Capability::NetRaw,
-    Capability::SysChroot,
-    Capability::Mknod,
-    Capability::AuditWrite,
-    Capability::Setfcap,
-];
 
 /// Run `spec` in a sandbox rooted at `rootfs` and wait for it.
 pub fn run(rootfs: &Path, spec: &RunSpec, output: Output) -> Result<Outcome> {
@@ -204,8 +196,7 @@ fn runtime_spec(rootfs: &Path, spec: &RunSpec, ids: (Ids, Vec<u32>), cwd: &str) 
     if !env.iter().any(|v| v.starts_with("HOME=")) {
         env.push(format!("HOME={}", home_of(rootfs, ids.0.uid)));
     }
-    let caps: HashSet<Capability> = CAPS.iter().copied().collect();
-    let caps = LinuxCapabilitiesBuilder::default().bounding(caps.clone()).effective(caps.clone()).permitted(caps).build().map_err(e)?;
+    let caps = security::capabilities(ids.0.uid)?;
     let user = UserBuilder::default().uid(ids.0.uid).gid(ids.0.gid).additional_gids(ids.1).build().map_err(e)?;
     let process = ProcessBuilder::default()
         .args(spec.args.clone())
@@ -232,15 +223,16 @@ fn runtime_spec(rootfs: &Path, spec: &RunSpec, ids: (Ids, Vec<u32>), cwd: &str) 
         mounts.push(MountBuilder::default().destination(&b.target).typ("bind").source(&b.host).options(options).build().map_err(e)?);
     }
     config.set_mounts(Some(mounts));
-    if let Some(linux) = config.linux_mut() {
-        if let Some(ns) = linux.namespaces().clone() {
-            let ns = ns
-                .into_iter()
-                .filter(|n| !(spec.host_network && n.typ() == LinuxNamespaceType::Network) && n.typ() != LinuxNamespaceType::Cgroup)
-                .collect();
-            linux.set_namespaces(Some(ns));
-        }
+    // Never skipped for want of a Linux part: the confinement is not optional.
+    let linux = config.linux_mut().get_or_insert_with(Linux::default);
+    if let Some(ns) = linux.namespaces().clone() {
+        let ns = ns
+            .into_iter()
+            .filter(|n| !(spec.host_network && n.typ() == LinuxNamespaceType::Network) && n.typ() != LinuxNamespaceType::Cgroup)
+            .collect();
+        linux.set_namespaces(Some(ns));
     }
+    security::confine(linux, &spec.security)?;
     Ok(config)
 }
 

@@ -1,6 +1,8 @@
 //! The sandbox on a real busybox root with runc.
 #![allow(clippy::unwrap_used)]
 
+mod security;
+
 use imgtool_sandbox::{Bind, Output, RunSpec, run};
 
 fn spec(script: &str) -> RunSpec {
