@@ -10,6 +10,7 @@
 
 mod apply;
 mod cache;
+mod check;
 mod error;
 mod extract;
 mod files;
@@ -21,6 +22,7 @@ mod source;
 mod store;
 
 pub use cache::LayerCache;
+pub use check::check_contained;
 pub use error::Error;
 pub use extract::{Devices, ExtractOptions, apply_layer, apply_layer_in, apply_layers, extract_image, flatten};
 pub use files::{ContentsLayer, FileContents, Owner, PathLayer, entries_for_files, host_entry, image_path};

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod mutated;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
