@@ -286,7 +286,8 @@ pub fn check_tree(root: &Path, keeps: &[Keep]) -> Vec<String> {
 
 /// Check `keeps` against a layer tar (as `export` to a tar or `squash` writes it).
 pub fn check_tar(tar_bytes: &[u8], keeps: &[Keep]) -> Vec<String> {
-    let mut seen: BTreeMap<String, (u32, Vec<u8>, Vec<(String, Vec<u8>)>)> = BTreeMap::new();
+    type Xattrs = Vec<(String, Vec<u8>)>;
+    let mut seen: BTreeMap<String, (u32, Vec<u8>, Xattrs)> = BTreeMap::new();
     let mut ar = tar::Archive::new(tar_bytes);
     for e in ar.entries().unwrap() {
         let mut e = e.unwrap();

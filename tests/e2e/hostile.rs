@@ -116,7 +116,8 @@ fn the_sentinel_sees_every_kind_of_change() {
     let s = Sentinel::create(tmp.path());
     let before = s.snapshot();
     use std::os::unix::fs::PermissionsExt;
-    let changes: Vec<Box<dyn Fn(&Path)>> = vec![
+    type Change = Box<dyn Fn(&Path)>;
+    let changes: Vec<Change> = vec![
         Box::new(|p| std::fs::set_permissions(p.join("secret"), std::fs::Permissions::from_mode(0o4777)).unwrap()),
         Box::new(|p| std::fs::write(p.join("dir/keep"), "changed\n").unwrap()),
         Box::new(|p| std::fs::write(p.join("dir/new"), "").unwrap()),
