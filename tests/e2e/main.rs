@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod creds;
+
 use std::path::Path;
 
 use imgtool_tests::{Registry, busybox_rootfs, podman, podman_run, require, run_ok, transcript, workspace};
