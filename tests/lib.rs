@@ -5,8 +5,9 @@
 mod fault;
 pub mod hostile;
 mod hostile_cases;
+mod tls;
 
-pub use fault::{Fault, FaultProxy};
+pub use fault::{Fault, FaultProxy, Seen};
 pub use hostile_cases::cases as hostile_cases;
 
 use std::net::TcpListener;
@@ -89,6 +90,38 @@ fn self_signed(dir: &Path, key: &str, cert: &str, subject: &str) {
     );
 }
 
+/// `ca.pem` and a server certificate it signs for localhost and 127.0.0.1 (`cert.pem`,
+/// `key.pem`), made in `dir` by openssl. rustls (rightly) refuses a self-signed CA
+/// certificate used as the server's own, hence the two.
+fn ca_signed_cert(dir: &Path) {
+    require("openssl", "openssl");
+    let ssl = |args: &[&str]| run_ok(Command::new("openssl").current_dir(dir).args(args));
+    self_signed(dir, "ca.key", "ca.pem", "/CN=imgtool test CA");
+    ssl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "server.csr", "-subj", "/CN=localhost"]);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    ssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+}
+
 /// Incompressible bytes from a seed, for blobs big enough to cut mid-way or to bench.
 pub fn noise(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
@@ -164,33 +197,7 @@ impl Registry {
             require("openssl", "openssl");
             let certs = dir.path().join("certs.d").join(&addr);
             std::fs::create_dir_all(&certs).unwrap();
-            // A CA and a server certificate it signs: rustls (rightly) refuses a
-            // self-signed CA certificate used as the server's own.
-            let ssl = |args: &[&str]| run_ok(Command::new("openssl").current_dir(dir.path()).args(args));
-            self_signed(dir.path(), "ca.key", "ca.pem", "/CN=imgtool test CA");
-            ssl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "server.csr", "-subj", "/CN=localhost"]);
-            std::fs::write(
-                dir.path().join("server.ext"),
-                "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
-            )
-            .unwrap();
-            ssl(&[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "cert.pem",
-                "-days",
-                "2",
-                "-extfile",
-                "server.ext",
-            ]);
+            ca_signed_cert(dir.path());
             std::fs::copy(dir.path().join("ca.pem"), certs.join("ca.crt")).unwrap();
             http.push_str(&format!(
                 ", tls: {{certificate: {}, key: {}}}",
@@ -339,6 +346,15 @@ impl TokenServer {
     /// Like [`TokenServer::start`], also answering OAuth2 POSTs that present `refresh`
     /// as their refresh token (an identity token).
     pub fn start_with_refresh(user: Option<(&str, &str)>, refresh: Option<&str>) -> Self {
+        Self::start_full(user, refresh, serde_json::json!(300))
+    }
+
+    /// Like [`TokenServer::start`], saying its tokens live `expires_in` (any JSON value).
+    pub fn start_expiring(user: Option<(&str, &str)>, expires_in: serde_json::Value) -> Self {
+        Self::start_full(user, None, expires_in)
+    }
+
+    fn start_full(user: Option<(&str, &str)>, refresh: Option<&str>, expires_in: serde_json::Value) -> Self {
         let refresh = refresh.map(str::to_string);
         require("openssl", "openssl");
         let dir = tempfile::tempdir().unwrap();
@@ -438,9 +454,9 @@ impl TokenServer {
                 let sig = child.wait_with_output().unwrap().stdout;
                 let token = format!("{signing_input}.{}", b64url(&sig));
                 let body = if refreshed {
-                    serde_json::json!({"access_token": token, "expires_in": 300, "token_type": "Bearer"}).to_string()
+                    serde_json::json!({"access_token": token, "expires_in": expires_in, "token_type": "Bearer"}).to_string()
                 } else {
-                    serde_json::json!({"token": token, "expires_in": 300}).to_string()
+                    serde_json::json!({"token": token, "expires_in": expires_in}).to_string()
                 };
                 let _ = write!(
                     stream,

@@ -8,19 +8,40 @@ use imgtool_core::{
     source_date_epoch,
 };
 
-use imgtool_registry::Registries;
+use imgtool_registry::{ClientOptions, Registries};
 
 use crate::Command;
+use crate::creds::{self, CliCreds, registry_of, registry_of_ref};
 use crate::pipeline::{PipelineFile, Step};
 use crate::printer::Printer;
 use crate::transport::Transport;
 
-pub async fn run(command: Command, p: Printer, reg: &Registries) -> Result<()> {
+/// The registries a transport names (none, or one), for binding command-line credentials.
+fn names(t: &Transport) -> Vec<String> {
+    registry_of(t).into_iter().collect()
+}
+
+pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: CliCreds) -> Result<()> {
     let cwd = std::env::current_dir().context("reading the current directory")?;
+    let parse = |s: &str| Transport::parse(s, &cwd);
+    // Each arm says which registries its command line names as sources and targets: the
+    // only ones command-line credentials may go to.
+    let named = |r: &str| -> Vec<String> { registry_of_ref(r).into_iter().collect() };
     match command {
-        Command::Pipe { file, dry_run } => pipe(&file, dry_run, p, reg).await,
-        Command::Copy { src, dst, all: true, additional_tags, .. } => {
-            let (src, dst) = (Transport::parse(&src, &cwd)?, Transport::parse(&dst, &cwd)?);
+        Command::Pipe { file, dry_run, src_creds, dest_creds } => {
+            creds.src = creds::parse("--src-creds", src_creds.as_ref())?;
+            creds.dest = creds::parse("--dest-creds", dest_creds.as_ref())?;
+            pipe(&file, dry_run, p, opts, &creds).await
+        }
+        Command::Copy { src, dst, platform, all, additional_tags, src_creds, dest_creds } => {
+            creds.src = creds::parse("--src-creds", src_creds.as_ref())?;
+            creds.dest = creds::parse("--dest-creds", dest_creds.as_ref())?;
+            let (src, dst) = (parse(&src)?, parse(&dst)?);
+            let reg = &creds.registries(opts, &names(&src), &names(&dst))?;
+            if !all {
+                let image = load(&src, platform.as_deref(), Flavor::Oci, reg).await?;
+                return write(&image, &dst, &additional_tags, p, reg).await;
+            }
             let (source, selector) = src.open_source(reg)?;
             let desc = source.resolve(selector.as_deref()).await.with_context(|| format!("reading {src}"))?;
             let (sink, mut tags) = dst.open_sink(reg)?;
@@ -31,13 +52,15 @@ pub async fn run(command: Command, p: Printer, reg: &Registries) -> Result<()> {
             report(&dst, &desc, p);
             Ok(())
         }
-        Command::Copy { src, dst, platform, additional_tags, .. } => {
-            let image = load(&Transport::parse(&src, &cwd)?, platform.as_deref(), Flavor::Oci, reg).await?;
-            write(&image, &Transport::parse(&dst, &cwd)?, &additional_tags, p, reg).await
+        Command::Inspect { image, platform } => {
+            let t = parse(&image)?;
+            let reg = &creds.registries(opts, &names(&t), &[])?;
+            inspect(&t, p.json, platform.as_deref(), p, reg).await
         }
-        Command::Inspect { image, platform } => inspect(&Transport::parse(&image, &cwd)?, p.json, platform.as_deref(), p, reg).await,
         Command::Append { src, dst, paths, contents, env, platform, compression } => {
-            let mut image = load(&Transport::parse(&src, &cwd)?, platform.as_deref(), Flavor::Oci, reg).await?;
+            let (src, dst) = (parse(&src)?, parse(&dst)?);
+            let reg = &creds.registries(opts, &names(&src), &names(&dst))?;
+            let mut image = load(&src, platform.as_deref(), Flavor::Oci, reg).await?;
             let spool = tempfile::tempdir().context("creating a spool directory")?;
             let mut producers: Vec<Box<dyn LayerProducer>> = Vec::new();
             for spec in &paths {
@@ -59,7 +82,7 @@ pub async fn run(command: Command, p: Printer, reg: &Registries) -> Result<()> {
             if !env.is_empty() {
                 image.config_mut().apply(&ConfigEdit { env, ..Default::default() })?;
             }
-            write(&image, &Transport::parse(&dst, &cwd)?, &[], p, reg).await
+            write(&image, &dst, &[], p, reg).await
         }
         Command::Pull { image, output, platform } => {
             let r: imgtool_core::Reference =
@@ -68,30 +91,69 @@ pub async fn run(command: Command, p: Printer, reg: &Registries) -> Result<()> {
                 let name = r.repository().rsplit('/').next().unwrap_or("image");
                 format!("docker-archive:{name}.tar:{}", r.familiar().split('@').next().unwrap_or_default())
             });
-            let img = load(&Transport::Registry(r.to_string()), platform.as_deref(), Flavor::Oci, reg).await?;
-            write(&img, &Transport::parse(&dest, &cwd)?, &[], p, reg).await
+            let (src, dest) = (Transport::Registry(r.to_string()), parse(&dest)?);
+            let reg = &creds.registries(opts, &names(&src), &names(&dest))?;
+            let img = load(&src, platform.as_deref(), Flavor::Oci, reg).await?;
+            write(&img, &dest, &[], p, reg).await
         }
         Command::Push { src, dest } => {
-            let img = load(&Transport::parse(&src, &cwd)?, None, Flavor::Oci, reg).await?;
-            let dest = dest.strip_prefix("docker://").unwrap_or(&dest);
-            write(&img, &Transport::Registry(dest.to_string()), &[], p, reg).await
+            let src = parse(&src)?;
+            let dest = Transport::Registry(dest.strip_prefix("docker://").unwrap_or(&dest).to_string());
+            let reg = &creds.registries(opts, &names(&src), &names(&dest))?;
+            let img = load(&src, None, Flavor::Oci, reg).await?;
+            write(&img, &dest, &[], p, reg).await
         }
-        Command::Tags { repo } => crate::registry_cmds::tags(&repo, reg, p).await,
-        Command::Catalog { registry } => crate::registry_cmds::catalog(&registry, reg, p).await,
-        Command::Manifest { image, platform } => crate::registry_cmds::manifest(&image, platform.as_deref(), reg, p).await,
-        Command::Config { image, platform } => crate::registry_cmds::config(&image, platform.as_deref(), reg, p).await,
-        Command::Digest { image } => crate::registry_cmds::digest(&image, reg, p).await,
-        Command::Delete { image } => crate::registry_cmds::delete(&image, reg, p).await,
-        Command::Tag { image, new_tag } => crate::registry_cmds::tag(&image, &new_tag, reg, p).await,
+        Command::Tags { repo } => crate::registry_cmds::tags(&repo, &creds.registries(opts, &[], &named(&repo))?, p).await,
+        Command::Catalog { registry } => {
+            let host = registry.strip_prefix("docker://").unwrap_or(&registry).trim_end_matches('/').to_string();
+            crate::registry_cmds::catalog(&registry, &creds.registries(opts, &[], &[host])?, p).await
+        }
+        Command::Manifest { image, platform } => {
+            crate::registry_cmds::manifest(&image, platform.as_deref(), &creds.registries(opts, &[], &named(&image))?, p).await
+        }
+        Command::Config { image, platform } => {
+            crate::registry_cmds::config(&image, platform.as_deref(), &creds.registries(opts, &[], &named(&image))?, p).await
+        }
+        Command::Digest { image } => crate::registry_cmds::digest(&image, &creds.registries(opts, &[], &named(&image))?, p).await,
+        Command::Delete { image } => crate::registry_cmds::delete(&image, &creds.registries(opts, &[], &named(&image))?, p).await,
+        Command::Tag { image, new_tag } => {
+            crate::registry_cmds::tag(&image, &new_tag, &creds.registries(opts, &[], &named(&image))?, p).await
+        }
         Command::Login { registry, username, password_stdin, password } => {
             crate::registry_cmds::login(&registry, username, password_stdin, password, p).await
         }
         Command::Logout { registry } => crate::registry_cmds::logout(&registry, p).await,
-        Command::Conda(crate::CondaCommand::Build(args)) => crate::conda_cmd::build(args, reg, p).await,
-        Command::Build(args) => crate::build_cmd::build(args, reg, p).await,
-        Command::Run(args) => crate::build_cmd::run(args, reg).await,
+        Command::Conda(crate::CondaCommand::Build(args)) => {
+            let base = names(&parse(&args.base)?);
+            let target = match (&args.output, args.push) {
+                (Some(o), false) => names(&parse(o)?),
+                _ => named(&args.image),
+            };
+            let reg = creds.registries(opts, &base, &target)?;
+            crate::conda_cmd::build(args, &reg, p).await
+        }
+        Command::Build(args) => {
+            // Only the push target: `FROM` images are not named on the command line.
+            let target = if args.push { args.tag.as_deref().map(named).unwrap_or_default() } else { Vec::new() };
+            let reg = creds.registries(opts, &[], &target)?;
+            crate::build_cmd::build(args, &reg, p).await
+        }
+        Command::Run(args) => {
+            let known = ["docker://", "docker-archive:", "oci:", "oci-archive:"];
+            let source = if known.iter().any(|k| args.image.starts_with(k)) {
+                names(&parse(&args.image)?)
+            } else if args.image == "scratch" || cwd.join(&args.image).exists() {
+                Vec::new()
+            } else {
+                named(&args.image)
+            };
+            let reg = creds.registries(opts, &source, &[])?;
+            crate::build_cmd::run(args, &reg).await
+        }
         Command::Export { image, dest, platform } => {
-            let image = load(&Transport::parse(&image, &cwd)?, platform.as_deref(), Flavor::Oci, reg).await?;
+            let t = parse(&image)?;
+            let reg = &creds.registries(opts, &names(&t), &[])?;
+            let image = load(&t, platform.as_deref(), Flavor::Oci, reg).await?;
             crate::export::export(&image, &dest, p).await
         }
     }
@@ -159,7 +221,7 @@ enum Source {
     Dockerfile(Box<crate::build_cmd::BuildArgs>),
 }
 
-async fn pipe(file: &Path, dry_run: bool, p: Printer, reg: &Registries) -> Result<()> {
+async fn pipe(file: &Path, dry_run: bool, p: Printer, opts: &ClientOptions, creds: &CliCreds) -> Result<()> {
     let pf = PipelineFile::load(file)?;
     let pl = &pf.pipeline;
     let at = |s: std::ops::Range<usize>| pf.at(s);
@@ -183,6 +245,13 @@ async fn pipe(file: &Path, dry_run: bool, p: Printer, reg: &Registries) -> Resul
     if sinks.is_empty() {
         bail!("{}: the pipeline has no [[sink]]; add one, e.g. [[sink]] to = \"oci:out:latest\"", pf.path.display());
     }
+    // The source image and the sinks are named; a Dockerfile's FROM is not.
+    let sources = match &source {
+        Source::Image(t) => names(t),
+        Source::Dockerfile(_) => Vec::new(),
+    };
+    let targets: Vec<String> = sinks.iter().flat_map(names).collect();
+    let reg = &creds.registries(opts, &sources, &targets)?;
     // Check every step before doing anything, so a typo late in the file costs nothing.
     let mut producers: Vec<Option<Box<dyn LayerProducer>>> = Vec::new();
     for step in &pl.steps {

@@ -3,6 +3,7 @@
 mod build_cmd;
 mod commands;
 mod conda_cmd;
+mod creds;
 mod export;
 mod pipeline;
 mod printer;
@@ -31,9 +32,10 @@ struct Cli {
     /// A directory of HOST[:PORT]/*.crt CA certificates, like /etc/containers/certs.d (repeatable).
     #[arg(long = "cert-dir", global = true, value_name = "DIR")]
     cert_dirs: Vec<PathBuf>,
-    /// USER:PASSWORD for the registries this command talks to (or set IMGTOOL_CREDS).
+    /// USER:PASSWORD for the registry this command names as its target (where it pushes,
+    /// or the one it reads when it pushes nowhere); other registries use stored logins.
     #[arg(long, global = true, value_name = "USER:PASSWORD", env = "IMGTOOL_CREDS", hide_env_values = true)]
-    creds: Option<String>,
+    creds: Option<creds::SecretArg>,
     #[command(subcommand)]
     command: Command,
 }
@@ -47,6 +49,12 @@ enum Command {
         /// Print what would be read, built and written, and stop.
         #[arg(long)]
         dry_run: bool,
+        /// USER:PASSWORD for the source image's registry.
+        #[arg(long, value_name = "USER:PASSWORD")]
+        src_creds: Option<creds::SecretArg>,
+        /// USER:PASSWORD for the registry of the registry sinks.
+        #[arg(long, value_name = "USER:PASSWORD")]
+        dest_creds: Option<creds::SecretArg>,
     },
     /// Copy an image between any two transports.
     Copy {
@@ -64,6 +72,12 @@ enum Command {
         /// destination's syntax (`NAME:TAG` for docker-archive, a tag for OCI).
         #[arg(long = "additional-tag", value_name = "TAG")]
         additional_tags: Vec<String>,
+        /// USER:PASSWORD for the source registry.
+        #[arg(long, value_name = "USER:PASSWORD")]
+        src_creds: Option<creds::SecretArg>,
+        /// USER:PASSWORD for the destination registry.
+        #[arg(long, value_name = "USER:PASSWORD")]
+        dest_creds: Option<creds::SecretArg>,
     },
     /// Show an image's manifest, config and layers.
     Inspect {
@@ -200,15 +214,10 @@ enum CondaCommand {
     Build(conda_cmd::CondaBuild),
 }
 
-fn registry_options(cli: &Cli) -> anyhow::Result<imgtool_registry::ClientOptions> {
+fn registry_options(cli: &Cli) -> imgtool_registry::ClientOptions {
     let mut o = imgtool_registry::ClientOptions { insecure: cli.insecure_registries.clone(), ..Default::default() };
     o.cert_dirs.splice(0..0, cli.cert_dirs.iter().cloned());
-    if let Some(c) = &cli.creds {
-        let (user, pass) = c.split_once(':').ok_or_else(|| anyhow::anyhow!("--creds needs USER:PASSWORD"))?;
-        o.default_credential =
-            Some(imgtool_registry::Credential::Basic { username: user.into(), password: imgtool_registry::Secret::new(pass) });
-    }
-    Ok(o)
+    o
 }
 
 fn main() -> ExitCode {
@@ -226,14 +235,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let registries = match registry_options(&cli) {
-        Ok(o) => imgtool_registry::Registries::new(o),
+    let opts = registry_options(&cli);
+    let given = match creds::parse("--creds", cli.creds.as_ref()) {
+        Ok(c) => creds::CliCreds { creds: c, ..Default::default() },
         Err(e) => {
             eprintln!("error: {e:#}");
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(commands::run(cli.command, printer, &registries)) {
+    match rt.block_on(commands::run(cli.command, printer, &opts, given)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => match e.downcast_ref::<build_cmd::ExitWith>() {
             // The command said what it had to; end with its code.

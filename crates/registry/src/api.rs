@@ -1,14 +1,13 @@
 //! The distribution API: manifests, blobs, uploads, mounts, tags, catalog, referrers.
 
 use bytes::Bytes;
-use futures::StreamExt;
 use imgtool_core::{BlobStream, Descriptor, Digest, Hasher, Index, MediaType};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, Response, StatusCode};
 use url::Url;
 
-use crate::client::{RegistryClient, count, headers, strip_query};
-use crate::error::{Error, Result, parse_errors};
+use crate::client::{RegistryClient, count, error_body, headers, read_limited, strip_query};
+use crate::error::{Error, Result};
 
 /// Every manifest type we read, in the `Accept` header of manifest requests. Without the
 /// OCI types a registry answers 404 for OCI manifests; without any, it may down-convert
@@ -26,9 +25,15 @@ pub enum Mount {
 
 async fn fail(method: &str, url: &Url, resp: Response) -> Error {
     let status = resp.status().as_u16();
-    let errors = parse_errors(&resp.bytes().await.unwrap_or_default());
+    let errors = error_body(resp).await;
     Error::Status { method: method.into(), url: strip_query(url), status, errors }
 }
+
+/// The most bytes of one tag or catalog page, or of a referrers index.
+const PAGE_LIMIT: u64 = 16 << 20;
+
+/// The largest upload chunk: each is held in memory while it is sent.
+const MAX_CHUNK: u64 = 64 << 20;
 
 fn not_found(what: String, place: String) -> Error {
     Error::Core(imgtool_core::Error::NotFound { what, place })
@@ -46,6 +51,12 @@ fn location(base: &Url, resp: &Response) -> Result<Url> {
         .ok_or_else(|| Error::Protocol { url: strip_query(base), why: "the registry sent no Location for the upload".into() })?;
     // Relative or absolute; the query (upload state) is kept as it is.
     base.join(loc).map_err(|e| Error::Protocol { url: strip_query(base), why: format!("bad Location {loc:?}: {e}") })
+}
+
+/// Where a 206 answer's `Content-Range: bytes START-END/TOTAL` starts.
+fn content_range_start(resp: &Response) -> Option<u64> {
+    let v = resp.headers().get(header::CONTENT_RANGE)?.to_str().ok()?;
+    v.trim().strip_prefix("bytes")?.trim().split('-').next()?.trim().parse().ok()
 }
 
 impl RegistryClient {
@@ -67,19 +78,7 @@ impl RegistryClient {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.split(';').next().unwrap_or(s).trim().to_string());
-        let limit = self.opts.manifest_limit;
-        if resp.content_length().is_some_and(|n| n > limit) {
-            return Err(imgtool_core::Error::TooLarge { what: format!("manifest {repo}:{reference}"), limit }.into());
-        }
-        let mut body = Vec::new();
-        let mut stream = resp.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| Error::Transport { what: format!("reading manifest {repo}:{reference}"), source: e })?;
-            body.extend_from_slice(&chunk);
-            if body.len() as u64 > limit {
-                return Err(imgtool_core::Error::TooLarge { what: format!("manifest {repo}:{reference}"), limit }.into());
-            }
-        }
+        let body = read_limited(resp, self.opts.manifest_limit, &format!("manifest {repo}:{reference}")).await?;
         let actual = Digest::sha256_of(&body);
         let expected = reference.parse::<Digest>().ok().or(announced.filter(|d| d.algorithm() == imgtool_core::Algorithm::Sha256));
         if let Some(expected) = expected {
@@ -99,7 +98,7 @@ impl RegistryClient {
             return Err(imgtool_core::Error::Schema1.into());
         }
         let desc = Descriptor::of(mt, &body);
-        Ok((desc, Bytes::from(body)))
+        Ok((desc, body))
     }
 
     /// HEAD a manifest: its descriptor, or `None` when absent.
@@ -179,23 +178,27 @@ impl RegistryClient {
             h.insert(header::RANGE, v);
         }
         count(&self.stats.blob_gets, 1);
-        let mut resp = self.send(Method::GET, url.clone(), &[Self::scope(repo, "pull")], h.clone(), None).await?;
+        let scopes = [Self::scope(repo, "pull")];
+        let mut resp = self.send(Method::GET, url.clone(), &scopes, h.clone(), None).await?;
+        let mut at = url.clone();
         for _ in 0..5 {
             if !resp.status().is_redirection() {
                 break;
             }
-            let next = location(&url, &resp)?;
-            let same_host = next.host_str() == url.host_str() && next.port_or_known_default() == url.port_or_known_default();
-            resp = if same_host {
-                self.send(Method::GET, next, &[Self::scope(repo, "pull")], h.clone(), None).await?
-            } else {
-                // Never hand our credentials to another host.
-                self.get_foreign(next, h.clone()).await?
-            };
+            // `send` gives credentials only to the registry's own origin: a storage host,
+            // or the same host over another scheme, gets none.
+            at = location(&at, &resp)?;
+            resp = self.send(Method::GET, at.clone(), &scopes, h.clone(), None).await?;
         }
         match resp.status() {
             StatusCode::OK if offset == 0 => Ok(resp),
-            StatusCode::PARTIAL_CONTENT if offset > 0 => Ok(resp),
+            StatusCode::PARTIAL_CONTENT if offset > 0 => match content_range_start(&resp) {
+                Some(start) if start == offset => Ok(resp),
+                start => Err(Error::Protocol {
+                    url: strip_query(&url),
+                    why: format!("asked for bytes from {offset}, got a range starting at {}", start.map_or("?".into(), |s| s.to_string())),
+                }),
+            },
             StatusCode::OK => Err(Error::Protocol { url: strip_query(&url), why: "the registry ignored a Range request".into() }),
             StatusCode::NOT_FOUND => Err(not_found(format!("blob {digest}"), format!("{}/{repo}", self.registry()))),
             _ => Err(fail("GET", &url, resp).await),
@@ -243,7 +246,7 @@ impl RegistryClient {
         let scopes = [Self::scope(repo, "pull,push")];
         match self.opts.chunk_size {
             None => self.upload_monolithic(repo, desc, data, session, &scopes).await,
-            Some(chunk) => self.upload_chunked(repo, desc, data, session, &scopes, chunk.max(1024)).await,
+            Some(chunk) => self.upload_chunked(repo, desc, data, session, &scopes, chunk.clamp(1024, MAX_CHUNK)).await,
         }?;
         count(&self.stats.uploads, 1);
         count(&self.stats.blob_bytes_out, desc.size);
@@ -275,7 +278,7 @@ impl RegistryClient {
         use tokio::io::AsyncReadExt;
         let mut url = session;
         let mut sent = 0u64;
-        let mut buf = Vec::with_capacity(chunk as usize);
+        let mut buf = Vec::with_capacity(usize::try_from(chunk).unwrap_or(1024));
         loop {
             buf.clear();
             (&mut data)
@@ -286,7 +289,7 @@ impl RegistryClient {
             if buf.is_empty() {
                 break;
             }
-            let end = sent + buf.len() as u64 - 1;
+            let end = sent.saturating_add(buf.len() as u64 - 1);
             let mut attempt = 0;
             loop {
                 attempt += 1;
@@ -304,13 +307,14 @@ impl RegistryClient {
                     // from there if it is inside the chunk we still hold.
                     StatusCode::RANGE_NOT_SATISFIABLE if attempt < 3 => {
                         let have = self.upload_offset(&url, scopes).await?;
-                        if have < sent || have > end + 1 {
+                        if have < sent || have > end.saturating_add(1) {
                             return Err(Error::Protocol {
                                 url: strip_query(&url),
                                 why: format!("upload offset {have} is outside the chunk {sent}-{end}"),
                             });
                         }
-                        let skip = (have - sent) as usize;
+                        // In 0..=buf.len(), checked just above.
+                        let skip = usize::try_from(have - sent).unwrap_or(buf.len()).min(buf.len());
                         buf.drain(..skip);
                         sent = have;
                         if buf.is_empty() {
@@ -320,7 +324,7 @@ impl RegistryClient {
                     _ => return Err(fail("PATCH", &url, resp).await),
                 }
             }
-            sent = end + 1;
+            sent = end.saturating_add(1);
         }
         url.query_pairs_mut().append_pair("digest", &desc.digest.to_string());
         let resp = self.send(Method::PUT, url.clone(), scopes, HeaderMap::new(), Some(Bytes::new())).await?;
@@ -333,9 +337,19 @@ impl RegistryClient {
     /// How many bytes an upload session holds (from its `Range: 0-N`).
     async fn upload_offset(&self, session: &Url, scopes: &[String]) -> Result<u64> {
         let resp = self.send(Method::GET, session.clone(), scopes, HeaderMap::new(), None).await?;
-        let range = resp.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).unwrap_or("0-0");
-        let end: u64 = range.rsplit('-').next().and_then(|s| s.parse().ok()).unwrap_or(0);
-        Ok(if range == "0-0" && resp.status() == StatusCode::NO_CONTENT { 0 } else { end + 1 })
+        let Some(range) = resp.headers().get(header::RANGE) else { return Ok(0) };
+        let bad = || Error::Protocol { url: strip_query(session), why: format!("unreadable upload Range {range:?}") };
+        let range = range.to_str().map_err(|_| bad())?;
+        // `0-0` is both "nothing yet" (204, as distribution says it) and "one byte".
+        if range.trim() == "0-0" && resp.status() == StatusCode::NO_CONTENT {
+            return Ok(0);
+        }
+        let (start, end) = range.trim().trim_start_matches("bytes=").split_once('-').ok_or_else(bad)?;
+        let end: u64 = end.trim().parse().map_err(|_| bad())?;
+        if start.trim() != "0" {
+            return Err(bad());
+        }
+        end.checked_add(1).ok_or_else(bad)
     }
 
     /// DELETE a blob.
@@ -403,7 +417,7 @@ impl RegistryClient {
                 .and_then(|l| l.split(',').find(|p| p.contains("rel=\"next\"")))
                 .and_then(|p| p.split(['<', '>']).nth(1))
                 .and_then(|target| url.join(target).ok());
-            pages.push(resp.bytes().await.map_err(|e| Error::Transport { what: format!("reading {}", strip_query(&url)), source: e })?);
+            pages.push(read_limited(resp, PAGE_LIMIT, &strip_query(&url)).await?);
         }
         Ok(pages)
     }
@@ -416,7 +430,7 @@ impl RegistryClient {
             .send(Method::GET, url.clone(), &[Self::scope(repo, "pull")], headers(header::ACCEPT, MediaType::OciIndex.as_str()), None)
             .await?;
         if resp.status().is_success() {
-            let body = resp.bytes().await.map_err(|e| Error::Transport { what: format!("reading {}", strip_query(&url)), source: e })?;
+            let body = read_limited(resp, PAGE_LIMIT, &strip_query(&url)).await?;
             return serde_json::from_slice(&body)
                 .map_err(|e| Error::Protocol { url: strip_query(&url), why: format!("unreadable referrers index: {e}") });
         }

@@ -118,8 +118,22 @@ pub(crate) struct TokenResponse {
     pub token: Option<String>,
     #[serde(default)]
     pub access_token: Option<String>,
+    /// Seconds, as the server wrote them: any JSON number (or junk) is accepted here and
+    /// bounded by [`token_life`], so a hostile value can neither fail the pull nor overflow.
     #[serde(default)]
-    pub expires_in: Option<u64>,
+    pub expires_in: Option<serde_json::Value>,
+}
+
+/// The longest a token is cached, whatever the server says: a token that dies earlier
+/// costs one 401 and a refresh, while an unbounded one would overflow `Instant`.
+pub(crate) const MAX_TOKEN_LIFE: Duration = Duration::from_secs(24 * 3600);
+
+/// How long to use a token the server says lives `expires_in` seconds.
+pub(crate) fn token_life(expires_in: Option<&serde_json::Value>) -> Duration {
+    // The token spec: absent or under 60 s means 60 s.
+    let secs = expires_in.and_then(serde_json::Value::as_f64).filter(|s| s.is_finite() && *s >= 60.0).unwrap_or(60.0);
+    // Renew 10 s early so a request never races expiry.
+    Duration::try_from_secs_f64(secs - 10.0).unwrap_or(MAX_TOKEN_LIFE).min(MAX_TOKEN_LIFE)
 }
 
 /// Bearer tokens by scope, until shortly before they expire.
@@ -133,10 +147,10 @@ impl TokenCache {
         self.tokens.get(scope).filter(|(_, until)| Instant::now() < *until).map(|(t, _)| t.clone())
     }
 
-    pub fn put(&mut self, scope: String, token: Secret, expires_in: Option<u64>) {
-        // Docker's default lifetime is 60 s; renew 10 s early so a request never races expiry.
-        let life = Duration::from_secs(expires_in.unwrap_or(60).max(20) - 10);
-        self.tokens.insert(scope, (token, Instant::now() + life));
+    pub fn put(&mut self, scope: String, token: Secret, life: Duration) {
+        let now = Instant::now();
+        let life = life.min(MAX_TOKEN_LIFE);
+        self.tokens.insert(scope, (token, now.checked_add(life).unwrap_or(now)));
     }
 
     pub fn forget(&mut self, scope: &str) {
@@ -165,6 +179,25 @@ mod tests {
         let quoted = Challenge::parse(r#"Bearer realm="http://h/t", scope="repository:a:pull,push""#).unwrap();
         assert!(matches!(quoted, Challenge::Bearer { scope: Some(s), .. } if s == "repository:a:pull,push"));
         assert_eq!(Challenge::parse("Negotiate x"), None);
+    }
+
+    #[test]
+    fn token_lifetimes_are_bounded() {
+        use serde_json::json;
+        let life = |v: serde_json::Value| token_life(Some(&v));
+        assert_eq!(token_life(None), Duration::from_secs(50));
+        assert_eq!(life(json!(300)), Duration::from_secs(290));
+        for small in [json!(0), json!(-5), json!(-1e300), json!(59), json!("300"), json!(null)] {
+            assert_eq!(life(small.clone()), Duration::from_secs(50), "{small}");
+        }
+        for huge in [json!(u64::MAX), json!(i64::MAX), json!(1e300)] {
+            assert_eq!(life(huge.clone()), MAX_TOKEN_LIFE, "{huge}");
+        }
+        let mut cache = TokenCache::default();
+        cache.put("s".into(), Secret::new("t"), Duration::MAX);
+        assert!(cache.get("s").is_some());
+        let answer: TokenResponse = serde_json::from_str(r#"{"token": "t", "expires_in": -3}"#).unwrap();
+        assert_eq!(token_life(answer.expires_in.as_ref()), Duration::from_secs(50));
     }
 
     #[test]

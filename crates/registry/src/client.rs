@@ -5,15 +5,16 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use futures::StreamExt;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use tokio::sync::{Mutex, OnceCell};
 use url::Url;
 
-use crate::auth::{Challenge, Credential, Secret, TokenCache, TokenResponse};
+use crate::auth::{Challenge, Credential, TokenCache};
 use crate::error::{Error, Result, parse_errors};
 use imgtool_core::error_chain;
 
@@ -36,17 +37,18 @@ pub struct ClientOptions {
     pub insecure: Vec<String>,
     /// Directories holding `HOST[:PORT]/*.crt` CA files, as `/etc/containers/certs.d`.
     pub cert_dirs: Vec<PathBuf>,
-    /// Credentials by registry name (as written in references, e.g. `docker.io`).
+    /// Credentials by registry name (as written in references, e.g. `docker.io`, or
+    /// `host:port`). There is deliberately no catch-all entry: a credential belongs to one
+    /// registry, and registries not named here use the `auth_files` or none.
     pub credentials: HashMap<String, Credential>,
-    /// Credentials for every registry not named in `credentials` (from --creds).
-    pub default_credential: Option<Credential>,
     /// Attempts for a request that fails in a way worth retrying.
     pub retries: u32,
     /// The longest a request keeps being retried.
     pub retry_budget: Duration,
     /// The most manifest bytes read.
     pub manifest_limit: u64,
-    /// Chunk size for chunked uploads; `None` uploads each blob in one request.
+    /// Chunk size for chunked uploads; `None` uploads each blob in one request. Clamped to
+    /// 1 KiB..=64 MiB, since each chunk is held in memory.
     pub chunk_size: Option<u64>,
     /// Files (and helpers) to find credentials in when none are given.
     pub auth_files: crate::AuthFiles,
@@ -58,7 +60,6 @@ impl Default for ClientOptions {
             insecure: Vec::new(),
             cert_dirs: vec!["/etc/containers/certs.d".into(), "/etc/docker/certs.d".into()],
             credentials: HashMap::new(),
-            default_credential: None,
             retries: 5,
             retry_budget: Duration::from_secs(120),
             manifest_limit: imgtool_core::MANIFEST_LIMIT,
@@ -84,30 +85,35 @@ pub struct Stats {
 }
 
 #[derive(Debug, Default)]
-struct AuthState {
-    challenge: Option<Challenge>,
-    tokens: TokenCache,
+pub(crate) struct AuthState {
+    pub challenge: Option<Challenge>,
+    pub tokens: TokenCache,
+    /// The realm our credentials were kept from, and why, for the error a refusal gives.
+    pub withheld: Option<(String, String)>,
 }
 
 /// A client for one registry.
 #[derive(Debug)]
 pub struct RegistryClient {
     registry: String,
-    insecure: bool,
-    http: reqwest::Client,
-    /// For following blob redirects to storage hosts: no auth, default TLS.
-    plain: reqwest::Client,
+    pub(crate) insecure: bool,
+    /// For the registry's own origin (and a token realm on its host): its CAs, and
+    /// unverified TLS when it is named insecure.
+    pub(crate) http: reqwest::Client,
+    /// For every other origin (storage hosts, upload or page URLs elsewhere, token realms on
+    /// other hosts): never credentials, always verified TLS.
+    pub(crate) foreign: reqwest::Client,
     base: OnceCell<Url>,
-    credential: Credential,
-    auth: Mutex<AuthState>,
+    pub(crate) credential: Credential,
+    pub(crate) auth: Mutex<AuthState>,
     /// Set once the token server turned down an OAuth2 password POST: use GET from then on.
-    no_oauth_post: std::sync::atomic::AtomicBool,
+    pub(crate) no_oauth_post: std::sync::atomic::AtomicBool,
     pub(crate) opts: ClientOptions,
     /// What moved through this client.
     pub stats: Stats,
 }
 
-fn transport(what: impl Into<String>) -> impl FnOnce(reqwest::Error) -> Error {
+pub(crate) fn transport(what: impl Into<String>) -> impl FnOnce(reqwest::Error) -> Error {
     let what = what.into();
     move |source| Error::Transport { what, source: source.without_url() }
 }
@@ -117,11 +123,16 @@ impl RegistryClient {
     pub fn new(registry: &str, opts: &ClientOptions) -> Result<Self> {
         let host = api_host(registry).to_string();
         let insecure = opts.insecure.iter().any(|h| h == registry || h == &host);
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("imgtool/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(30))
-            .read_timeout(Duration::from_secs(120));
+        // Redirects are followed by hand, through the one place that decides on credentials.
+        let new_builder = || {
+            reqwest::Client::builder()
+                .user_agent(concat!("imgtool/", env!("CARGO_PKG_VERSION")))
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(Duration::from_secs(30))
+                .read_timeout(Duration::from_secs(120))
+        };
+        let mut builder = new_builder();
+        let mut foreign = new_builder();
         for dir in &opts.cert_dirs {
             let d = dir.join(registry);
             let Ok(entries) = std::fs::read_dir(&d) else { continue };
@@ -135,6 +146,8 @@ impl RegistryClient {
                         why: format!("{} is not a PEM certificate: {e}", p.display()),
                     })?;
                     for c in certs {
+                        // A registry's private CA usually signs its storage and token hosts too.
+                        foreign = foreign.add_root_certificate(c.clone());
                         builder = builder.add_root_certificate(c);
                     }
                     tracing::debug!(registry, ca = %p.display(), "trusting CA");
@@ -144,14 +157,10 @@ impl RegistryClient {
         if insecure {
             builder = builder.tls_danger_accept_invalid_certs(true);
         }
-        let http = builder.build().map_err(|e| Error::Config { registry: registry.into(), why: format!("cannot set up HTTPS: {e}") })?;
-        let plain = reqwest::Client::builder()
-            .user_agent(concat!("imgtool/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .build()
-            .map_err(|e| Error::Config { registry: registry.into(), why: format!("cannot set up HTTPS: {e}") })?;
-        let explicit =
-            opts.credentials.get(registry).or_else(|| opts.credentials.get(&host)).cloned().or_else(|| opts.default_credential.clone());
+        let setup = |e: reqwest::Error| Error::Config { registry: registry.into(), why: format!("cannot set up HTTPS: {e}") };
+        let http = builder.build().map_err(setup)?;
+        let foreign = foreign.build().map_err(setup)?;
+        let explicit = opts.credentials.get(registry).or_else(|| opts.credentials.get(&host)).cloned();
         let credential = match explicit {
             Some(c) => c,
             None => opts.auth_files.lookup(registry)?.unwrap_or_default(),
@@ -160,7 +169,7 @@ impl RegistryClient {
             registry: registry.to_string(),
             insecure,
             http,
-            plain,
+            foreign,
             base: OnceCell::new(),
             credential,
             auth: Mutex::new(AuthState::default()),
@@ -216,120 +225,22 @@ impl RegistryClient {
         base.join(&format!("v2/{path}")).map_err(|e| Error::Protocol { url: base.to_string(), why: format!("bad path {path:?}: {e}") })
     }
 
-    async fn authorize(&self, rb: RequestBuilder, scopes: &[String], force: bool) -> Result<RequestBuilder> {
-        let mut st = self.auth.lock().await;
-        match st.challenge.clone() {
-            None => Ok(rb),
-            Some(Challenge::Basic) => match &self.credential {
-                Credential::Basic { username, password } => Ok(rb.basic_auth(username, Some(password.expose()))),
-                _ => Ok(rb),
-            },
-            Some(Challenge::Bearer { realm, service, .. }) => {
-                if let Credential::Bearer(t) = &self.credential {
-                    return Ok(rb.bearer_auth(t.expose()));
-                }
-                let key = scopes.join(" ");
-                if force {
-                    st.tokens.forget(&key);
-                }
-                let token = match st.tokens.get(&key) {
-                    Some(t) => t,
-                    None => {
-                        let (t, exp) = self.fetch_token(&realm, service.as_deref(), scopes).await?;
-                        st.tokens.put(key, t.clone(), exp);
-                        t
-                    }
-                };
-                Ok(rb.bearer_auth(token.expose()))
-            }
-        }
+    /// Whether `url` is on the origin (scheme, host, port) this registry is reached at:
+    /// the one place that decides whether a request may carry its credentials.
+    pub async fn is_own_origin(&self, url: &Url) -> Result<bool> {
+        Ok(self.base().await?.origin() == url.origin())
     }
 
-    async fn fetch_token(&self, realm: &str, service: Option<&str>, scopes: &[String]) -> Result<(Secret, Option<u64>)> {
-        let url = Url::parse(realm).map_err(|e| Error::Protocol { url: realm.into(), why: format!("bad token realm: {e}") })?;
-        let what = || format!("getting a token from {}", url.host_str().unwrap_or(realm));
-        // OAuth2 form fields common to both grants.
-        let oauth = |grant: Vec<(&'static str, String)>| {
-            let mut form = grant;
-            form.push(("client_id", "imgtool".into()));
-            if let Some(s) = service {
-                form.push(("service", s.into()));
-            }
-            if !scopes.is_empty() {
-                form.push(("scope", scopes.join(" ")));
-            }
-            form
-        };
-        let resp = match &self.credential {
-            Credential::IdentityToken(refresh) => {
-                let form = oauth(vec![("grant_type", "refresh_token".into()), ("refresh_token", refresh.expose().into())]);
-                self.http.post(url.clone()).form(&form).send().await.map_err(transport(what()))?
-            }
-            cred => {
-                // A user and password go by OAuth2 POST first; token servers that only
-                // know the classic GET answer 404 or 405, and get the GET.
-                let posted = match cred {
-                    Credential::Basic { username, password } if !self.no_oauth_post.load(Ordering::Relaxed) => {
-                        let form = oauth(vec![
-                            ("grant_type", "password".into()),
-                            ("username", username.clone()),
-                            ("password", password.expose().into()),
-                        ]);
-                        let resp = self.http.post(url.clone()).form(&form).send().await.map_err(transport(what()))?;
-                        match resp.status() {
-                            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::BAD_REQUEST => {
-                                self.no_oauth_post.store(true, Ordering::Relaxed);
-                                None
-                            }
-                            _ => Some(resp),
-                        }
-                    }
-                    _ => None,
-                };
-                match posted {
-                    Some(resp) => resp,
-                    None => {
-                        let mut get = url.clone();
-                        {
-                            let mut q = get.query_pairs_mut();
-                            if let Some(s) = service {
-                                q.append_pair("service", s);
-                            }
-                            for s in scopes {
-                                q.append_pair("scope", s);
-                            }
-                        }
-                        let mut rb = self.http.get(get);
-                        if let Credential::Basic { username, password } = cred {
-                            rb = rb.basic_auth(username, Some(password.expose()));
-                        }
-                        rb.send().await.map_err(transport(what()))?
-                    }
-                }
-            }
-        };
-        let status = resp.status();
-        let body = resp.bytes().await.map_err(transport(what()))?;
-        if !status.is_success() {
-            let errors = parse_errors(&body);
-            return Err(if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                Error::Unauthorized { registry: self.registry.clone(), scope: scopes.join(" "), errors }
-            } else {
-                Error::Status { method: "GET".into(), url: strip_query(&url), status: status.as_u16(), errors }
-            });
-        }
-        let t: TokenResponse = serde_json::from_slice(&body)
-            .map_err(|e| Error::Protocol { url: strip_query(&url), why: format!("unreadable token answer: {e}") })?;
-        let token = t
-            .token
-            .or(t.access_token)
-            .ok_or_else(|| Error::Protocol { url: strip_query(&url), why: "the token answer holds no token".into() })?;
-        Ok((Secret::new(token), t.expires_in))
-    }
-
-    async fn learn_challenge(&self, resp: &Response) {
-        if let Some(c) = resp.headers().get(header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).and_then(Challenge::parse) {
-            self.auth.lock().await.challenge = Some(c);
+    /// A request to `url`, authorized for `scopes` when `url` is on the registry's own
+    /// origin; to any other origin (an absolute upload `Location`, a `Link` page, a
+    /// redirect, a scheme change on the same host) it goes without credentials.
+    async fn request(&self, method: &Method, url: &Url, scopes: &[String]) -> Result<(RequestBuilder, bool)> {
+        if self.is_own_origin(url).await? {
+            let rb = self.http.request(method.clone(), url.clone());
+            Ok((self.authorize(rb, scopes, false).await?, true))
+        } else {
+            tracing::debug!(registry = %self.registry, url = %strip_query(url), "another origin: no credentials");
+            Ok((self.foreign.request(method.clone(), url.clone()), false))
         }
     }
 
@@ -341,14 +252,15 @@ impl RegistryClient {
         let mut reauthed = false;
         loop {
             attempt += 1;
-            let mut rb = self.http.request(method.clone(), url.clone()).headers(headers.clone());
+            let (rb, own) = self.request(&method, &url, scopes).await?;
+            let mut rb = rb.headers(headers.clone());
             if let Some(b) = &body {
                 rb = rb.body(b.clone());
             }
-            let rb = self.authorize(rb, scopes, false).await?;
             let outcome = rb.send().await.map_err(transport(format!("{method} {}", strip_query(&url))));
             let (err, retry_after) = match outcome {
-                Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED && !reauthed => {
+                // Only the registry itself may tell us how to authenticate to it.
+                Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED && !reauthed && own => {
                     self.learn_challenge(&resp).await;
                     reauthed = true;
                     // Force a fresh token for these scopes before the retry.
@@ -356,24 +268,26 @@ impl RegistryClient {
                     continue;
                 }
                 Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED || resp.status() == StatusCode::FORBIDDEN => {
-                    let errors = parse_errors(&resp.bytes().await.unwrap_or_default());
-                    return Err(Error::Unauthorized { registry: self.registry.clone(), scope: scopes.join(" "), errors });
+                    let errors = error_body(resp).await;
+                    return Err(self.unauthorized(scopes, errors).await);
                 }
                 Ok(resp) if is_retryable(resp.status()) => {
                     let ra = retry_after(&resp);
                     let status = resp.status().as_u16();
-                    let errors = parse_errors(&resp.bytes().await.unwrap_or_default());
+                    let errors = error_body(resp).await;
                     (Error::Status { method: method.to_string(), url: strip_query(&url), status, errors }, ra)
                 }
                 Ok(resp) => return Ok(resp),
                 Err(e) if e.should_retry() => (e, None),
                 Err(e) => return Err(e),
             };
-            if attempt >= self.opts.retries.max(1) || start.elapsed() > self.opts.retry_budget {
+            let left = self.opts.retry_budget.saturating_sub(start.elapsed());
+            if attempt >= self.opts.retries.max(1) || left.is_zero() {
                 return Err(err);
             }
-            let wait = retry_after.unwrap_or_else(|| backoff(attempt)).min(Duration::from_secs(30));
-            tracing::info!(%err, attempt, wait_ms = wait.as_millis() as u64, "retrying");
+            // Never sleep past the budget, whatever the server asked for.
+            let wait = retry_after.unwrap_or_else(|| backoff(attempt)).min(left);
+            tracing::info!(%err, attempt, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "retrying");
             tokio::time::sleep(wait).await;
         }
     }
@@ -388,14 +302,8 @@ impl RegistryClient {
         headers: HeaderMap,
         body: reqwest::Body,
     ) -> Result<Response> {
-        let rb = self.http.request(method.clone(), url.clone()).headers(headers).body(body);
-        let rb = self.authorize(rb, scopes, false).await?;
-        rb.send().await.map_err(transport(format!("{method} {}", strip_query(&url))))
-    }
-
-    /// GET a URL on another host (a blob redirect) with no credentials at all.
-    pub async fn get_foreign(&self, url: Url, headers: HeaderMap) -> Result<Response> {
-        self.plain.get(url.clone()).headers(headers).send().await.map_err(transport(format!("GET {}", strip_query(&url))))
+        let (rb, _) = self.request(&method, &url, scopes).await?;
+        rb.headers(headers).body(body).send().await.map_err(transport(format!("{method} {}", strip_query(&url))))
     }
 
     /// The scope for `repo` with `actions` (`pull`, `pull,push`, `delete`).
@@ -422,12 +330,65 @@ fn is_retryable(s: StatusCode) -> bool {
     matches!(s.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
 }
 
+/// The longest a `Retry-After` is honoured: a registry asking for more gets a retry
+/// sooner (or the error, when the retries run out) rather than a hung command.
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
 fn retry_after(resp: &Response) -> Option<Duration> {
-    resp.headers()
-        .get(header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
+    parse_retry_after(resp.headers().get(header::RETRY_AFTER)?.to_str().ok()?, SystemTime::now())
+}
+
+/// `Retry-After` as seconds or an HTTP date, capped at [`MAX_RETRY_AFTER`]; anything else
+/// (negative, junk) is ignored and the usual backoff applies.
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let v = value.trim();
+    let wait = if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        // More digits than a u64 holds is still just "a long time".
+        Duration::from_secs(v.parse::<u64>().unwrap_or(u64::MAX))
+    } else {
+        httpdate::parse_http_date(v).ok()?.duration_since(now).unwrap_or(Duration::ZERO)
+    };
+    if wait > MAX_RETRY_AFTER {
+        tracing::debug!(retry_after = v, cap_s = MAX_RETRY_AFTER.as_secs(), "Retry-After capped");
+        return Some(MAX_RETRY_AFTER);
+    }
+    Some(wait)
+}
+
+/// The most bytes of an error answer read: enough for any registry's JSON errors, and a
+/// hostile endless body costs nothing.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
+/// The registry's error entries from an error answer, reading at most [`ERROR_BODY_LIMIT`].
+pub(crate) async fn error_body(resp: Response) -> Vec<crate::ApiError> {
+    let mut body = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(Ok(chunk)) = stream.next().await {
+        let room = ERROR_BODY_LIMIT.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= ERROR_BODY_LIMIT {
+            break;
+        }
+    }
+    parse_errors(&body)
+}
+
+/// A whole answer body, refusing more than `limit` bytes (announced or received).
+pub(crate) async fn read_limited(resp: Response, limit: u64, what: &str) -> Result<Bytes> {
+    let too_large = || Error::Core(imgtool_core::Error::TooLarge { what: what.to_string(), limit });
+    if resp.content_length().is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Error::Transport { what: format!("reading {what}"), source: e.without_url() })?;
+        body.extend_from_slice(&chunk);
+        if body.len() as u64 > limit {
+            return Err(too_large());
+        }
+    }
+    Ok(Bytes::from(body))
 }
 
 fn backoff(attempt: u32) -> Duration {
@@ -469,5 +430,36 @@ mod tests {
             assert!(!is_loopback(h), "{h}");
         }
         assert_eq!(api_host("docker.io"), "registry-1.docker.io");
+    }
+
+    #[test]
+    fn retry_after_is_bounded() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(parse_retry_after("3", now), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        for huge in ["61", "18446744073709551615", "99999999999999999999999999", "Fri, 31 Dec 9999 23:59:59 GMT"] {
+            assert_eq!(parse_retry_after(huge, now), Some(MAX_RETRY_AFTER), "{huge}");
+        }
+        let soon = httpdate::fmt_http_date(now + Duration::from_secs(5));
+        assert_eq!(parse_retry_after(&soon, now), Some(Duration::from_secs(5)));
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now), Some(Duration::ZERO), "a past date: now");
+        for junk in ["-5", "-18446744073709551616", "1.5", "soon", ""] {
+            assert_eq!(parse_retry_after(junk, now), None, "{junk}");
+        }
+    }
+
+    #[test]
+    fn origins_include_scheme_and_port() {
+        let base = Url::parse("https://registry.example/").unwrap();
+        let same = |u: &str| Url::parse(u).unwrap().origin() == base.origin();
+        assert!(same("https://registry.example:443/v2/x/blobs/uploads/1?_state=a"));
+        for other in [
+            "http://registry.example/v2/",
+            "https://registry.example:5000/v2/",
+            "https://storage.example/b",
+            "https://REGISTRY.example.evil/",
+        ] {
+            assert!(!same(other), "{other}");
+        }
     }
 }

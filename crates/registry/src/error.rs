@@ -58,6 +58,19 @@ pub enum Error {
         /// The registry's own error entries.
         errors: Vec<ApiError>,
     },
+    /// The registry's token realm was not safe for our credentials, so none were sent, and
+    /// what it gave without them was not enough.
+    #[error(
+        "{registry}: authentication failed: credentials were not sent to its token server {realm} because {why}; an anonymous token was not enough"
+    )]
+    CredentialsWithheld {
+        /// The registry host.
+        registry: String,
+        /// The token realm (without its query).
+        realm: String,
+        /// Why credentials were kept from it.
+        why: String,
+    },
     /// The connection failed.
     #[error("{what}: {source}")]
     Transport {

@@ -2,7 +2,10 @@
 //!
 //! - [`RegistryClient`]: one registry: HTTPS with verification (plain HTTP only for
 //!   loopback or named insecure registries, custom CAs from `certs.d`), Basic and Bearer
-//!   auth with a token cache per scope, retries with backoff and `Retry-After`.
+//!   auth with a token cache per scope, retries with backoff and `Retry-After` (capped).
+//!   Credentials and tokens go only to the origin (scheme, host, port) of the registry
+//!   they belong to; a token realm gets them over HTTPS, or over plain HTTP on the
+//!   registry's own loopback or insecure host, and otherwise only an anonymous request.
 //! - Manifests (GET/HEAD/PUT/DELETE, verified, size-capped), blobs (streamed, resumed with
 //!   `Range`, redirects followed without credentials), uploads (monolithic or chunked),
 //!   cross-repository mounts, tags and catalog with pagination, referrers.
@@ -28,6 +31,7 @@ mod credentials;
 mod error;
 mod image;
 mod stream;
+mod token;
 
 pub use api::{MANIFEST_ACCEPT, Mount};
 pub use auth::{Challenge, Credential, Secret};

@@ -1,6 +1,8 @@
 //! imgtool-registry against real registry servers (Debian's docker-registry).
 #![allow(clippy::unwrap_used)]
 
+mod origins;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
