@@ -47,6 +47,32 @@ pub async fn load_records(channel: &Url, subdir: Subdir) -> Result<Vec<RepoDataR
     load_local(channel, subdir)
 }
 
+/// The most repodata read for one subdir, compressed or not (conda-forge's largest is a
+/// few hundred MiB): a small `.zst` that inflates without end must not exhaust memory.
+const REPODATA_LIMIT: u64 = 1 << 30;
+
+async fn read_limited(mut resp: reqwest::Response, url: &Url) -> std::result::Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| format!("GET {url}: {e}"))? {
+        if body.len() as u64 + chunk.len() as u64 > REPODATA_LIMIT {
+            return Err(format!("{url} is larger than {} MiB", REPODATA_LIMIT >> 20));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn inflate_limited(body: &[u8], url: &Url) -> std::result::Result<Vec<u8>, String> {
+    use std::io::Read;
+    let dec = zstd::stream::read::Decoder::new(body).map_err(|e| format!("{url} is not valid zstd: {e}"))?;
+    let mut out = Vec::new();
+    dec.take(REPODATA_LIMIT + 1).read_to_end(&mut out).map_err(|e| format!("{url} is not valid zstd: {e}"))?;
+    if out.len() as u64 > REPODATA_LIMIT {
+        return Err(format!("{url} inflates to more than {} MiB", REPODATA_LIMIT >> 20));
+    }
+    Ok(out)
+}
+
 async fn load_remote(channel: &Url, subdir: Subdir) -> Result<Vec<RepoDataRecord>> {
     let bad = |why: String| Error::Channel { channel: channel.to_string(), why };
     let client = reqwest::Client::builder()
@@ -64,9 +90,8 @@ async fn load_remote(channel: &Url, subdir: Subdir) -> Result<Vec<RepoDataRecord
         if !resp.status().is_success() {
             return Err(bad(format!("GET {url}: {}", resp.status())));
         }
-        let body = resp.bytes().await.map_err(|e| bad(format!("GET {url}: {e}")))?;
-        raw =
-            Some(if zst { zstd::decode_all(&body[..]).map_err(|e| bad(format!("{url} is not valid zstd: {e}")))? } else { body.to_vec() });
+        let body = read_limited(resp, &url).await.map_err(bad)?;
+        raw = Some(if zst { inflate_limited(&body, &url).map_err(bad)? } else { body });
         break;
     }
     let Some(raw) = raw else {
@@ -90,6 +115,11 @@ fn load_local(channel: &Url, subdir: Subdir) -> Result<Vec<RepoDataRecord>> {
                     return Err(bad(format!("{} has no noarch/repodata.json; is it a conda channel?", dir.display())));
                 }
                 return Ok(Vec::new());
+            }
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_file() && m.len() <= REPODATA_LIMIT => {}
+                Ok(m) if m.is_file() => return Err(bad(format!("{} is larger than {} MiB", path.display(), REPODATA_LIMIT >> 20))),
+                _ => return Err(bad(format!("{} is not a regular file", path.display()))),
             }
             let repodata = RepoData::from_path(&path).map_err(|e| bad(format!("reading {}: {e}", path.display())))?;
             Ok(repodata.into_repo_data_records(&Channel::from_url(channel.clone())))

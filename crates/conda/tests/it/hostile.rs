@@ -97,3 +97,33 @@ async fn repodata_cannot_name_files_outside_the_channel() {
         assert!(err.contains("evil-1.0-0") && err.contains(want), "{edit}: {err}");
     }
 }
+
+/// A small `repodata.json.zst` that inflates past the limit, over HTTP, and a local
+/// `repodata.json` that is a FIFO: clear errors, bounded memory, no hang.
+#[tokio::test(flavor = "multi_thread")]
+async fn repodata_is_read_with_limits() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let ch = tmp.path().join("bomb");
+    channel::write_channel(&ch, &[Pkg::new("other", "1.0")]);
+    let f = std::fs::File::create(ch.join("noarch/repodata.json.zst")).unwrap();
+    let mut enc = zstd::stream::write::Encoder::new(f, 1).unwrap();
+    let zeros = vec![b' '; 1 << 20];
+    for _ in 0..1100 {
+        enc.write_all(&zeros).unwrap();
+    }
+    enc.finish().unwrap();
+    assert!(std::fs::metadata(ch.join("noarch/repodata.json.zst")).unwrap().len() < 1 << 20);
+    let served = crate::serve(&ch);
+    let res = crate::build(Path::new(&served.1), tmp.path(), &tmp.path().join("cache"), &["other"], "linux/amd64").await;
+    let err = imgtool_core::error_chain(&res.map(|_| ()).unwrap_err());
+    assert!(err.contains("inflates to more than 1024 MiB"), "{err}");
+
+    let fifo_ch = tmp.path().join("fifo");
+    channel::write_channel(&fifo_ch, &[Pkg::new("other", "1.0")]);
+    std::fs::remove_file(fifo_ch.join("linux-64/repodata.json")).unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(fifo_ch.join("linux-64/repodata.json")).status().unwrap().success());
+    let res = crate::build(&fifo_ch, tmp.path(), &tmp.path().join("cache2"), &["other"], "linux/amd64").await;
+    let err = imgtool_core::error_chain(&res.map(|_| ()).unwrap_err());
+    assert!(err.contains("not a regular file"), "{err}");
+}
