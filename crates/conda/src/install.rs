@@ -79,9 +79,8 @@ pub(crate) async fn link(
         .buffer_unordered(4)
         .try_collect::<Vec<_>>()
         .await?;
-    for (r, dir) in &fetched {
-        crate::validate::check_package(r, dir)?;
-    }
+    let checked = fetched.iter().map(|(r, dir)| crate::validate::check_package(r, dir)).collect::<Result<Vec<_>>>()?;
+    crate::validate::check_transaction(&checked)?;
     Installer::new()
         .with_package_cache(packages)
         .with_target_platform(subdir)

@@ -4,6 +4,7 @@
 //! files the linker reads (placeholders, `no_link`) must be regular files, nothing may be
 //! shipped under `conda-meta/`, and the record's URL must lie inside its channel.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use rattler_conda_types::RepoDataRecord;
@@ -76,75 +77,140 @@ fn check_path(r: &RepoDataRecord, p: &str) -> Result<Vec<String>> {
     Ok(parts)
 }
 
-/// Where a symlink at `parts` pointing at `target` leads, lexically, from the prefix;
-/// `None` when it leaves the prefix (or is absolute: staging is on the host, so an
-/// absolute link would be followed there while linking).
-fn link_stays_inside(parts: &[String], target: &str) -> bool {
-    if target.starts_with('/') || target.is_empty() {
-        return false;
-    }
-    let mut at: Vec<&str> = parts[..parts.len() - 1].iter().map(String::as_str).collect();
-    for c in target.split('/') {
-        match c {
+/// Where `parts` leads in the prefix once the symlinks of every package in the
+/// transaction are followed (as the linker will, on the host); `None` when it climbs out
+/// of the prefix, is absolute, or loops.
+fn resolve(links: &HashMap<String, String>, parts: &[String]) -> Option<Vec<String>> {
+    let mut todo: Vec<String> = parts.iter().rev().cloned().collect();
+    let mut at: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(c) = todo.pop() {
+        match c.as_str() {
             "" | "." => {}
             ".." => {
-                if at.pop().is_none() {
-                    return false;
+                at.pop()?;
+            }
+            _ => {
+                at.push(c);
+                if let Some(target) = links.get(&at.join("/")) {
+                    hops += 1;
+                    if hops > 40 || target.starts_with('/') || target.is_empty() {
+                        return None;
+                    }
+                    at.pop();
+                    todo.extend(target.split('/').rev().map(str::to_string));
                 }
             }
-            c => at.push(c),
         }
     }
-    true
+    Some(at)
 }
 
-/// Check the extracted package at `dir` (in the package cache) before it is linked.
-pub(crate) fn check_package(r: &RepoDataRecord, dir: &Path) -> Result<()> {
-    let root = imgtool_rootfs::Root::open(dir).map_err(|e| unsafe_entry(r, &dir.display().to_string(), e.to_string()))?;
-    let bytes = match root.read("info/paths.json", PATHS_JSON_LIMIT) {
-        Ok(Some(b)) => b,
-        // Old packages have `info/files` only; rattler reads it, and the same checks
-        // apply to what the directory holds below.
-        Ok(None) if root.stat("info/paths.json", false).ok().flatten().is_none() => return check_tree(r, &root, None),
-        Ok(None) => return Err(unsafe_entry(r, "info/paths.json", "not a regular file")),
-        Err(e) => return Err(unsafe_entry(r, "info/paths.json", e.to_string())),
+/// What one package will link: its paths, and its symlinks with their targets.
+pub(crate) struct Checked {
+    package: String,
+    paths: Vec<Vec<String>>,
+    links: Vec<(Vec<String>, String)>,
+}
+
+/// Check the extracted package at `dir` (in the package cache) before it is linked: its
+/// listing is a regular file in a real `info/` directory, and every path it lists is
+/// there, reached through real directories only (the linker reads them on the host).
+pub(crate) fn check_package(r: &RepoDataRecord, dir: &Path) -> Result<Checked> {
+    let fail = |entry: &str, e: imgtool_rootfs::Error| unsafe_entry(r, entry, e.to_string());
+    let root = imgtool_rootfs::Root::open(dir).map_err(|e| fail(&dir.display().to_string(), e))?;
+    let top = root.top().map_err(|e| fail("/", e))?;
+    let info = top.open_dir("info").map_err(|e| fail("info", e))?.ok_or_else(|| unsafe_entry(r, "info", "not a directory"))?;
+    let read = |name: &str| -> Result<Option<Vec<u8>>> {
+        use std::io::Read;
+        match info.open_file(name).map_err(|e| fail(name, e))? {
+            Some(f) => {
+                let mut buf = Vec::new();
+                f.take(PATHS_JSON_LIMIT + 1).read_to_end(&mut buf).map_err(|e| unsafe_entry(r, name, e.to_string()))?;
+                if buf.len() as u64 > PATHS_JSON_LIMIT {
+                    return Err(unsafe_entry(r, name, "too large"));
+                }
+                Ok(Some(buf))
+            }
+            None if info.stat(name).map_err(|e| fail(name, e))?.is_some() => {
+                Err(unsafe_entry(r, &format!("info/{name}"), "not a regular file"))
+            }
+            None => Ok(None),
+        }
     };
-    let paths: PathsJson = serde_json::from_slice(&bytes).map_err(|e| unsafe_entry(r, "info/paths.json", e.to_string()))?;
-    check_tree(r, &root, Some(&paths.paths))
-}
-
-fn check_tree(r: &RepoDataRecord, root: &imgtool_rootfs::Root, listed: Option<&[PathEntry]>) -> Result<()> {
-    let Some(listed) = listed else { return Ok(()) };
-    for e in listed {
+    let listed = match read("paths.json")? {
+        Some(bytes) => serde_json::from_slice::<PathsJson>(&bytes).map_err(|e| unsafe_entry(r, "info/paths.json", e.to_string()))?.paths,
+        // Old packages list their files in `info/files` (and placeholders in
+        // `info/has_prefix`, the path last on each line); rattler links from those.
+        None => legacy_entries(&read("files")?.unwrap_or_default(), &read("has_prefix")?.unwrap_or_default()),
+    };
+    let mut out = Checked { package: id(r), paths: Vec::new(), links: Vec::new() };
+    for e in &listed {
         let parts = check_path(r, &e.path)?;
         let (name, dirs) = parts.split_last().unwrap_or((&e.path, &[]));
-        // The package's own copy, looked at without following anything.
-        let parent = root.dir(&dirs.join("/")).map_err(|x| unsafe_entry(r, &e.path, x.to_string()))?;
-        let st = match parent.as_ref().map(|d| d.stat(name)).transpose().map_err(|x| unsafe_entry(r, &e.path, x.to_string()))?.flatten() {
-            Some(st) => st,
-            None => continue, // rattler reports missing files itself
-        };
+        let mut cur = top.try_clone().map_err(|x| fail(&e.path, x))?;
+        for d in dirs {
+            cur = cur
+                .open_dir(d)
+                .map_err(|x| fail(&e.path, x))?
+                .ok_or_else(|| unsafe_entry(r, &e.path, format!("{d} is missing from the package or is not a real directory")))?;
+        }
+        let st = cur.stat(name).map_err(|x| fail(&e.path, x))?.ok_or_else(|| unsafe_entry(r, &e.path, "missing from the package"))?;
         match st.kind {
             imgtool_rootfs::Kind::Symlink => {
-                let target = parent
-                    .as_ref()
-                    .map(|d| d.read_link(name))
-                    .transpose()
-                    .map_err(|x| unsafe_entry(r, &e.path, x.to_string()))?
-                    .unwrap_or_default();
-                let target = String::from_utf8_lossy(&target);
-                if !link_stays_inside(&parts, &target) {
-                    return Err(unsafe_entry(r, &e.path, format!("a symlink to {target:?}, outside the environment")));
-                }
                 if e.prefix_placeholder.is_some() || e.no_link {
                     return Err(unsafe_entry(r, &e.path, "a symlink listed as a file to copy or patch"));
                 }
+                let target = String::from_utf8_lossy(&cur.read_link(name).map_err(|x| fail(&e.path, x))?).into_owned();
+                out.links.push((parts.clone(), target));
             }
             imgtool_rootfs::Kind::File | imgtool_rootfs::Kind::Dir => {}
             other => return Err(unsafe_entry(r, &e.path, format!("a {other:?} node, not a file"))),
         }
         if e.path_type == "softlink" && st.kind != imgtool_rootfs::Kind::Symlink {
             return Err(unsafe_entry(r, &e.path, "listed as a symlink but is not one"));
+        }
+        out.paths.push(parts);
+    }
+    Ok(out)
+}
+
+fn legacy_entries(files: &[u8], has_prefix: &[u8]) -> Vec<PathEntry> {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let patched: std::collections::HashSet<String> =
+        text(has_prefix).lines().filter_map(|l| l.split_whitespace().last().map(str::to_string)).collect();
+    text(files)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|p| PathEntry {
+            path: p.to_string(),
+            path_type: String::new(),
+            prefix_placeholder: patched.contains(p).then(String::new),
+            no_link: false,
+        })
+        .collect()
+}
+
+/// The packages of one transaction together: every path is linked through real
+/// directories of the prefix or through links that stay inside it, and every link leads
+/// inside it, whichever package made the links on the way.
+pub(crate) fn check_transaction(packages: &[Checked]) -> Result<()> {
+    let links: HashMap<String, String> = packages.iter().flat_map(|p| p.links.iter().map(|(k, t)| (k.join("/"), t.clone()))).collect();
+    let refuse = |p: &Checked, path: &[String], why: String| Error::Unsafe { package: p.package.clone(), entry: path.join("/"), why };
+    for p in packages {
+        for path in &p.paths {
+            if resolve(&links, &path[..path.len() - 1]).is_none() {
+                return Err(refuse(p, path, "reached through symlinks that lead outside the environment".into()));
+            }
+        }
+        for (path, target) in &p.links {
+            let mut through: Vec<String> = path[..path.len() - 1].to_vec();
+            through.extend(target.split('/').map(str::to_string));
+            // Absolute: staging is on the host, so the linker would follow it there.
+            if target.starts_with('/') || target.is_empty() || resolve(&links, &through).is_none() {
+                return Err(refuse(p, path, format!("a symlink to {target:?}, outside the environment")));
+            }
         }
     }
     Ok(())
@@ -155,12 +221,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn links_must_stay_inside() {
+    fn legacy_file_lists_are_read() {
+        let e = legacy_entries(b"bin/x\n../../etc/passwd\n\n", b"/opt/anaconda1anaconda2anaconda3 text bin/x\n");
+        let got: Vec<_> = e.iter().map(|e| (e.path.as_str(), e.prefix_placeholder.is_some())).collect();
+        assert_eq!(got, [("bin/x", true), ("../../etc/passwd", false)]);
+    }
+
+    #[test]
+    fn links_must_stay_inside_across_packages() {
         let p = |s: &str| s.split('/').map(str::to_string).collect::<Vec<_>>();
-        assert!(link_stays_inside(&p("lib/libz.so"), "libz.so.1"));
-        assert!(link_stays_inside(&p("bin/python"), "../lib/python3"));
-        assert!(!link_stays_inside(&p("bin/python"), "../../usr/bin/python"));
-        assert!(!link_stays_inside(&p("share/evil"), "/etc"));
-        assert!(!link_stays_inside(&p("x"), ".."));
+        let pkg = |links: &[(&str, &str)], paths: &[&str]| Checked {
+            package: "p".into(),
+            paths: paths.iter().map(|s| p(s)).collect(),
+            links: links.iter().map(|(a, t)| (p(a), t.to_string())).collect(),
+        };
+        let ok = |v: Vec<Checked>| check_transaction(&v).is_ok();
+        assert!(ok(vec![pkg(&[("lib/libz.so", "libz.so.1"), ("bin/python", "../lib/python3")], &["lib/libz.so.1"])]));
+        assert!(!ok(vec![pkg(&[("bin/python", "../../usr/bin/python")], &[])]));
+        assert!(!ok(vec![pkg(&[("share/evil", "/etc")], &[])]));
+        assert!(!ok(vec![pkg(&[("x", "..")], &[])]));
+        // a -> . then a/b -> .. : each fine as text, together one level above the prefix.
+        assert!(!ok(vec![pkg(&[("a", ".")], &[]), pkg(&[("a/b", "..")], &[]), pkg(&[], &["b/x"])]));
+        assert!(!ok(vec![pkg(&[("l", ".")], &[]), pkg(&[("m", "l/..")], &[])]));
+        assert!(!ok(vec![pkg(&[("loop", "loop")], &["loop/x"])]));
+        assert!(ok(vec![pkg(&[("lib64", "lib")], &["lib64/x"]), pkg(&[("y", "lib64/x")], &[])]));
     }
 }

@@ -37,7 +37,7 @@ fn cases(s: &Path) -> Vec<(&'static str, Vec<Item>, &'static str)> {
             "without '..'",
         ),
         ("absolute-path", vec![Item::Raw(json!({"_path": secret, "path_type": "hardlink"}))], "absolute"),
-        ("placeholder-link-to-host", vec![Item::LinkAsText("etc/conf", secret)], "outside the environment"),
+        ("placeholder-link-to-host", vec![Item::LinkAsText("etc/conf", secret)], "listed as a file"),
         ("placeholder-link-inside", vec![Item::File("etc/real", b"x".to_vec()), Item::LinkAsText("etc/conf", "real")], "listed as a file"),
         ("profile-d-link", vec![Item::Link("etc/profile.d", sdir)], "outside the environment"),
         ("conda-meta-shipped", vec![Item::File("conda-meta/evil.json", b"{}".to_vec())], "conda-meta"),
@@ -69,6 +69,30 @@ async fn hostile_packages_are_refused_before_linking() {
             assert!(!staging_left, "{name}: a staging directory was left behind");
         }
     }
+}
+
+/// Links that are harmless one package at a time and climb out together: `a -> .` in one
+/// package, `a/b -> ..` in another, then a file under `b/`.
+#[tokio::test(flavor = "multi_thread")]
+async fn symlink_chains_across_packages_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sentinel = Sentinel::create(tmp.path());
+    let before = sentinel.snapshot();
+    let ch = tmp.path().join("chain");
+    let mut a = Pkg::new("evil-a", "1.0");
+    a.items = vec![Item::Link("a", ".")];
+    let mut b = Pkg::new("evil-b", "1.0");
+    b.depends = vec!["evil-a"];
+    b.items = vec![Item::Link("a/b", "..")];
+    let mut c = Pkg::new("evil", "1.0");
+    c.depends = vec!["evil-b"];
+    c.items = vec![Item::File("b/x", b"pwned".to_vec())];
+    channel::write_channel(&ch, &[a, b, c]);
+    let res = crate::build(&ch, tmp.path(), &tmp.path().join("cache"), &["evil"], "linux/amd64").await;
+    let err = imgtool_core::error_chain(&res.map(|_| ()).unwrap_err());
+    assert!(err.contains("outside the environment"), "{err}");
+    assert_eq!(sentinel.snapshot(), before);
+    assert!(!tmp.path().join("b").exists(), "a file was linked outside the prefix");
 }
 
 /// Repodata that points outside the channel: `fn` with `../`, a `base_url` elsewhere.
