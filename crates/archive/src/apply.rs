@@ -20,6 +20,8 @@ use crate::extract::{Devices, ExtractOptions};
 const WHITEOUT: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
 const EEXIST: i32 = 17;
+/// How deep an opaque whiteout looks for what its layer made (each level is a frame).
+const MAX_PRUNE_DEPTH: usize = 1024;
 
 /// The entry's path as components, leading `/` and `./` dropped; `..` is refused.
 pub(crate) fn components(raw: &[u8], place: &str) -> Result<Vec<String>, Error> {
@@ -236,26 +238,30 @@ impl<'a> Applier<'a> {
     /// layer made stays, wherever in the tar its entries come, with the directories that
     /// lead to it.
     fn opaque(&self, dir: &Dir, id: Id) -> Result<(), Error> {
-        self.prune(dir, id).map(|_| ())
+        self.prune(dir, id, 0).map(|_| ())
     }
 
     /// Remove from `d` what this layer did not make; whether anything is left.
-    fn prune(&self, d: &Dir, did: Id) -> Result<bool, Error> {
+    fn prune(&self, d: &Dir, did: Id, depth: usize) -> Result<bool, Error> {
+        if depth > MAX_PRUNE_DEPTH {
+            return Err(Error::Format {
+                place: self.place.into(),
+                why: format!("{}: directories nested more than {MAX_PRUNE_DEPTH} deep under an opaque whiteout", d.path()),
+            });
+        }
         let mut kept = false;
         for n in d.names().map_err(self.fail())? {
-            let name = n.to_string_lossy().into_owned();
-            let made = self.made.contains(&(did, n));
-            let keep = match d.open_dir(&name).map_err(self.fail())? {
+            let keep = match d.open_dir(&n).map_err(self.fail())? {
                 Some(sub) => {
                     let sid = sub.id().map_err(self.fail())?;
-                    self.prune(&sub, sid)? || made
+                    self.prune(&sub, sid, depth + 1)? || self.made.contains(&(did, n.clone()))
                 }
-                None => made,
+                None => self.made.contains(&(did, n.clone())),
             };
             if keep {
                 kept = true;
             } else {
-                d.remove_all(&name).map_err(self.fail())?;
+                d.remove_all(&n).map_err(self.fail())?;
             }
         }
         Ok(kept)

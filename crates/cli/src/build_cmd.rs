@@ -108,13 +108,21 @@ pub fn read_dockerfile(file: Option<&Path>, context: &Path) -> Result<(imgtool_d
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).context("reading the Dockerfile from standard input")?;
             (s, "-".to_string())
         }
-        Some(f) => (std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?, f.display().to_string()),
+        Some(f) => {
+            // Named by the user (it may be a pipe): read as it is, within the size limit.
+            let mut s = String::new();
+            let file = std::fs::File::open(f).with_context(|| format!("reading {}", f.display()))?;
+            std::io::Read::read_to_string(&mut std::io::Read::take(file, imgtool_dockerfile::CONTEXT_FILE_LIMIT), &mut s)
+                .with_context(|| format!("reading {}", f.display()))?;
+            (s, f.display().to_string())
+        }
         None => {
+            // Inside the context, which someone else may have written: a regular file only.
             let f = context.join("Dockerfile");
-            (
-                std::fs::read_to_string(&f).with_context(|| format!("reading {} (give another with -f)", f.display()))?,
-                f.display().to_string(),
-            )
+            let text = imgtool_dockerfile::read_context_file(&f)
+                .with_context(|| format!("reading {}", f.display()))?
+                .with_context(|| format!("{} does not exist (give another with -f)", f.display()))?;
+            (text, f.display().to_string())
         }
     };
     let df = imgtool_dockerfile::parse(&text).with_context(|| name.clone())?;

@@ -39,7 +39,12 @@ pub(crate) fn check_record(r: &RepoDataRecord) -> Result<()> {
             return Err(unsafe_entry(r, "url", format!("{url} is not inside its channel {base}")));
         }
     }
-    if r.url.path_segments().is_some_and(|mut s| s.any(|c| c == ".." || c == "%2e%2e" || c == "%2E%2E")) {
+    // Encoded separators and dots decode into `../` when a file:// URL becomes a path.
+    let lower = r.url.path().to_ascii_lowercase();
+    if ["%2f", "%5c", "%00", "%2e"].iter().any(|e| lower.contains(e)) {
+        return Err(unsafe_entry(r, "url", format!("{} holds an encoded separator or dot", r.url)));
+    }
+    if r.url.path_segments().is_some_and(|mut s| s.any(|c| c == ".." || c == ".")) {
         return Err(unsafe_entry(r, "url", format!("{} climbs with ..", r.url)));
     }
     Ok(())

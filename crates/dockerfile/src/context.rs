@@ -22,6 +22,30 @@ pub(crate) struct Source {
     pub link: bool,
 }
 
+/// The most of a Dockerfile or `.dockerignore` read from a context.
+pub const CONTEXT_FILE_LIMIT: u64 = 16 << 20;
+
+/// Read a file the context holds (its `Dockerfile`, `.dockerignore`): a regular file, not
+/// a link (it could lead to a host secret that an error would then quote), at most
+/// [`CONTEXT_FILE_LIMIT`] bytes; `Ok(None)` when missing.
+pub fn read_context_file(path: &Path) -> std::io::Result<Option<String>> {
+    use std::io::Read;
+    let f = match open_regular(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(std::io::Error::other(format!("{} is a symlink; give the file itself", path.display())));
+        }
+        Err(e) => return Err(e),
+    };
+    let mut buf = Vec::new();
+    f.take(CONTEXT_FILE_LIMIT + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > CONTEXT_FILE_LIMIT {
+        return Err(std::io::Error::other(format!("{} is larger than {} MiB", path.display(), CONTEXT_FILE_LIMIT >> 20)));
+    }
+    String::from_utf8(buf).map(Some).map_err(|_| std::io::Error::other(format!("{} is not UTF-8 text", path.display())))
+}
+
 /// Open `host` for reading only if it is a regular file, never following a symlink and
 /// never blocking on a FIFO or touching a device.
 pub(crate) fn open_regular(host: &Path) -> std::io::Result<std::fs::File> {
@@ -64,9 +88,9 @@ pub(crate) fn clean(p: &str) -> Option<String> {
 
 impl Tree {
     pub fn context(root: &Path) -> Result<Self, String> {
-        let ignore = match std::fs::read_to_string(root.join(".dockerignore")) {
-            Ok(text) => Some(PathFilter::from_dockerignore(&text).map_err(|e| format!(".dockerignore: {e}"))?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        let ignore = match read_context_file(&root.join(".dockerignore")) {
+            Ok(Some(text)) => Some(PathFilter::from_dockerignore(&text).map_err(|e| format!(".dockerignore: {e}"))?),
+            Ok(None) => None,
             Err(e) => return Err(format!("reading .dockerignore: {e}")),
         };
         Ok(Self { root: root.to_path_buf(), ignore, name: "the build context".into() })
@@ -157,13 +181,21 @@ impl Tree {
     /// Everything under `rel` (a directory), sorted, `.dockerignore` applied; each with its
     /// path relative to the root, host path and `symlink_metadata`.
     pub fn walk(&self, rel: &str) -> Result<Vec<(String, PathBuf, std::fs::Metadata)>, String> {
-        let base = if rel.is_empty() { self.root.clone() } else { self.resolve(rel).unwrap_or_else(|| self.root.join(rel)) };
+        let base = if rel.is_empty() {
+            self.root.clone()
+        } else {
+            self.resolve(rel).ok_or_else(|| format!("{rel}: no such directory in {}", self.name))?
+        };
         let mut out = Vec::new();
-        let mut it = walkdir::WalkDir::new(&base).follow_links(false).sort_by_file_name().min_depth(1).into_iter();
+        let mut it = walkdir::WalkDir::new(&base).follow_links(false).follow_root_links(false).sort_by_file_name().min_depth(1).into_iter();
         let has_exceptions = self.ignore.as_ref().is_some_and(PathFilter::has_exceptions);
         while let Some(item) = it.next() {
             let item = item.map_err(|e| format!("walking {}: {e}", base.display()))?;
-            let within = item.path().strip_prefix(&base).unwrap_or(item.path()).to_string_lossy().into_owned();
+            // Names are matched and joined as text: one that is not UTF-8 would be read back
+            // as another name (U+FFFD), possibly a link planted to be found instead.
+            let within = item.path().strip_prefix(&base).unwrap_or(item.path());
+            let within =
+                within.to_str().ok_or_else(|| format!("{}: names that are not UTF-8 are not supported", within.display()))?.to_string();
             let r = if rel.is_empty() { within } else { format!("{rel}/{within}") };
             if self.ignored(&r) {
                 if item.file_type().is_dir() && !has_exceptions {

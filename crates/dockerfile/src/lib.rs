@@ -36,7 +36,7 @@ mod subst;
 
 pub use build::{BuildOptions, Images, build, build_on};
 pub use cache::{RepoCache, StepCache};
-pub use context::FileHashes;
+pub use context::{CONTEXT_FILE_LIMIT, FileHashes, read_context_file};
 pub use error::{Error, Result};
 pub use parse::{Command, Dockerfile, Flag, Heredoc, Instruction, KEYWORDS, Kind, parse};
 pub use subst::expand;

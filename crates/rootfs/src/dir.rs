@@ -1,4 +1,4 @@
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
@@ -132,13 +132,15 @@ impl Dir {
         &self.path
     }
 
-    fn shown(&self, name: &str) -> String {
+    fn shown(&self, name: &OsStr) -> String {
+        let name = name.to_string_lossy();
         if self.path == "/" { format!("/{name}") } else { format!("{}/{name}", self.path) }
     }
 
-    fn check(name: &str) -> Result<()> {
-        if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
-            return Err(Error::BadName { name: name.into() });
+    fn check(name: &OsStr) -> Result<()> {
+        let b = name.as_encoded_bytes();
+        if b.is_empty() || b == b"." || b == b".." || b.contains(&b'/') || b.contains(&0) {
+            return Err(Error::BadName { name: name.to_string_lossy().into_owned() });
         }
         Ok(())
     }
@@ -149,7 +151,8 @@ impl Dir {
     }
 
     /// What `name` is, without following it; `None` when missing.
-    pub fn stat(&self, name: &str) -> Result<Option<Stat>> {
+    pub fn stat(&self, name: impl AsRef<OsStr>) -> Result<Option<Stat>> {
+        let name = name.as_ref();
         Self::check(name)?;
         match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => Ok(Some(to_stat(st))),
@@ -160,7 +163,8 @@ impl Dir {
 
     /// The subdirectory `name`, not following a symlink; `None` when it is missing or is
     /// not a directory.
-    pub fn open_dir(&self, name: &str) -> Result<Option<Dir>> {
+    pub fn open_dir(&self, name: impl AsRef<OsStr>) -> Result<Option<Dir>> {
+        let name = name.as_ref();
         Self::check(name)?;
         let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         match rustix::fs::openat(&self.fd, name, flags, Mode::empty()) {
@@ -172,7 +176,8 @@ impl Dir {
 
     /// Open the regular file `name` for reading, never following a symlink and never
     /// opening anything but a regular file; `None` otherwise.
-    pub fn open_file(&self, name: &str) -> Result<Option<File>> {
+    pub fn open_file(&self, name: impl AsRef<OsStr>) -> Result<Option<File>> {
+        let name = name.as_ref();
         Self::check(name)?;
         let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = match rustix::fs::openat(&self.fd, name, flags, Mode::empty()) {
@@ -188,7 +193,8 @@ impl Dir {
 
     /// Create the regular file `name` (it must not exist), open for writing, mode 0600
     /// until [`Dir::set_meta`] gives it its own.
-    pub fn create_file(&self, name: &str) -> Result<File> {
+    pub fn create_file(&self, name: impl AsRef<OsStr>) -> Result<File> {
+        let name = name.as_ref();
         Self::check(name)?;
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = rustix::fs::openat(&self.fd, name, flags, Mode::from_raw_mode(0o600)).map_err(io_err("creating", &self.shown(name)))?;
@@ -196,20 +202,23 @@ impl Dir {
     }
 
     /// Make the directory `name`.
-    pub fn mkdir(&self, name: &str, mode: u32) -> Result<()> {
+    pub fn mkdir(&self, name: impl AsRef<OsStr>, mode: u32) -> Result<()> {
+        let name = name.as_ref();
         Self::check(name)?;
         rustix::fs::mkdirat(&self.fd, name, Mode::from_raw_mode(mode)).map_err(io_err("making directory", &self.shown(name)))
     }
 
     /// Make the symlink `name` pointing at `target` (which is never looked at here).
-    pub fn symlink(&self, name: &str, target: &[u8]) -> Result<()> {
+    pub fn symlink(&self, name: impl AsRef<OsStr>, target: &[u8]) -> Result<()> {
+        let name = name.as_ref();
         Self::check(name)?;
         let target = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(target);
         rustix::fs::symlinkat(target, &self.fd, name).map_err(io_err("making symlink", &self.shown(name)))
     }
 
     /// Make a FIFO or device node `name` (mode 0600 until [`Dir::set_meta`]).
-    pub fn mknod(&self, name: &str, node: Node) -> Result<()> {
+    pub fn mknod(&self, name: impl AsRef<OsStr>, node: Node) -> Result<()> {
+        let name = name.as_ref();
         Self::check(name)?;
         let (ty, dev) = match node {
             Node::Fifo => (FileType::Fifo, 0),
@@ -221,14 +230,17 @@ impl Dir {
 
     /// Make `name` a hard link to `from_name` in `from` (a symlink there is linked itself,
     /// never followed).
-    pub fn hard_link(&self, name: &str, from: &Dir, from_name: &str) -> Result<()> {
+    pub fn hard_link(&self, name: impl AsRef<OsStr>, from: &Dir, from_name: impl AsRef<OsStr>) -> Result<()> {
+        let name = name.as_ref();
+        let from_name = from_name.as_ref();
         Self::check(name)?;
         Self::check(from_name)?;
         rustix::fs::linkat(&from.fd, from_name, &self.fd, name, AtFlags::empty()).map_err(io_err("linking", &self.shown(name)))
     }
 
     /// The target of the symlink `name`.
-    pub fn read_link(&self, name: &str) -> Result<Vec<u8>> {
+    pub fn read_link(&self, name: impl AsRef<OsStr>) -> Result<Vec<u8>> {
+        let name = name.as_ref();
         Self::check(name)?;
         rustix::fs::readlinkat(&self.fd, name, Vec::new()).map(|c| c.into_bytes()).map_err(io_err("reading link", &self.shown(name)))
     }
@@ -250,37 +262,37 @@ impl Dir {
 
     /// Remove `name` and, if it is a directory, everything under it, following no
     /// symlink. Returns whether there was anything.
-    pub fn remove_all(&self, name: &str) -> Result<bool> {
+    pub fn remove_all(&self, name: impl AsRef<OsStr>) -> Result<bool> {
+        let name = name.as_ref();
         let Some(st) = self.stat(name)? else { return Ok(false) };
         if st.kind != Kind::Dir {
             return self.unlink(name, false).map(|()| true);
         }
-        // Depth-first with an explicit stack: a tree made by a RUN can be deeper than any
-        // thread's stack.
-        let mut stack: Vec<(Dir, Vec<OsString>)> = Vec::new();
-        if let Some(d) = self.open_dir(name)? {
-            let names = d.names()?;
-            stack.push((d, names));
-        }
+        // Depth-first with an explicit stack (a tree made by a RUN can be deeper than any
+        // thread's stack), on the raw names. Each directory is emptied, then revisited
+        // once to be removed; a second visit that finds it refilled is an error, not a loop.
+        let mut stack: Vec<(Dir, Vec<(OsString, bool)>)> = Vec::new();
+        let Some(d) = self.open_dir(name)? else { return Ok(true) };
+        let names = d.names()?.into_iter().map(|n| (n, false)).collect();
+        stack.push((d, names));
         while let Some((dir, mut names)) = stack.pop() {
-            let Some(child) = names.pop() else {
-                drop(dir);
-                continue;
-            };
-            let child = child.to_string_lossy().into_owned();
-            let st = dir.stat(&child)?;
-            match st.map(|s| s.kind) {
+            let Some((child, revisit)) = names.pop() else { continue };
+            match dir.stat(&child)?.map(|s| s.kind) {
                 Some(Kind::Dir) => match dir.open_dir(&child)? {
                     Some(sub) => {
-                        let sub_names = sub.names()?;
+                        let sub_names: Vec<(OsString, bool)> = sub.names()?.into_iter().map(|n| (n, false)).collect();
                         if sub_names.is_empty() {
                             dir.unlink(&child, true)?;
                             stack.push((dir, names));
+                        } else if revisit {
+                            return Err(Error::Io {
+                                op: "removing",
+                                path: sub.path,
+                                source: std::io::Error::from_raw_os_error(rustix::io::Errno::NOTEMPTY.raw_os_error()),
+                            });
                         } else {
+                            names.push((child, true));
                             stack.push((dir, names));
-                            // Revisit the child once it is empty.
-                            let last = stack.len() - 1;
-                            stack[last].1.push(child.into());
                             stack.push((sub, sub_names));
                         }
                     }
@@ -297,14 +309,16 @@ impl Dir {
         Ok(true)
     }
 
-    fn unlink(&self, name: &str, dir: bool) -> Result<()> {
+    fn unlink(&self, name: impl AsRef<OsStr>, dir: bool) -> Result<()> {
+        let name = name.as_ref();
         let flags = if dir { AtFlags::REMOVEDIR } else { AtFlags::empty() };
         rustix::fs::unlinkat(&self.fd, name, flags).map_err(io_err("removing", &self.shown(name)))
     }
 
     /// Set `meta` on `name` without following it. `file`, when given, is `name` already
     /// open (a file just created), and is used directly.
-    pub fn set_meta(&self, name: &str, meta: &Meta, file: Option<&File>) -> Result<()> {
+    pub fn set_meta(&self, name: impl AsRef<OsStr>, meta: &Meta, file: Option<&File>) -> Result<()> {
+        let name = name.as_ref();
         Self::check(name)?;
         let shown = self.shown(name);
         if let Some((u, g)) = meta.owner {

@@ -106,25 +106,34 @@ impl Root {
         }
         let parts = clean(rel);
         let mut cur = self.top()?;
+        // One component at a time from the directory reached so far; only a symlink sends
+        // the walk back to the root (to be followed inside it).
         for (i, c) in parts.iter().enumerate() {
-            let prefix = parts[..=i].join("/");
-            if let Some(d) = self.dir(&prefix)? {
-                cur = d;
-                continue;
-            }
+            let prefix = || parts[..=i].join("/");
             match cur.stat(c)? {
+                Some(st) if st.kind == Kind::Dir => {
+                    cur = cur.open_dir(c)?.ok_or_else(|| Error::Io {
+                        op: "opening directory",
+                        path: format!("/{}", prefix()),
+                        source: rustix::io::Errno::NOENT.into(),
+                    })?;
+                }
                 None => {
                     cur.mkdir(c, 0o755)?;
                     made(&cur, c);
                     cur = cur.open_dir(c)?.ok_or_else(|| Error::Io {
                         op: "opening directory",
-                        path: format!("/{prefix}"),
+                        path: format!("/{}", prefix()),
                         source: rustix::io::Errno::NOENT.into(),
                     })?;
                 }
                 Some(st) if st.kind == Kind::Symlink => {
+                    if let Some(d) = self.dir(&prefix())? {
+                        cur = d;
+                        continue;
+                    }
                     if hops >= MAX_HOPS {
-                        return Err(Error::Io { op: "resolving", path: format!("/{prefix}"), source: rustix::io::Errno::LOOP.into() });
+                        return Err(Error::Io { op: "resolving", path: format!("/{}", prefix()), source: rustix::io::Errno::LOOP.into() });
                     }
                     let target = cur.read_link(c)?;
                     let target = String::from_utf8_lossy(&target).into_owned();
@@ -137,7 +146,11 @@ impl Root {
                     return self.make_dirs_hops(&next, made, hops + 1);
                 }
                 Some(_) => {
-                    return Err(Error::Io { op: "making directory", path: format!("/{prefix}"), source: rustix::io::Errno::NOTDIR.into() });
+                    return Err(Error::Io {
+                        op: "making directory",
+                        path: format!("/{}", prefix()),
+                        source: rustix::io::Errno::NOTDIR.into(),
+                    });
                 }
             }
         }

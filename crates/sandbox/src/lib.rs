@@ -246,6 +246,8 @@ fn which(name: &str) -> Option<PathBuf> {
 
 /// The most of `/etc/passwd` or `/etc/group` we read: larger ones are not user tables.
 const TABLE_LIMIT: u64 = 16 << 20;
+/// The most entries read from one of them.
+const TABLE_LINES: usize = 100_000;
 
 /// Lines of `/etc/passwd` or `/etc/group` in `rootfs`, split on `:`. The path is resolved
 /// inside the root (an image whose `/etc` links to the host's reads its own, missing, file),
@@ -260,7 +262,12 @@ fn table(rootfs: &Path, name: &str) -> Vec<Vec<String>> {
             return Vec::new();
         }
     };
-    text.lines().filter(|l| !l.starts_with('#')).map(|l| l.split(':').map(str::to_string).collect()).collect()
+    // Bounded in lines too: 16 MiB of newlines would otherwise be 16M vectors.
+    text.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .take(TABLE_LINES)
+        .map(|l| l.split(':').map(str::to_string).collect())
+        .collect()
 }
 
 fn home_of(rootfs: &Path, uid: u32) -> String {

@@ -100,3 +100,25 @@ async fn context_globs_read_only_regular_files_inside() {
         .unwrap_err();
     assert!(err.contains("no such file"), "{err}");
 }
+
+/// A context's Dockerfile or .dockerignore that is a link (to a host secret, to
+/// /dev/zero) is refused without being read; a FIFO never blocks.
+#[test]
+fn context_files_are_read_only_when_regular() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = tmp.path().join("shadow");
+    std::fs::write(&secret, "root:$6$SECRETHASH").unwrap();
+    let ctx = tmp.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    symlink(&secret, ctx.join("Dockerfile")).unwrap();
+    symlink("/dev/zero", ctx.join(".dockerignore")).unwrap();
+    for name in ["Dockerfile", ".dockerignore"] {
+        let err = imgtool_dockerfile::read_context_file(&ctx.join(name)).unwrap_err().to_string();
+        assert!(err.contains("symlink") && !err.contains("SECRETHASH"), "{name}: {err}");
+    }
+    std::fs::remove_file(ctx.join("Dockerfile")).unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(ctx.join("Dockerfile")).status().unwrap().success());
+    let err = imgtool_dockerfile::read_context_file(&ctx.join("Dockerfile")).unwrap_err().to_string();
+    assert!(err.contains("not a regular file"), "{err}");
+    assert!(imgtool_dockerfile::read_context_file(&ctx.join("missing")).unwrap().is_none());
+}

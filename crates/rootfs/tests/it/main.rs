@@ -131,3 +131,27 @@ fn make_dirs_through_a_dangling_link_creates_its_target_inside() {
     assert!(root.join("var/run-target/lock").is_dir());
     assert_eq!(made, vec!["/var", "/var/run-target", "/var/run-target/lock"]);
 }
+
+#[test]
+fn names_that_are_not_utf8_are_removed_too() {
+    use std::os::unix::ffi::OsStrExt;
+    let (_t, root, _host) = setup();
+    let odd = std::ffi::OsStr::from_bytes(b"\xff");
+    std::fs::create_dir_all(root.join("d").join(odd)).unwrap();
+    std::fs::write(root.join("d").join(odd).join(odd), "x").unwrap();
+    std::fs::write(root.join("d").join("\u{fffd}"), "y").unwrap();
+    let r = Root::open(&root).unwrap();
+    assert!(r.top().unwrap().remove_all("d").unwrap());
+    assert!(!root.join("d").exists());
+}
+
+#[test]
+fn deep_missing_paths_are_made_in_one_walk() {
+    let (_t, root, _host) = setup();
+    let r = Root::open(&root).unwrap();
+    let deep = vec!["a"; 1500].join("/");
+    let mut n = 0;
+    r.make_dirs(&deep, &mut |_, _| n += 1).unwrap();
+    assert_eq!(n, 1500);
+    assert!(r.dir(&deep).unwrap().is_some());
+}
