@@ -39,16 +39,21 @@ impl Listener for Sniffing {
     type Addr = Peer;
 
     async fn accept(&mut self) -> (Self::Io, Peer) {
+        // Accepting is serial: a client that connects and says nothing (a pooled or
+        // abandoned connection) must not hold up every later one, so plain listeners never
+        // wait for a byte, and TLS ones wait briefly.
+        let wait = std::time::Duration::from_secs(2);
         loop {
             let Ok((stream, _)) = self.tcp.accept().await else { continue };
+            let Some(tls) = &self.tls else { return (Either::Left(stream), Peer { tls: false }) };
             let mut first = [0u8; 1];
-            match (&self.tls, stream.peek(&mut first).await) {
-                (Some(tls), Ok(1)) if first[0] == 0x16 => match tls.accept(stream).await {
-                    Ok(s) => return (Either::Right(s), Peer { tls: true }),
-                    Err(_) => continue,
+            match tokio::time::timeout(wait, stream.peek(&mut first)).await {
+                Ok(Ok(1)) if first[0] == 0x16 => match tokio::time::timeout(wait, tls.accept(stream)).await {
+                    Ok(Ok(s)) => return (Either::Right(s), Peer { tls: true }),
+                    _ => continue,
                 },
-                (_, Ok(_)) => return (Either::Left(stream), Peer { tls: false }),
-                (_, Err(_)) => continue,
+                Ok(Ok(_)) | Err(_) => return (Either::Left(stream), Peer { tls: false }),
+                Ok(Err(_)) => continue,
             }
         }
     }
