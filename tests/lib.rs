@@ -2,6 +2,7 @@
 //! registry server, and podman with the flags this machine needs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod conda_channel;
 mod fault;
 pub mod hostile;
 mod hostile_cases;

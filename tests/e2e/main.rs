@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod conda;
 mod creds;
 mod hostile;
 mod platforms;

@@ -221,6 +221,10 @@ fn registry_options(cli: &Cli) -> imgtool_registry::ClientOptions {
 }
 
 fn main() -> ExitCode {
+    // Before anything starts a thread: the conda linker's isolated child is this program.
+    if let Some(code) = imgtool_conda::link_helper_main() {
+        return code;
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))

@@ -4,11 +4,9 @@
 //!
 //! cargo run --release -p imgtool-conda --example bench_channel -- DIR [--changed]
 
-#[allow(dead_code, clippy::unwrap_used)]
-#[path = "../tests/it/channel.rs"]
-mod channel;
+#![allow(clippy::unwrap_used)]
 
-use channel::{Item, Pkg};
+use imgtool_tests::conda_channel::{self as channel, Item, Pkg};
 
 fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())

@@ -1,10 +1,9 @@
 //! Fetching and linking packages into a staging prefix, in-process.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use futures::{StreamExt, TryStreamExt};
-use rattler::install::Installer;
 use rattler::package_cache::PackageCache;
 use rattler_conda_types::{PackageName, PrefixRecord, RepoDataRecord, Subdir};
 use serde_json::Value;
@@ -81,15 +80,15 @@ pub(crate) async fn link(
         .await?;
     let checked = fetched.iter().map(|(r, dir)| crate::validate::check_package(r, dir)).collect::<Result<Vec<_>>>()?;
     crate::validate::check_transaction(&checked)?;
-    Installer::new()
-        .with_package_cache(packages)
-        .with_target_platform(subdir)
-        .with_alternative_target_prefix(PathBuf::from(target_prefix))
-        .with_execute_link_scripts(false)
-        .with_ignored_packages(ignored)
-        .install(staging, records.to_vec())
-        .await
-        .map_err(|e| Error::Install(imgtool_core::error_chain(&e)))?;
+    let job = crate::isolate::LinkJob {
+        records: records.to_vec(),
+        ignored: ignored.into_iter().collect(),
+        staging: staging.to_path_buf(),
+        target_prefix: target_prefix.to_string(),
+        cache: cache.to_path_buf(),
+        subdir,
+    };
+    crate::isolate::run(job).await?;
     let meta = staging.join("conda-meta");
     let mut by_name: BTreeMap<String, CachedPackage> = BTreeMap::new();
     let entries = std::fs::read_dir(&meta).map_err(io(format!("reading {}", meta.display())))?;

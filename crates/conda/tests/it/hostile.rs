@@ -7,7 +7,7 @@ use std::path::Path;
 use imgtool_tests::hostile::Sentinel;
 use serde_json::json;
 
-use crate::channel::{self, Item, Pkg};
+use imgtool_tests::conda_channel::{self as channel, Item, Pkg};
 
 fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
@@ -138,7 +138,7 @@ async fn repodata_is_read_with_limits() {
     }
     enc.finish().unwrap();
     assert!(std::fs::metadata(ch.join("noarch/repodata.json.zst")).unwrap().len() < 1 << 20);
-    let served = crate::serve(&ch);
+    let served = imgtool_tests::conda_channel::serve(&ch);
     let res = crate::build(Path::new(&served.1), tmp.path(), &tmp.path().join("cache"), &["other"], "linux/amd64").await;
     let err = imgtool_core::error_chain(&res.map(|_| ()).unwrap_err());
     assert!(err.contains("inflates to more than 1024 MiB"), "{err}");

@@ -50,7 +50,7 @@ impl Pkg {
 }
 
 fn sha256_hex(data: &[u8]) -> String {
-    imgtool_core::Digest::sha256_of(data).hex().to_string()
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data))
 }
 
 /// Write `pkgs` into `dir` as a channel (subdirs as the packages say, plus an empty noarch).
@@ -232,4 +232,31 @@ pub fn standard_channel_with(dir: &Path, edit: impl FnOnce(&mut Vec<Pkg>)) {
     let mut pkgs = vec![libfoo, libfoo2, hello, hello_old, python, tool, arm];
     edit(&mut pkgs);
     write_channel(dir, &pkgs);
+}
+
+/// Serve `dir` over HTTP on 127.0.0.1 (Python's http.server); stopped on drop.
+pub struct Served(std::process::Child, pub String);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn serve(dir: &Path) -> Served {
+    let port = crate::free_port();
+    let child = std::process::Command::new("python3")
+        .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "http.server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Served(child, format!("http://127.0.0.1:{port}/"))
 }
