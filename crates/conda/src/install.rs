@@ -89,30 +89,32 @@ pub(crate) async fn link(
         subdir,
     };
     crate::isolate::run(job).await?;
-    let meta = staging.join("conda-meta");
+    // Read back through the rooted path layer: the prefix holds what packages put there.
+    let fail = |e: imgtool_rootfs::Error| Error::Install(format!("reading the linked prefix: {e}"));
+    let root = imgtool_rootfs::Root::open(staging).map_err(fail)?;
+    let meta = root.dir("conda-meta").map_err(fail)?.ok_or_else(|| Error::Install("the linker wrote no conda-meta".into()))?;
     let mut by_name: BTreeMap<String, CachedPackage> = BTreeMap::new();
-    let entries = std::fs::read_dir(&meta).map_err(io(format!("reading {}", meta.display())))?;
-    for e in entries {
-        let path = e.map_err(io(format!("reading {}", meta.display())))?.path();
-        if path.extension().is_none_or(|x| x != "json") {
-            continue;
-        }
+    for meta_name in meta.names().map_err(fail)? {
+        let Some(meta_name) = meta_name.to_str().filter(|n| n.ends_with(".json")).map(str::to_string) else { continue };
         // Only the linker writes here; anything but a regular file is not its record.
-        if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
-            return Err(Error::Install(format!("{} is not a regular file", path.display())));
-        }
-        let record = PrefixRecord::from_path(&path).map_err(io(format!("reading {}", path.display())))?;
+        let text = root
+            .read(&format!("conda-meta/{meta_name}"), RECORD_LIMIT)
+            .map_err(fail)?
+            .filter(|_| meta.stat(&meta_name).ok().flatten().is_some_and(|s| s.kind == imgtool_rootfs::Kind::File))
+            .ok_or_else(|| Error::Install(format!("conda-meta/{meta_name} is not a regular file")))?;
+        let text = String::from_utf8(text).map_err(|_| Error::Install(format!("conda-meta/{meta_name} is not UTF-8")))?;
+        let record: PrefixRecord =
+            serde_json::from_str(&text).map_err(|e| Error::Install(format!("reading conda-meta/{meta_name}: {e}")))?;
         let name = record.repodata_record.package_record.name.as_normalized().to_string();
         if !wanted.contains(&name) {
             continue;
         }
-        let meta_json = sanitize(&path, records)?;
+        let meta_json = sanitize(&meta_name, &text, records)?;
         let files: Vec<String> = record.files.iter().map(|f| f.to_string_lossy().replace('\\', "/")).collect();
-        let size = files.iter().filter_map(|f| std::fs::symlink_metadata(staging.join(f)).ok()).map(|m| m.len()).sum();
+        let size = files.iter().filter_map(|f| root.stat(f, false).ok().flatten()).map(|s| s.size).sum();
         let post_link = files.iter().find(|f| f.ends_with(&format!(".{name}-post-link.sh"))).cloned();
         let r = &record.repodata_record.package_record;
         let package = InstalledPackage { id: format!("{name}={}={}", r.version, r.build), files, size, post_link };
-        let meta_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         by_name.insert(name, CachedPackage { package, meta_name, meta_json });
     }
     records
@@ -128,11 +130,10 @@ pub(crate) async fn link(
         .collect()
 }
 
-/// Remove what a record says about the build host (cache paths) and write it in a stable
-/// key order, so records are the same wherever the image was built.
-fn sanitize(path: &Path, records: &[RepoDataRecord]) -> Result<String> {
-    let text = std::fs::read_to_string(path).map_err(io(format!("reading {}", path.display())))?;
-    let mut v: Value = serde_json::from_str(&text).map_err(|e| Error::Install(format!("{}: {e}", path.display())))?;
+/// Remove what a record says about the build host (cache paths), in a stable key order,
+/// so records are the same wherever the image was built.
+fn sanitize(meta_name: &str, text: &str, records: &[RepoDataRecord]) -> Result<String> {
+    let mut v: Value = serde_json::from_str(text).map_err(|e| Error::Install(format!("conda-meta/{meta_name}: {e}")))?;
     if let Some(m) = v.as_object_mut() {
         for k in ["extracted_package_dir", "package_tarball_full_path"] {
             m.remove(k);
@@ -149,16 +150,26 @@ fn sanitize(path: &Path, records: &[RepoDataRecord]) -> Result<String> {
             }
         }
     }
-    let out = String::from_utf8_lossy(&imgtool_core::canonical_json(&v)).into_owned();
-    write_record(path, &out)?;
-    Ok(out)
+    // Not written back yet: a later link into the same prefix reads these records as
+    // rattler wrote them (it needs `link.source`).
+    Ok(String::from_utf8_lossy(&imgtool_core::canonical_json(&v)).into_owned())
 }
 
-/// Write a sanitized `conda-meta` record with the mode packages mean.
-pub(crate) fn write_record(path: &Path, json: &str) -> Result<()> {
-    std::fs::write(path, json).map_err(io(format!("writing {}", path.display())))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).map_err(io(format!("writing {}", path.display())))
+/// The most a `conda-meta` record may hold (a package with a million files is far less).
+const RECORD_LIMIT: u64 = 256 << 20;
+
+/// Write our own file `dir/name` into the staging prefix through the rooted path layer: a
+/// directory a package made a symlink is followed inside the prefix only, and a link at the
+/// name is replaced, never written through. Mode 0644.
+pub(crate) fn write_in_prefix(staging: &Path, dir: &str, name: &str, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let fail = |e: imgtool_rootfs::Error| Error::Install(format!("writing {dir}/{name}: {e}"));
+    let root = imgtool_rootfs::Root::open(staging).map_err(fail)?;
+    let d = root.make_dirs(dir, &mut |_, _| {}).map_err(fail)?;
+    d.remove_all(name).map_err(fail)?;
+    let mut f = d.create_file(name).map_err(fail)?;
+    f.write_all(data).map_err(|e| Error::Install(format!("writing {dir}/{name}: {e}")))?;
+    d.set_meta(name, &imgtool_rootfs::Meta { mode: Some(0o644), ..Default::default() }, Some(&f)).map_err(fail)
 }
 
 /// `file:///home/me/chan/noarch/x.conda` -> `file:///local/chan/noarch/x.conda`, for

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::cache::{BuildCache, CachedPackage, layer_key, package_key};
 use crate::error::{Error, Result};
-use crate::install::{InstalledPackage, link, write_record};
+use crate::install::{InstalledPackage, link, write_in_prefix};
 use crate::layers::group;
 use crate::solve::{channel_url, conda_subdir, solve, virtual_packages};
 
@@ -242,20 +242,22 @@ impl CondaLayers {
             .buffered(parallel)
             .try_collect()
             .await?;
-        std::fs::create_dir_all(staging.join("conda-meta")).map_err(crate::error::io("writing conda-meta"))?;
-        for (p, linked) in known.iter().zip(&is_linked) {
-            if !linked {
-                write_record(&staging.join("conda-meta").join(&p.meta_name), &p.meta_json)?;
-            }
+        // Every record as the image holds it, rattler's own replaced: linking is over. (With
+        // every package cached nothing was linked and the prefix is still to be made.)
+        std::fs::create_dir_all(&staging).map_err(crate::error::io("creating the staging prefix"))?;
+        for p in &known {
+            write_in_prefix(&staging, "conda-meta", &p.meta_name, p.meta_json.as_bytes())?;
         }
         // The records last: a change to any package changes this small layer, not the others.
         let env_script = format!("export CONDA_PREFIX={prefix}\nexport PATH={prefix}/bin:$PATH\n");
         write_in_prefix(&staging, "etc/profile.d", "imgtool-conda.sh", env_script.as_bytes())?;
-        let mut meta_files: Vec<String> = std::fs::read_dir(staging.join("conda-meta"))
-            .map_err(crate::error::io("reading conda-meta"))?
-            .filter_map(|e| e.ok().map(|e| format!("conda-meta/{}", e.file_name().to_string_lossy())))
-            .filter(|f| !f.ends_with("/history"))
-            .collect();
+        let listed = imgtool_rootfs::Root::open(&staging)
+            .and_then(|r| r.dir("conda-meta"))
+            .and_then(|d| d.map(|d| d.names()).transpose())
+            .map_err(|e| Error::Install(format!("reading conda-meta: {e}")))?
+            .unwrap_or_default();
+        let mut meta_files: Vec<String> =
+            listed.iter().map(|n| format!("conda-meta/{}", n.to_string_lossy())).filter(|f| !f.ends_with("/history")).collect();
         meta_files.push("etc/profile.d/imgtool-conda.sh".into());
         let spooled = self.spooled(&staging, meta_files, mtime, opts, cx.spool_dir.clone()).await?;
         out.push(NewLayer { layer: spooled.into_layer(), history: self.history("imgtool conda conda-meta".into(), cx) });
@@ -344,18 +346,4 @@ impl CondaSpec {
         let specs = env.match_specs().map(ToString::to_string).collect();
         Ok(Self::new(channels, specs))
     }
-}
-
-/// Write our own file into the staging prefix through the rooted path layer: a directory a
-/// package made a symlink is followed inside the prefix only, and a link at the name is
-/// replaced, never written through.
-fn write_in_prefix(staging: &Path, dir: &str, name: &str, data: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let fail = |e: imgtool_rootfs::Error| Error::Install(format!("writing {dir}/{name}: {e}"));
-    let root = imgtool_rootfs::Root::open(staging).map_err(fail)?;
-    let d = root.make_dirs(dir, &mut |_, _| {}).map_err(fail)?;
-    d.remove_all(name).map_err(fail)?;
-    let mut f = d.create_file(name).map_err(fail)?;
-    f.write_all(data).map_err(|e| Error::Install(format!("writing {dir}/{name}: {e}")))?;
-    d.set_meta(name, &imgtool_rootfs::Meta { mode: Some(0o644), ..Default::default() }, Some(&f)).map_err(fail)
 }

@@ -470,6 +470,21 @@ async fn the_layer_cache_reuses_only_what_is_unchanged() {
     assert_ne!(changed.digest(), cold.digest());
 }
 
+/// A warm cache and a budget that merges a cached package with new ones: the cached one is
+/// linked again beside those just linked (issue 17: this crashed reading the records the
+/// first link left in the prefix).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_merged_rebuild_relinks_cached_packages_beside_new_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let ch = t.join("channel");
+    channel::standard_channel(&ch);
+    build_with(&ch, t, "cache", &["hello"], |_| {}).await;
+    let merged = build_with(&ch, t, "cache", &["hello", "pytool"], |s| s.max_layers = Some(1)).await;
+    let plain = build_with(&ch, t, "plain", &["hello", "pytool"], |s| (s.max_layers, s.layer_cache) = (Some(1), false)).await;
+    assert_eq!(merged.digest(), plain.digest());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn packages_writing_the_same_path_are_linked_together() {
     let tmp = tempfile::tempdir().unwrap();
