@@ -1,10 +1,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use imgtool_core::{BuildContext, History, LayerProducer, NewLayer, rfc3339};
+use imgtool_rootfs::{Kind, Root, Stat};
 
 use crate::layer::{EntryKind, FileData, LayerOptions, TarEntry, write_layer};
 use crate::{Error, PathFilter};
@@ -109,7 +112,7 @@ impl PathLayer {
                 dest = if dest.is_empty() { name } else { format!("{dest}/{name}") };
             }
             out.extend(parents(&dest, mtime, &mut seen));
-            out.push(self.entry_for(&self.from, &root_meta, dest, mtime, &mut HashMap::new())?);
+            out.push(self.entry_for(Origin::Host(&self.from), &Stat::from(&root_meta), dest, mtime, &mut HashMap::new())?);
             return Ok(out);
         }
         // Walk sorted by name so the layer's bytes do not depend on directory order.
@@ -149,7 +152,7 @@ impl PathLayer {
         }
         if !dest.is_empty() {
             out.extend(parents(&dest, mtime, &mut seen));
-            let mut top = self.entry_for(&self.from, &root_meta, dest.clone(), mtime, &mut HashMap::new())?;
+            let mut top = self.entry_for(Origin::Host(&self.from), &Stat::from(&root_meta), dest.clone(), mtime, &mut HashMap::new())?;
             top.path = dest.clone();
             out.push(top);
         }
@@ -161,57 +164,53 @@ impl PathLayer {
                 tracing::warn!(path = %host.display(), "skipping a socket: tar cannot hold one");
                 continue;
             }
-            out.push(self.entry_for(&host, &meta, path, mtime, &mut links)?);
+            out.push(self.entry_for(Origin::Host(&host), &Stat::from(&meta), path, mtime, &mut links)?);
         }
         Ok(out)
     }
 
     fn entry_for(
         &self,
-        host: &Path,
-        meta: &std::fs::Metadata,
+        origin: Origin<'_>,
+        st: &Stat,
         path: String,
         mtime: u64,
         links: &mut HashMap<(u64, u64), String>,
     ) -> Result<TarEntry, Error> {
-        let ft = meta.file_type();
-        let kind = if ft.is_dir() {
-            EntryKind::Dir
-        } else if ft.is_symlink() {
-            let t = std::fs::read_link(host).map_err(crate::error::io(format!("reading link {}", host.display())))?;
-            EntryKind::Symlink(t.to_string_lossy().into_owned())
-        } else if ft.is_file() {
-            if meta.nlink() > 1 {
-                if let Some(first) = links.get(&(meta.dev(), meta.ino())) {
-                    EntryKind::Hardlink(first.clone())
+        let kind = match st.kind {
+            Kind::Dir => EntryKind::Dir,
+            Kind::Symlink => EntryKind::Symlink(origin.read_link()?),
+            Kind::File => {
+                let data = origin.data();
+                if st.nlink > 1 {
+                    if let Some(first) = links.get(&st.id) {
+                        EntryKind::Hardlink(first.clone())
+                    } else {
+                        links.insert(st.id, path.clone());
+                        EntryKind::File { data, size: st.size }
+                    }
                 } else {
-                    links.insert((meta.dev(), meta.ino()), path.clone());
-                    EntryKind::File { data: FileData::Path(host.to_path_buf()), size: meta.len() }
+                    EntryKind::File { data, size: st.size }
                 }
-            } else {
-                EntryKind::File { data: FileData::Path(host.to_path_buf()), size: meta.len() }
             }
-        } else if ft.is_fifo() {
-            EntryKind::Fifo
-        } else if ft.is_char_device() || ft.is_block_device() {
-            let rdev = meta.rdev();
-            let (ma, mi) = (libc::major(rdev), libc::minor(rdev));
-            if ft.is_char_device() { EntryKind::CharDevice(ma, mi) } else { EntryKind::BlockDevice(ma, mi) }
-        } else {
-            return Err(Error::Format { place: host.display().to_string(), why: "unsupported file type".into() });
+            Kind::Fifo => EntryKind::Fifo,
+            Kind::Char => EntryKind::CharDevice(libc::major(st.rdev), libc::minor(st.rdev)),
+            Kind::Block => EntryKind::BlockDevice(libc::major(st.rdev), libc::minor(st.rdev)),
+            Kind::Socket => return Err(Error::Format { place: origin.shown(), why: "unsupported file type (a socket)".into() }),
         };
         let (uid, gid) = match self.owner {
             Owner::Root => (0, 0),
-            Owner::Preserve => (meta.uid() as u64, meta.gid() as u64),
+            Owner::Preserve => (st.uid as u64, st.gid as u64),
             Owner::Fixed(u, g) => (u as u64, g as u64),
         };
         let mode = match (self.mode, &kind) {
             (_, EntryKind::Symlink(_)) => 0o777,
             (Some(m), _) => m,
-            (None, _) => meta.mode() & 0o7777,
+            (None, _) => st.mode,
         };
         let mut xattrs = Vec::new();
-        if self.xattrs && !ft.is_symlink() {
+        // Only from a host folder the user named (an image root's attributes are its own).
+        if let (true, false, Origin::Host(host)) = (self.xattrs, st.kind == Kind::Symlink, origin) {
             if let Ok(names) = xattr::list(host) {
                 let mut names: Vec<_> = names.collect();
                 names.sort();
@@ -226,20 +225,58 @@ impl PathLayer {
     }
 }
 
-/// The tar entry for one host file (`meta` from `symlink_metadata`) at `path` in the image:
-/// its type, content, mode and link target as they are, owners as `owner` says. A file
-/// whose inode is already in `links` becomes a hard link to that entry.
+/// Where an entry's bytes and link target are read from.
+#[derive(Debug, Clone, Copy)]
+pub enum Origin<'a> {
+    /// A host path the user named (a pipeline's folder, a download).
+    Host(&'a Path),
+    /// A path inside a root (a build context, a stage, a prefix), read through the rooted
+    /// path layer: never resolved on the host.
+    Rooted(&'a Arc<Root>, &'a str),
+}
+
+impl Origin<'_> {
+    fn shown(&self) -> String {
+        match self {
+            Origin::Host(p) => p.display().to_string(),
+            Origin::Rooted(r, rel) => r.path().join(rel).display().to_string(),
+        }
+    }
+
+    fn read_link(&self) -> Result<String, Error> {
+        let target = match self {
+            Origin::Host(p) => std::fs::read_link(p)
+                .map(|t| t.into_os_string().into_vec())
+                .map_err(crate::error::io(format!("reading link {}", self.shown())))?,
+            Origin::Rooted(r, rel) => {
+                r.read_link(rel).map_err(|e| crate::error::io(format!("reading link {}", self.shown()))(e.into_io()))?
+            }
+        };
+        Ok(String::from_utf8_lossy(&target).into_owned())
+    }
+
+    fn data(&self) -> FileData {
+        match self {
+            Origin::Host(p) => FileData::Path(p.to_path_buf()),
+            Origin::Rooted(r, rel) => FileData::Rooted(Arc::clone(r), rel.to_string()),
+        }
+    }
+}
+
+/// The tar entry for one file (`st` as `stat` says without following it) at `path` in the
+/// image: its type, content, mode and link target as they are, owners as `owner` says. A
+/// file whose inode is already in `links` becomes a hard link to that entry.
 pub fn host_entry(
-    host: &Path,
-    meta: &std::fs::Metadata,
+    origin: Origin<'_>,
+    st: &Stat,
     path: String,
     mtime: u64,
     owner: Owner,
     links: &mut HashMap<(u64, u64), String>,
 ) -> Result<TarEntry, Error> {
-    let mut cfg = PathLayer::new(host, "");
+    let mut cfg = PathLayer::new("", "");
     cfg.owner = owner;
-    cfg.entry_for(host, meta, path, mtime, links)
+    cfg.entry_for(origin, st, path, mtime, links)
 }
 
 fn history(created_by: String, epoch: i64) -> History {
@@ -339,14 +376,17 @@ impl LayerProducer for ContentsLayer {
 }
 
 /// Entries for `files` (paths relative to `root`, `/`-separated) placed under `dest` in the
-/// image, each preceded by its parent directories (taken from the host inside `root`, made
-/// root-owned 0755 above it). Used to turn part of a tree, such as one conda package's
-/// files in a prefix, into a layer. The order depends only on the paths.
+/// image, each preceded by its parent directories (as `root` has them, made root-owned 0755
+/// above it). Used to turn part of a tree, such as one conda package's files in a prefix,
+/// into a layer; everything is read through the rooted path layer. The order depends only
+/// on the paths.
 pub fn entries_for_files(root: &Path, files: &[String], dest: &str, mtime: u64, owner: Owner) -> Result<Vec<TarEntry>, Error> {
+    let place = root.display().to_string();
+    let rooted = Arc::new(Root::open(root).map_err(|e| crate::error::io(format!("opening {place}"))(e.into_io()))?);
     let mut cfg = PathLayer::new(root, dest);
     cfg.owner = owner;
     let dest = image_path(dest, "entries_for_files")?;
-    let mut rels: Vec<String> = files.iter().map(|f| image_path(f, &root.display().to_string())).collect::<Result<_, _>>()?;
+    let mut rels: Vec<String> = files.iter().map(|f| image_path(f, &place)).collect::<Result<_, _>>()?;
     rels.sort();
     rels.dedup();
     let join = |rel: &str| if dest.is_empty() { rel.to_string() } else { format!("{dest}/{rel}") };
@@ -357,24 +397,28 @@ pub fn entries_for_files(root: &Path, files: &[String], dest: &str, mtime: u64, 
     if !dest.is_empty() {
         out.extend(parents(&format!("{dest}/x"), mtime, &mut seen));
     }
+    let stat = |rel: &str| -> Result<Stat, Error> {
+        let fail = |e: imgtool_rootfs::Error| crate::error::io(format!("reading {place}/{rel}"))(e.into_io());
+        rooted.stat(rel, false).map_err(fail)?.ok_or_else(|| {
+            fail(imgtool_rootfs::Error::Io { op: "stat", path: format!("/{rel}"), source: std::io::ErrorKind::NotFound.into() })
+        })
+    };
     for rel in rels {
         let comps: Vec<&str> = rel.split('/').collect();
         for i in 1..comps.len() {
             let dir_rel = comps[..i].join("/");
             let path = join(&dir_rel);
             if seen.insert(path.clone()) {
-                let host = root.join(&dir_rel);
-                let meta = std::fs::symlink_metadata(&host).map_err(crate::error::io(format!("reading {}", host.display())))?;
-                out.push(cfg.entry_for(&host, &meta, path, mtime, &mut links)?);
+                let st = stat(&dir_rel)?;
+                out.push(cfg.entry_for(Origin::Rooted(&rooted, &dir_rel), &st, path, mtime, &mut links)?);
             }
         }
         let path = join(&rel);
         if !seen.insert(path.clone()) {
             continue;
         }
-        let host = root.join(&rel);
-        let meta = std::fs::symlink_metadata(&host).map_err(crate::error::io(format!("reading {}", host.display())))?;
-        out.push(cfg.entry_for(&host, &meta, path, mtime, &mut links)?);
+        let st = stat(&rel)?;
+        out.push(cfg.entry_for(Origin::Rooted(&rooted, &rel), &st, path, mtime, &mut links)?);
     }
     Ok(out)
 }

@@ -41,6 +41,10 @@ pub enum FileData {
     Path(PathBuf),
     /// Bytes in memory (small contents layers).
     Bytes(Bytes),
+    /// A regular file inside a root (an image's, a build context), opened through the
+    /// rooted path layer when written: a name swapped for a symlink since it was listed
+    /// still cannot lead out of the root.
+    Rooted(std::sync::Arc<imgtool_rootfs::Root>, String),
 }
 
 /// What a tar entry is.
@@ -206,6 +210,18 @@ impl LayerWriter {
         h
     }
 
+    /// Append a file's bytes, exactly `size` of them: a file that changed size since it was
+    /// listed would corrupt the tar.
+    fn append_counted(&mut self, h: &mut tar::Header, path: &str, f: File, size: u64, shown: &Path) -> Result<(), Error> {
+        let mut r = f.take(size);
+        let mut counted = CountingReader { inner: &mut r, n: 0 };
+        self.tar.append_data(h, path, &mut counted).map_err(io_err(&self.file))?;
+        if counted.n != size {
+            return Err(Error::Changed { path: shown.to_path_buf() });
+        }
+        Ok(())
+    }
+
     /// Append one entry.
     pub fn append(&mut self, e: &TarEntry) -> Result<(), Error> {
         let file = self.file.to_path_buf();
@@ -225,16 +241,17 @@ impl LayerWriter {
                 let mut h = Self::header(e, tar::EntryType::Regular, *size);
                 match data {
                     FileData::Bytes(b) => self.tar.append_data(&mut h, &e.path, &b[..]).map_err(err),
+                    FileData::Rooted(root, rel) => {
+                        let p = root.path().join(rel);
+                        let f = root
+                            .open_file(rel)
+                            .map_err(|e| Error::Io { context: format!("reading {}", p.display()), source: e.into_io() })?;
+                        let f = f.ok_or_else(|| Error::Changed { path: p.clone() })?;
+                        self.append_counted(&mut h, &e.path, f, *size, &p)
+                    }
                     FileData::Path(p) => {
                         let f = File::open(p).map_err(|s| Error::Io { context: format!("reading {}", p.display()), source: s })?;
-                        // A file that changed size since it was listed would corrupt the tar.
-                        let mut r = f.take(*size);
-                        let mut counted = CountingReader { inner: &mut r, n: 0 };
-                        self.tar.append_data(&mut h, &e.path, &mut counted).map_err(err)?;
-                        if counted.n != *size {
-                            return Err(Error::Changed { path: p.clone() });
-                        }
-                        Ok(())
+                        self.append_counted(&mut h, &e.path, f, *size, p)
                     }
                 }
             }

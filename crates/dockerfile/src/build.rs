@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use imgtool_archive::{EntryKind, ExtractOptions, FileData, LayerOptions, Owner, TarEntry, host_entry, write_layer};
+use imgtool_archive::{EntryKind, ExtractOptions, FileData, LayerOptions, Origin, Owner, TarEntry, host_entry, write_layer};
 use imgtool_core::{Compression, Flavor, History, Image, Platform, rfc3339};
 use serde_json::{Value, json};
 

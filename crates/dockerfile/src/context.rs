@@ -2,19 +2,21 @@
 //! the cache.
 
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use imgtool_archive::PathFilter;
 use imgtool_core::Hasher;
+use imgtool_rootfs::{Kind, Root, Stat, Visit};
 
 /// One source of a `COPY`: where it is and how the instruction named it.
 #[derive(Debug, Clone)]
 pub(crate) struct Source {
     /// Relative to the source root, `/`-separated ("" for the root itself).
     pub rel: String,
-    /// On the host (symlinks in the name resolved inside the root).
-    pub host: PathBuf,
+    /// Where it is in the root: `rel` with its symlinks resolved inside the root (for a
+    /// link copied as a link, `rel` itself).
+    pub at: String,
     /// Whether it is a directory (after following a symlink named directly).
     pub is_dir: bool,
     /// A symlink that leads nowhere inside the tree: copied as the link it is, and never
@@ -58,10 +60,11 @@ pub(crate) fn open_regular(host: &Path) -> std::io::Result<std::fs::File> {
 }
 
 /// A tree files are copied from: the build context (with `.dockerignore`) or a stage's or
-/// image's filesystem (`COPY --from`).
+/// image's filesystem (`COPY --from`). Everything in it is reached through the rooted path
+/// layer.
 #[derive(Debug, Clone)]
 pub(crate) struct Tree {
-    pub root: PathBuf,
+    pub root: Arc<Root>,
     pub ignore: Option<PathFilter>,
     /// How errors name it ("the build context", "stage build").
     pub name: String,
@@ -86,23 +89,38 @@ pub(crate) fn clean(p: &str) -> Option<String> {
     Some(out.join("/"))
 }
 
+fn join(a: &str, b: &str) -> String {
+    if a.is_empty() { b.to_string() } else { format!("{a}/{b}") }
+}
+
 impl Tree {
+    /// The tree at `path`, named `name` in errors.
+    pub fn open(path: &Path, name: impl Into<String>) -> Result<Self, String> {
+        let root = Root::open(path).map_err(|e| e.to_string())?;
+        Ok(Self { root: Arc::new(root), ignore: None, name: name.into() })
+    }
+
     pub fn context(root: &Path) -> Result<Self, String> {
         let ignore = match read_context_file(&root.join(".dockerignore")) {
             Ok(Some(text)) => Some(PathFilter::from_dockerignore(&text).map_err(|e| format!(".dockerignore: {e}"))?),
             Ok(None) => None,
             Err(e) => return Err(format!("reading .dockerignore: {e}")),
         };
-        Ok(Self { root: root.to_path_buf(), ignore, name: "the build context".into() })
+        Ok(Self { ignore, ..Self::open(root, "the build context")? })
     }
 
     pub fn ignored(&self, rel: &str) -> bool {
         !rel.is_empty() && self.ignore.as_ref().is_some_and(|f| f.matches(rel))
     }
 
-    /// Follow symlinks in `rel` inside the root: the host path it names, the way a
-    /// container would see it. `None` if a component is missing.
-    fn resolve(&self, rel: &str) -> Option<PathBuf> {
+    fn stat(&self, at: &str, follow: bool) -> Result<Option<Stat>, String> {
+        self.root.stat(at, follow).map_err(|e| e.to_string())
+    }
+
+    /// Follow symlinks in `rel` inside the root, the way a container would see it, one
+    /// component at a time so that `.dockerignore` applies to every name on the way: where
+    /// it is, free of symlinks. `None` if a component is missing or ignored.
+    fn resolve(&self, rel: &str) -> Option<String> {
         let mut parts: Vec<String> = Vec::new();
         let mut todo: Vec<String> = rel.split('/').filter(|c| !c.is_empty()).rev().map(str::to_string).collect();
         let mut hops = 0;
@@ -115,21 +133,19 @@ impl Tree {
                 }
                 _ => {}
             }
-            let host = self.root.join(parts.join("/")).join(&c);
+            let within = join(&parts.join("/"), &c);
             // An ignored file is not in the context at all (BuildKit never sends it), so a
             // link to it leads nowhere.
-            let within = if parts.is_empty() { c.clone() } else { format!("{}/{c}", parts.join("/")) };
             if self.ignored(&within) {
                 return None;
             }
-            let meta = std::fs::symlink_metadata(&host).ok()?;
-            if meta.file_type().is_symlink() {
+            let st = self.stat(&within, false).ok()??;
+            if st.kind == Kind::Symlink {
                 hops += 1;
                 if hops > 40 {
                     return None;
                 }
-                let target = std::fs::read_link(&host).ok()?;
-                let t = target.to_string_lossy().into_owned();
+                let t = String::from_utf8(self.root.read_link(&within).ok()?).ok()?;
                 if t.starts_with('/') {
                     parts.clear();
                 }
@@ -138,7 +154,7 @@ impl Tree {
                 parts.push(c);
             }
         }
-        Some(self.root.join(parts.join("/")))
+        Some(parts.join("/"))
     }
 
     /// The sources a `COPY` word names: a path or a glob, relative to the root.
@@ -153,16 +169,16 @@ impl Tree {
                 .map_err(|e| format!("{word}: not a valid pattern: {e}"))?
                 .compile_matcher();
             let mut out = Vec::new();
-            for (r, host, meta) in self.walk("")? {
+            for (r, _, st) in self.walk("")? {
                 if !glob.is_match(&r) {
                     continue;
                 }
-                // A matched symlink is followed inside the root only; one that leads out of
-                // it (or nowhere) is copied as the link it is, never read through.
-                let resolved = if meta.file_type().is_symlink() { self.resolve(&r) } else { Some(host.clone()) };
-                match resolved.and_then(|h| std::fs::metadata(&h).ok().map(|m| (h, m))) {
-                    Some((h, m)) => out.push(Source { rel: r, host: h, is_dir: m.is_dir(), link: false }),
-                    None => out.push(Source { rel: r, host, is_dir: false, link: true }),
+                // A matched symlink is followed inside the root only; one that leads
+                // nowhere there is copied as the link it is, never read through.
+                let resolved = if st.kind == Kind::Symlink { self.resolve(&r) } else { Some(r.clone()) };
+                match resolved.and_then(|at| self.stat(&at, true).ok().flatten().map(|st| (at, st))) {
+                    Some((at, st)) => out.push(Source { rel: r, at, is_dir: st.kind == Kind::Dir, link: false }),
+                    None => out.push(Source { at: r.clone(), rel: r, is_dir: false, link: true }),
                 }
             }
             if out.is_empty() {
@@ -173,40 +189,35 @@ impl Tree {
         if self.ignored(&rel) {
             return Err(format!("{word} is excluded by .dockerignore"));
         }
-        let host = self.resolve(&rel).ok_or_else(|| format!("{word}: no such file or directory in {}", self.name))?;
-        let meta = std::fs::metadata(&host).map_err(|e| format!("{word}: {e}"))?;
-        Ok(vec![Source { rel, host, is_dir: meta.is_dir(), link: false }])
+        let missing = || format!("{word}: no such file or directory in {}", self.name);
+        let at = self.resolve(&rel).ok_or_else(missing)?;
+        let st = self.stat(&at, true)?.ok_or_else(missing)?;
+        Ok(vec![Source { rel, at, is_dir: st.kind == Kind::Dir, link: false }])
     }
 
     /// Everything under `rel` (a directory), sorted, `.dockerignore` applied; each with its
-    /// path relative to the root, host path and `symlink_metadata`.
-    pub fn walk(&self, rel: &str) -> Result<Vec<(String, PathBuf, std::fs::Metadata)>, String> {
+    /// path relative to the root as named, where it is in the root, and what `stat` says
+    /// of it (not following it).
+    pub fn walk(&self, rel: &str) -> Result<Vec<(String, String, Stat)>, String> {
         let base = if rel.is_empty() {
-            self.root.clone()
+            String::new()
         } else {
             self.resolve(rel).ok_or_else(|| format!("{rel}: no such directory in {}", self.name))?
         };
-        let mut out = Vec::new();
-        let mut it = walkdir::WalkDir::new(&base).follow_links(false).follow_root_links(false).sort_by_file_name().min_depth(1).into_iter();
         let has_exceptions = self.ignore.as_ref().is_some_and(PathFilter::has_exceptions);
-        while let Some(item) = it.next() {
-            let item = item.map_err(|e| format!("walking {}: {e}", base.display()))?;
-            // Names are matched and joined as text: one that is not UTF-8 would be read back
-            // as another name (U+FFFD), possibly a link planted to be found instead.
-            let within = item.path().strip_prefix(&base).unwrap_or(item.path());
-            let within =
-                within.to_str().ok_or_else(|| format!("{}: names that are not UTF-8 are not supported", within.display()))?.to_string();
-            let r = if rel.is_empty() { within } else { format!("{rel}/{within}") };
-            if self.ignored(&r) {
-                if item.file_type().is_dir() && !has_exceptions {
-                    it.skip_current_dir();
+        let listed = self
+            .root
+            .walk(&base, &mut |within, st| {
+                if !self.ignored(&join(rel, within)) {
+                    Visit::Keep
+                } else if st.kind == Kind::Dir && has_exceptions {
+                    Visit::Hide
+                } else {
+                    Visit::Prune
                 }
-                continue;
-            }
-            let meta = item.path().symlink_metadata().map_err(|e| format!("reading {}: {e}", item.path().display()))?;
-            out.push((r, item.path().to_path_buf(), meta));
-        }
-        Ok(out)
+            })
+            .map_err(|e| format!("walking {} in {}: {e}", if rel.is_empty() { "/" } else { rel }, self.name))?;
+        Ok(listed.into_iter().map(|(within, st)| (join(rel, &within), join(&base, &within), st)).collect())
     }
 
     /// A digest of what `sources` hold (names, types, modes, contents, link targets), for
@@ -214,23 +225,22 @@ impl Tree {
     pub fn hash(&self, sources: &[Source], hashes: &mut FileHashes) -> Result<String, String> {
         let mut h = Hasher::sha256();
         for s in sources {
-            let meta = if s.link { std::fs::symlink_metadata(&s.host) } else { std::fs::metadata(&s.host) };
-            let mut items = vec![(s.rel.clone(), s.host.clone(), meta.map_err(|e| format!("{}: {e}", s.rel))?)];
+            let st = self.stat(&s.at, !s.link)?.ok_or_else(|| format!("{}: no longer in {}", s.rel, self.name))?;
+            let mut items = vec![(s.rel.clone(), s.at.clone(), st)];
             if s.is_dir {
                 items.extend(self.walk(&s.rel)?);
             }
-            for (rel, host, meta) in items {
-                let kind = if meta.is_dir() {
-                    "d".to_string()
-                } else if meta.file_type().is_symlink() {
-                    format!("l{}", std::fs::read_link(&host).map(|t| t.to_string_lossy().into_owned()).unwrap_or_default())
-                } else if meta.is_file() {
-                    format!("f{}", hashes.of(&host, &meta)?)
-                } else {
+            for (rel, at, st) in items {
+                let kind = match st.kind {
+                    Kind::Dir => "d".to_string(),
+                    Kind::Symlink => {
+                        format!("l{}", self.root.read_link(&at).map(|t| String::from_utf8_lossy(&t).into_owned()).unwrap_or_default())
+                    }
+                    Kind::File => format!("f{}", hashes.of(&self.root, &at, &st)?),
                     // FIFOs, sockets and devices are copied as what they are; never read.
-                    format!("s{:o}", meta.mode() & 0o170000)
+                    _ => format!("s{:?}", st.kind),
                 };
-                h.update(format!("{rel}\0{kind}\0{:o}\0{}\0{}\n", meta.mode() & 0o7777, meta.uid(), meta.gid()).as_bytes());
+                h.update(format!("{rel}\0{kind}\0{:o}\0{}\0{}\n", st.mode, st.uid, st.gid).as_bytes());
             }
         }
         Ok(h.finish().hex().to_string())
@@ -253,24 +263,17 @@ impl FileHashes {
         Self { known, path: Some(path), changed: false }
     }
 
-    fn of(&mut self, host: &Path, meta: &std::fs::Metadata) -> Result<String, String> {
-        let stamp = format!(
-            "{}:{}:{}:{}.{}:{}.{}",
-            meta.dev(),
-            meta.ino(),
-            meta.size(),
-            meta.mtime(),
-            meta.mtime_nsec(),
-            meta.ctime(),
-            meta.ctime_nsec()
-        );
-        let key = format!("{}|{stamp}", host.display());
+    fn of(&mut self, root: &Root, at: &str, st: &Stat) -> Result<String, String> {
+        let stamp = format!("{}:{}:{}:{}.{}:{}.{}", st.id.0, st.id.1, st.size, st.mtime.0, st.mtime.1, st.ctime.0, st.ctime.1);
+        let shown = root.path().join(at);
+        let key = format!("{}|{stamp}", shown.display());
         if let Some(h) = self.known.get(&key) {
             return Ok(h.clone());
         }
-        let mut f = open_regular(host).map_err(|e| format!("reading {}: {e}", host.display()))?;
+        let f = root.open_file(at).map_err(|e| format!("reading {}: {e}", shown.display()))?;
+        let mut f = f.ok_or_else(|| format!("reading {}: not a regular file", shown.display()))?;
         let mut h = Hasher::sha256();
-        std::io::copy(&mut f, &mut h).map_err(|e| format!("reading {}: {e}", host.display()))?;
+        std::io::copy(&mut f, &mut h).map_err(|e| format!("reading {}: {e}", shown.display()))?;
         let hex = h.finish().hex().to_string();
         self.known.insert(key, hex.clone());
         self.changed = true;

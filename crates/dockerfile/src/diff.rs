@@ -2,14 +2,16 @@
 //! as layer entries (added and changed paths, deletions as whiteouts).
 
 use std::collections::{BTreeMap, HashMap};
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::sync::Arc;
 
-use imgtool_archive::{EntryKind, FileData, Owner, TarEntry, host_entry};
+use imgtool_archive::{EntryKind, FileData, Origin, Owner, TarEntry, host_entry};
+use imgtool_rootfs::{Kind, Root, Stat, Visit};
 
-/// Everything that changes when a file is written, chmod-ed, chown-ed, replaced or linked.
+/// Everything that changes when a file is written, chmod-ed, chown-ed, replaced or linked
+/// (not the link count: a new hard link is the new name's change, not the old one's).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Stamp {
+    kind: Kind,
     mode: u32,
     uid: u32,
     gid: u32,
@@ -20,34 +22,34 @@ struct Stamp {
     ctime: (i64, i64),
 }
 
-/// Paths (relative, `/`-separated) and their stamps.
+impl From<&Stat> for Stamp {
+    fn from(st: &Stat) -> Stamp {
+        Stamp {
+            kind: st.kind,
+            mode: st.mode,
+            uid: st.uid,
+            gid: st.gid,
+            size: st.size,
+            ino: st.id.1,
+            rdev: st.rdev,
+            mtime: st.mtime,
+            ctime: st.ctime,
+        }
+    }
+}
+
+/// Paths (relative, `/`-separated), their stamps and what `stat` said.
 #[derive(Debug, Default)]
-pub(crate) struct Snapshot(BTreeMap<String, Stamp>);
+pub(crate) struct Snapshot(BTreeMap<String, (Stamp, Stat)>);
 
 /// Mount points the runtime makes in the root for the command: not the command's doing.
 const RUNTIME: &[&str] = &["proc", "sys", "dev"];
 
-pub(crate) fn snapshot(root: &Path) -> std::io::Result<Snapshot> {
-    let mut out = BTreeMap::new();
-    for item in walkdir::WalkDir::new(root).follow_links(false).min_depth(1) {
-        let item = item.map_err(|e| e.into_io_error().unwrap_or_else(|| std::io::Error::other("filesystem loop")))?;
-        let m = item.path().symlink_metadata()?;
-        let rel = item.path().strip_prefix(root).unwrap_or(item.path()).to_string_lossy().into_owned();
-        out.insert(
-            rel,
-            Stamp {
-                mode: m.mode(),
-                uid: m.uid(),
-                gid: m.gid(),
-                size: m.size(),
-                ino: m.ino(),
-                rdev: m.rdev(),
-                mtime: (m.mtime(), m.mtime_nsec()),
-                ctime: (m.ctime(), m.ctime_nsec()),
-            },
-        );
-    }
-    Ok(Snapshot(out))
+/// What the root holds, read through the rooted path layer (the command may have left any
+/// symlink anywhere).
+pub(crate) fn snapshot(root: &Root) -> std::io::Result<Snapshot> {
+    let listed = root.walk("", &mut |_, _| Visit::Keep).map_err(imgtool_rootfs::Error::into_io)?;
+    Ok(Snapshot(listed.into_iter().map(|(p, st)| (p, ((&st).into(), st))).collect()))
 }
 
 fn under(path: &str, dir: &str) -> bool {
@@ -56,20 +58,19 @@ fn under(path: &str, dir: &str) -> bool {
 
 /// The layer entries that turn `before` into `after` (both of `root`), sorted so parents
 /// come first; every entry gets `mtime`.
-pub(crate) fn changes(root: &Path, before: &Snapshot, after: &Snapshot, mtime: u64) -> std::io::Result<Vec<TarEntry>> {
+pub(crate) fn changes(root: &Arc<Root>, before: &Snapshot, after: &Snapshot, mtime: u64) -> std::io::Result<Vec<TarEntry>> {
     let mut out: BTreeMap<Vec<String>, TarEntry> = BTreeMap::new();
     let key = |p: &str| p.split('/').map(str::to_string).collect::<Vec<_>>();
     let mut links = HashMap::new();
-    for (path, stamp) in &after.0 {
-        if before.0.get(path) == Some(stamp) {
+    for (path, (stamp, st)) in &after.0 {
+        if before.0.get(path).map(|b| &b.0) == Some(stamp) {
             continue;
         }
         if !before.0.contains_key(path) && RUNTIME.iter().any(|r| under(path, r) && !before.0.contains_key(*r)) {
             continue;
         }
-        let host = root.join(path);
-        let meta = host.symlink_metadata()?;
-        let mut e = host_entry(&host, &meta, path.clone(), mtime, Owner::Preserve, &mut links).map_err(std::io::Error::other)?;
+        let mut e =
+            host_entry(Origin::Rooted(root, path), st, path.clone(), mtime, Owner::Preserve, &mut links).map_err(std::io::Error::other)?;
         e.mtime = mtime;
         out.insert(key(path), e);
     }

@@ -41,6 +41,33 @@ pub struct Stat {
     pub size: u64,
     /// Device and inode number: the inode's identity.
     pub id: (u64, u64),
+    /// How many names the inode has.
+    pub nlink: u64,
+    /// The device a character or block device node stands for (raw `st_rdev`).
+    pub rdev: u64,
+    /// Last modification, (seconds, nanoseconds).
+    pub mtime: (i64, i64),
+    /// Last status change, (seconds, nanoseconds).
+    pub ctime: (i64, i64),
+}
+
+impl From<&std::fs::Metadata> for Stat {
+    /// What `stat` said of a host path the user named (not inside a root).
+    fn from(m: &std::fs::Metadata) -> Stat {
+        use std::os::unix::fs::MetadataExt;
+        Stat {
+            kind: kind_of(m.mode()),
+            mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+            size: m.size(),
+            id: (m.dev(), m.ino()),
+            nlink: m.nlink(),
+            rdev: m.rdev(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
 }
 
 /// A special file to make with [`Dir::mknod`].
@@ -80,6 +107,8 @@ fn kind_of(mode: u32) -> Kind {
     }
 }
 
+// The stat fields' widths differ between architectures: the casts are not all no-ops.
+#[allow(clippy::unnecessary_cast)]
 fn to_stat(st: rustix::fs::Stat) -> Stat {
     Stat {
         kind: kind_of(st.st_mode),
@@ -88,6 +117,10 @@ fn to_stat(st: rustix::fs::Stat) -> Stat {
         gid: st.st_gid,
         size: st.st_size.max(0) as u64,
         id: (st.st_dev, st.st_ino),
+        nlink: st.st_nlink as u64,
+        rdev: st.st_rdev,
+        mtime: (st.st_mtime as i64, st.st_mtime_nsec as i64),
+        ctime: (st.st_ctime as i64, st.st_ctime_nsec as i64),
     }
 }
 

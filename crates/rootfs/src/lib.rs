@@ -20,7 +20,9 @@
 mod dir;
 mod error;
 mod root;
+mod walk;
 
 pub use dir::{Dir, Kind, Meta, Node, Stat};
 pub use error::{Error, Result};
 pub use root::Root;
+pub use walk::Visit;

@@ -167,6 +167,15 @@ impl Root {
         }
     }
 
+    /// The target of the symlink at `rel` (symlinks before the last component followed
+    /// inside the root).
+    pub fn read_link(&self, rel: &str) -> Result<Vec<u8>> {
+        let parts = clean(rel);
+        let not_found = || Error::Io { op: "reading link", path: format!("/{}", parts.join("/")), source: rustix::io::Errno::NOENT.into() };
+        let Some((name, parent)) = parts.split_last() else { return Err(not_found()) };
+        self.dir(&parent.join("/"))?.ok_or_else(not_found)?.read_link(name)
+    }
+
     /// Open the regular file at `rel` for reading (symlinks followed inside the root).
     /// Anything else there (a FIFO, a device, a directory) gives `None`: it is never opened.
     pub fn open_file(&self, rel: &str) -> Result<Option<File>> {

@@ -456,3 +456,35 @@ fn xattrs_fifos_and_devices_round_trip() {
         assert!(made.unwrap_err().to_string().contains("needs root"));
     }
 }
+
+/// Entries taken from a tree someone else wrote (a conda prefix, a stage) are read through
+/// the rooted path layer: a symlink in it to a host directory leads inside the tree, and a
+/// file swapped for such a link after listing is not read on the host either.
+#[test]
+fn entries_from_a_tree_never_read_host_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let host = tmp.path().join("host");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("secret"), "host secret").unwrap();
+    let tree = tmp.path().join("tree");
+    std::fs::create_dir_all(tree.join("real")).unwrap();
+    std::fs::write(tree.join("real/secret"), "in the tree").unwrap();
+    std::os::unix::fs::symlink(&host, tree.join("lib")).unwrap();
+    // `lib/secret` through the link: resolved inside the tree, where `lib` leads nowhere.
+    let err = imgtool_archive::entries_for_files(&tree, &["lib/secret".into()], "opt", 0, imgtool_archive::Owner::Root);
+    assert!(err.is_err(), "a path through a link out of the tree was listed");
+    // Listed while a regular file, then swapped for a link to the host file.
+    let entries = imgtool_archive::entries_for_files(&tree, &["real/secret".into()], "opt", 0, imgtool_archive::Owner::Root).unwrap();
+    std::fs::remove_file(tree.join("real/secret")).unwrap();
+    std::os::unix::fs::symlink(host.join("secret"), tree.join("real/secret")).unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    match write_layer(entries, spool.path(), LayerOptions::default()) {
+        Err(e) => assert!(e.to_string().contains("changed") || e.to_string().contains("secret"), "{e}"),
+        Ok(layer) => {
+            let bytes = std::fs::read(&layer.file).unwrap();
+            let mut tar = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut tar).unwrap();
+            assert!(!tar.windows(11).any(|w| w == b"host secret"), "the host file was read into the layer");
+        }
+    }
+}

@@ -28,7 +28,8 @@ impl Builder<'_> {
         };
         let root = Self::ensure_root(self.opts, stage).await?;
         let key = stage.key.clone();
-        Ok((Tree { root, ignore: None, name: format!("stage {name}") }, key))
+        let tree = Tree::open(&root, format!("stage {name}")).map_err(|m| Error::step(i.line, "COPY", format!("--from={name}: {m}")))?;
+        Ok((tree, key))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -134,19 +135,20 @@ impl Builder<'_> {
                 format!("{base}/{rel}")
             }
         };
-        let archive_kind = |s: &Source| add && !s.link && !s.is_dir && is_archive(&s.host);
+        let archive_kind = |s: &Source| add && !s.link && !s.is_dir && is_archive(&tree.root, &s.at);
         let mut extracted: Vec<tempfile::TempDir> = Vec::new();
         for s in &resolved {
             if archive_kind(s) {
                 // ADD of a local archive: its contents land in the destination directory.
                 let dir = tempfile::tempdir_in(&self.opts.spool_dir).map_err(|e| err(e.to_string()))?;
-                let f = crate::context::open_regular(&s.host).map_err(|e| err(format!("{}: {e}", s.rel)))?;
+                let f = tree.root.open_file(&s.at).map_err(|e| err(format!("{}: {e}", s.rel)))?;
+                let f = f.ok_or_else(|| err(format!("{}: no longer a regular file", s.rel)))?;
                 let r = imgtool_core::decompress_sniffed(f).map_err(|e| err(format!("{}: {e}", s.rel)))?;
                 imgtool_archive::apply_layer(dir.path(), r, ExtractOptions { same_owner: true, ..Default::default() }, &s.rel)
                     .map_err(|e| err(format!("extracting {}: {e}", s.rel)))?;
-                let t = Tree { root: dir.path().to_path_buf(), ignore: None, name: s.rel.clone() };
-                for (rel, host, meta) in t.walk("").map_err(err)? {
-                    let e = host_entry(&host, &meta, join(&dest_rel, &rel), mtime, Owner::Preserve, &mut links)
+                let t = Tree::open(dir.path(), s.rel.clone()).map_err(err)?;
+                for (rel, at, st) in t.walk("").map_err(err)? {
+                    let e = host_entry(Origin::Rooted(&t.root, &at), &st, join(&dest_rel, &rel), mtime, Owner::Preserve, &mut links)
                         .map_err(|e| err(e.to_string()))?;
                     put(fix(e), &mut entries);
                 }
@@ -155,24 +157,28 @@ impl Builder<'_> {
             }
             if s.is_dir {
                 // A directory's contents go into the destination.
-                for (rel, host, meta) in tree.walk(&s.rel).map_err(err)? {
+                for (rel, at, st) in tree.walk(&s.rel).map_err(err)? {
                     let within = if s.rel.is_empty() { rel.clone() } else { rel[s.rel.len() + 1..].to_string() };
-                    let e = host_entry(&host, &meta, join(&dest_rel, &within), mtime, owner, &mut links).map_err(|e| err(e.to_string()))?;
+                    let e = host_entry(Origin::Rooted(&tree.root, &at), &st, join(&dest_rel, &within), mtime, owner, &mut links)
+                        .map_err(|e| err(e.to_string()))?;
                     put(fix(e), &mut entries);
                 }
                 if !dest_rel.is_empty() && rooted.stat(&dest_rel, false).ok().flatten().is_none() {
-                    let meta = std::fs::metadata(&s.host).map_err(|e| err(e.to_string()))?;
-                    let e = host_entry(&s.host, &meta, dest_rel.clone(), mtime, owner, &mut links).map_err(|e| err(e.to_string()))?;
+                    let st = tree.root.stat(&s.at, true).map_err(|e| err(e.to_string()))?;
+                    let st = st.ok_or_else(|| err(format!("{}: no longer in {}", s.rel, tree.name)))?;
+                    let e = host_entry(Origin::Rooted(&tree.root, &s.at), &st, dest_rel.clone(), mtime, owner, &mut links)
+                        .map_err(|e| err(e.to_string()))?;
                     put(fix(e), &mut entries);
                 }
                 continue;
             }
             let name = s.rel.rsplit('/').next().unwrap_or(&s.rel);
             let target = if dest_is_dir { join(&dest_rel, name) } else { dest_rel.clone() };
-            // A symlink named as a source was followed inside its tree already (`host` is
+            // A symlink named as a source was followed inside its tree already (`at` is
             // where it leads); one that leads nowhere inside is copied as a link.
-            let meta = std::fs::symlink_metadata(&s.host).map_err(|e| err(format!("{}: {e}", s.rel)))?;
-            let e = host_entry(&s.host, &meta, target, mtime, owner, &mut links).map_err(|e| err(e.to_string()))?;
+            let st = tree.root.stat(&s.at, false).map_err(|e| err(format!("{}: {e}", s.rel)))?;
+            let st = st.ok_or_else(|| err(format!("{}: no longer in {}", s.rel, tree.name)))?;
+            let e = host_entry(Origin::Rooted(&tree.root, &s.at), &st, target, mtime, owner, &mut links).map_err(|e| err(e.to_string()))?;
             put(fix(e), &mut entries);
         }
         for (name, body) in &heredoc_files {
@@ -202,7 +208,8 @@ impl Builder<'_> {
             }
             let target = if dest_is_dir { join(&dest_rel, &name) } else { dest_rel.clone() };
             let meta = std::fs::metadata(file.path()).map_err(|e| err(e.to_string()))?;
-            let mut e = host_entry(file.path(), &meta, target, mtime, owner, &mut links).map_err(|e| err(e.to_string()))?;
+            let mut e =
+                host_entry(Origin::Host(file.path()), &(&meta).into(), target, mtime, owner, &mut links).map_err(|e| err(e.to_string()))?;
             e.mode = 0o600;
             put(fix(e), &mut entries);
             downloads.push(file);
@@ -235,8 +242,8 @@ pub(super) fn missing_dirs(root: &imgtool_rootfs::Root, rel: &str, inclusive: bo
 
 /// Whether a file is a tar archive, compressed or not (ADD extracts those; any other
 /// file, a lone `.gz` included, is copied as it is).
-pub(super) fn is_archive(p: &Path) -> bool {
-    let Ok(f) = crate::context::open_regular(p) else { return false };
+pub(super) fn is_archive(root: &imgtool_rootfs::Root, at: &str) -> bool {
+    let Ok(Some(f)) = root.open_file(at) else { return false };
     let Ok(mut r) = imgtool_core::decompress_sniffed(f) else { return false };
     let mut head = [0u8; 512];
     let mut n = 0;

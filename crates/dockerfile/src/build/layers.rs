@@ -126,7 +126,9 @@ impl Builder<'_> {
             return Ok(());
         }
         let root = Self::ensure_root(self.opts, st).await?;
-        let before = crate::diff::snapshot(&root).map_err(|e| Error::step(i.line, "RUN", format!("reading the filesystem: {e}")))?;
+        let reading = |e: String| Error::step(i.line, "RUN", format!("reading the filesystem: {e}"));
+        let rooted = std::sync::Arc::new(imgtool_rootfs::Root::open(&root).map_err(|e| reading(e.to_string()))?);
+        let before = crate::diff::snapshot(&rooted).map_err(|e| reading(e.to_string()))?;
         let spec =
             imgtool_sandbox::RunSpec { args, env, cwd, user, host_network, security: self.opts.sandbox.clone(), ..Default::default() };
         let root2 = root.clone();
@@ -137,8 +139,9 @@ impl Builder<'_> {
         if outcome.code != 0 {
             return Err(Error::RunFailed { line: i.line, command: i.text.clone(), code: outcome.code, output: outcome.tail });
         }
-        let after = crate::diff::snapshot(&root).map_err(|e| Error::step(i.line, "RUN", format!("reading the filesystem: {e}")))?;
-        let entries = crate::diff::changes(&root, &before, &after, self.mtime()).map_err(|e| Error::step(i.line, "RUN", e.to_string()))?;
+        let after = crate::diff::snapshot(&rooted).map_err(|e| reading(e.to_string()))?;
+        let entries =
+            crate::diff::changes(&rooted, &before, &after, self.mtime()).map_err(|e| Error::step(i.line, "RUN", e.to_string()))?;
         self.commit(st, i, &key, entries).await?;
         // The filesystem already holds what the new layer says.
         st.applied = st.image.layers().len();
