@@ -65,7 +65,8 @@ impl<'a> Applier<'a> {
     }
 
     pub(crate) fn apply(mut self, tar: impl Read) -> Result<(), Error> {
-        let mut ar = tar::Archive::new(tar);
+        // The guard keeps a header from making the tar crate read gigabytes into memory.
+        let mut ar = tar::Archive::new(crate::Bounded::new(tar));
         let bad = |e: io::Error| Error::Format { place: self.place.into(), why: format!("not a readable layer tar: {e}") };
         for entry in ar.entries().map_err(bad)? {
             let entry = entry.map_err(bad)?;

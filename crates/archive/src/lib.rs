@@ -6,9 +6,12 @@
 //! - [`OciLayoutSource`], [`DockerArchiveSource`] and [`LayoutSink`]: OCI layouts (directory
 //!   or tar) and `docker save` tarballs, read and written.
 //! - [`extract_image`]: layers applied to a directory with whiteouts, never outside it.
+//! - [`Bounded`]: the guard every tar read from input goes through, so that no header
+//!   makes the tar crate hold more than 1 MiB.
 #![deny(missing_docs)]
 
 mod apply;
+mod bounded;
 mod cache;
 mod check;
 mod error;
@@ -21,6 +24,7 @@ mod sink;
 mod source;
 mod store;
 
+pub use bounded::Bounded;
 pub use cache::LayerCache;
 pub use check::check_contained;
 pub use error::Error;

@@ -135,7 +135,8 @@ impl TarStore {
             me._spool = Some(spool);
             return Ok(me);
         }
-        let mut ar = tar::Archive::new(f);
+        // Only this walk reads headers (members are read by offset later): it alone is guarded.
+        let mut ar = tar::Archive::new(crate::Bounded::new(f));
         let mut items = HashMap::new();
         let bad = |e: std::io::Error| Error::Format { place: path.display().to_string(), why: format!("not a readable tar archive: {e}") };
         for entry in ar.entries_with_seek().map_err(bad)? {

@@ -118,7 +118,8 @@ fn parse_ref(r: &str) -> Result<imgtool_core::Reference> {
 
 fn is_oci_tar(p: &Path) -> bool {
     let Ok(f) = std::fs::File::open(p) else { return false };
-    let mut ar = tar::Archive::new(f);
+    // Sniffing reads headers of a file we were handed: guard them like any other input.
+    let mut ar = tar::Archive::new(imgtool_archive::Bounded::new(f));
     let Ok(entries) = ar.entries() else { return false };
     let mut oci = false;
     for e in entries.take(4096).flatten() {

@@ -33,7 +33,8 @@ pub async fn base_glibc(image: &Image) -> Option<String> {
 }
 
 fn scan(reader: impl Read) -> Option<String> {
-    let mut ar = tar::Archive::new(reader);
+    // A base layer is input like any other: no header may make the tar crate hoard memory.
+    let mut ar = tar::Archive::new(imgtool_archive::Bounded::new(reader));
     for entry in ar.entries().ok()? {
         let mut entry = entry.ok()?;
         let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod bounded;
 mod mutated;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,394 @@
+//! The tar guard: extension members that would make the tar crate hold gigabytes are
+//! refused at their header, and every legitimate archive reads exactly as without it.
+
+use std::io::{self, Cursor, Read, Seek, SeekFrom, Write};
+
+use imgtool_archive::{Bounded, DockerArchiveSource, Error, ExtractOptions, apply_layer};
+use tar::{EntryType, Header};
+
+const HUGE: u64 = 64 << 30;
+
+/// A small deterministic generator (xorshift), so every run tries the same inputs.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// A reader that hands out 1 to 700 bytes per read, so headers straddle reads.
+struct Chunky<R> {
+    inner: R,
+    rng: Rng,
+}
+impl<R: Read> Read for Chunky<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = (1 + self.rng.below(700)).min(buf.len());
+        self.inner.read(&mut buf[..n])
+    }
+}
+impl<R: Seek> Seek for Chunky<R> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        self.inner.seek(to)
+    }
+}
+fn chunky<R>(inner: R, seed: u64) -> Chunky<R> {
+    Chunky { inner, rng: Rng(seed | 1) }
+}
+
+/// Counts what is pulled from the source.
+struct Counted<R>(R, u64);
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.0.read(buf)?;
+        self.1 += n as u64;
+        Ok(n)
+    }
+}
+
+/// A header of type `ty` claiming `size` bytes (base 256 past 8 GiB), checksum set.
+fn header(ty: EntryType, name: &str, size: u64, gnu: bool) -> Header {
+    let mut h = if gnu { Header::new_gnu() } else { Header::new_ustar() };
+    h.set_entry_type(ty);
+    h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+    h.set_mode(0o644);
+    h.set_size(size);
+    h.set_cksum();
+    h
+}
+
+/// PAX records, each `"<len> key=value\n"`.
+fn pax(records: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (k, v) in records {
+        let rest = k.len() + v.len() + 3;
+        let mut len = rest + rest.to_string().len();
+        if len.to_string().len() + rest != len {
+            len = rest + len.to_string().len();
+        }
+        out.extend_from_slice(format!("{len} {k}=").as_bytes());
+        out.extend_from_slice(v);
+        out.push(b'\n');
+    }
+    out
+}
+
+fn file(b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) {
+    let mut h = Header::new_gnu();
+    h.set_mode(0o644);
+    h.set_size(data.len() as u64);
+    b.append_data(&mut h, path, data).unwrap();
+}
+
+fn link(b: &mut tar::Builder<Vec<u8>>, ty: EntryType, path: impl AsRef<std::path::Path>, target: impl AsRef<std::path::Path>) {
+    let mut h = Header::new_gnu();
+    h.set_entry_type(ty);
+    h.set_mode(0o777);
+    h.set_size(0);
+    b.append_link(&mut h, path, target).unwrap();
+}
+
+/// A small archive of one file (two blocks), then `h`; the rest of the stream is zeros.
+fn hostile(h: &Header, zeros: u64) -> impl Read {
+    let mut b = tar::Builder::new(Vec::new());
+    file(&mut b, "first", b"first\n");
+    let mut head = b.get_ref().clone();
+    head.extend_from_slice(h.as_bytes());
+    Cursor::new(head).chain(io::repeat(0).take(zeros))
+}
+
+/// Everything a walk of the tar crate shows: path, type, size, content, link, PAX records.
+type Listing = Vec<(Vec<u8>, u8, u64, Vec<u8>, Option<Vec<u8>>, Vec<(Vec<u8>, Vec<u8>)>)>;
+
+fn list<R: Read>(entries: tar::Entries<'_, R>) -> io::Result<Listing> {
+    let mut out = Vec::new();
+    for e in entries {
+        let mut e = e?;
+        let mut data = Vec::new();
+        e.read_to_end(&mut data)?;
+        let exts = match e.pax_extensions()? {
+            Some(x) => x.map(|x| x.map(|x| (x.key_bytes().to_vec(), x.value_bytes().to_vec()))).collect::<io::Result<_>>()?,
+            None => Vec::new(),
+        };
+        let link = e.link_name_bytes().map(|l| l.into_owned());
+        out.push((e.path_bytes().into_owned(), e.header().entry_type().as_byte(), e.size(), data, link, exts));
+    }
+    Ok(out)
+}
+
+/// The archive as the plain tar crate reads it, then through the guard (read in small
+/// pieces, and walked with seeks); all three must agree.
+fn same_through_the_guard(bytes: &[u8], seed: u64) -> Listing {
+    let plain = list(tar::Archive::new(bytes).entries().unwrap()).unwrap();
+    let guarded = list(tar::Archive::new(Bounded::new(chunky(bytes, seed))).entries().unwrap()).unwrap();
+    assert_eq!(plain, guarded, "read through the guard");
+    let mut ar = tar::Archive::new(Bounded::new(chunky(Cursor::new(bytes), seed + 1)));
+    let seeking = list(ar.entries_with_seek().unwrap()).unwrap();
+    assert_eq!(plain, seeking, "walked with seeks through the guard");
+    let mut copy = Vec::new();
+    Bounded::new(chunky(bytes, seed + 2)).read_to_end(&mut copy).unwrap();
+    assert!(copy == bytes, "the guard changed the bytes");
+    plain
+}
+
+const EXTENSIONS: [(EntryType, bool, &str); 4] = [
+    (EntryType::XHeader, false, "a PAX extended header"),
+    (EntryType::GNULongName, true, "a GNU long name"),
+    (EntryType::GNULongLink, true, "a GNU long link name"),
+    (EntryType::XGlobalHeader, false, "a PAX global header"),
+];
+
+#[test]
+fn huge_extension_members_are_refused_at_their_header() {
+    for (ty, gnu, what) in EXTENSIONS {
+        let h = header(ty, "././@LongLink", HUGE, gnu);
+        assert_eq!(h.as_old().size[0] & 0x80, 0x80, "the size is in base 256");
+        let root = tempfile::tempdir().unwrap();
+        let mut src = Counted(hostile(&h, HUGE), 0);
+        let err = apply_layer(root.path(), &mut src, ExtractOptions::default(), "layer 7").unwrap_err();
+        let Error::Format { place, why } = &err else { panic!("{what}: {err:?}") };
+        assert_eq!(place, "layer 7");
+        assert!(why.contains(&format!("tar member at byte 1024: {what} of {HUGE} bytes (limit 1 MiB)")), "{why}");
+        assert!(src.1 < 64 << 10, "{what}: {} bytes were read before the refusal", src.1);
+        // Straight through the guard: an InvalidData error from the read of the header.
+        let mut ar = tar::Archive::new(Bounded::new(chunky(hostile(&h, HUGE), 9)));
+        let e = ar.entries().unwrap().find_map(Result::err).unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+    }
+}
+
+#[test]
+fn a_large_pax_header_in_a_gzip_layer_is_refused() {
+    // One that holds all it claims (8 MiB), one that claims 64 GiB: both fail at once.
+    for (size, zeros) in [(8 << 20, 8 << 20), (HUGE, 16 << 20)] {
+        for (ty, gnu, what) in EXTENSIONS {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            io::copy(&mut hostile(&header(ty, "PaxHeader", size, gnu), zeros), &mut gz).unwrap();
+            let layer = gz.finish().unwrap();
+            let root = tempfile::tempdir().unwrap();
+            let err = apply_layer(root.path(), flate2::read::GzDecoder::new(&layer[..]), ExtractOptions::default(), "layer 0").unwrap_err();
+            assert!(err.to_string().contains(&format!("{what} of {size} bytes (limit 1 MiB)")), "{err}");
+        }
+    }
+}
+
+#[test]
+fn extension_members_at_the_limit_pass() {
+    let long = "d/".repeat(300) + "f";
+    let mut b = tar::Builder::new(Vec::new());
+    // A PAX path padded to exactly 1 MiB of records.
+    let mut body = pax(&[("path", long.as_bytes())]);
+    let pad = (1 << 20) - body.len();
+    let mut n = pad - 20;
+    while pax(&[("comment", &vec![b'c'; n])]).len() < pad {
+        n += 1;
+    }
+    let filler = pax(&[("comment", &vec![b'c'; n])]);
+    assert_eq!(filler.len(), pad);
+    body.extend_from_slice(&filler);
+    b.append(&header(EntryType::XHeader, "PaxHeader", body.len() as u64, false), &body[..]).unwrap();
+    b.append(&header(EntryType::Regular, "short", 3, false), &b"abc"[..]).unwrap();
+    let bytes = b.into_inner().unwrap();
+    let listing = same_through_the_guard(&bytes, 3);
+    assert_eq!(listing[0].0, long.as_bytes());
+}
+
+/// A GNU sparse entry whose map goes on for `blocks` extension blocks, all empty.
+fn sparse_chain(blocks: usize) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = header(EntryType::GNUSparse, "sparse", 0, true);
+    h.as_gnu_mut().unwrap().isextended[0] = 1;
+    h.as_gnu_mut().unwrap().set_real_size(0);
+    h.set_cksum();
+    b.get_mut().extend_from_slice(h.as_bytes());
+    for i in 0..blocks {
+        let mut ext = tar::GnuExtSparseHeader::new();
+        ext.set_is_extended(i + 1 < blocks);
+        b.get_mut().extend_from_slice(ext.as_bytes());
+    }
+    file(&mut b, "after", b"after\n");
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn long_gnu_sparse_maps_are_refused() {
+    let listing = same_through_the_guard(&sparse_chain(4096), 5);
+    assert_eq!(listing.iter().map(|e| e.0.clone()).collect::<Vec<_>>(), [b"sparse".to_vec(), b"after".to_vec()]);
+    let bytes = sparse_chain(5000);
+    let mut ar = tar::Archive::new(Bounded::new(chunky(&bytes[..], 6)));
+    let e = ar.entries().unwrap().find_map(Result::err).unwrap();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    assert_eq!(e.to_string(), "tar member at byte 0: more than 4096 GNU sparse extension headers");
+}
+
+/// GNU long names and links, PAX paths, xattrs and a PAX size override, a GNU sparse file
+/// with two extension blocks, hard links and symlinks.
+fn legit() -> Vec<u8> {
+    let long = format!("{}/{}", "dir".repeat(40), "name".repeat(30));
+    let mut b = tar::Builder::new(Vec::new());
+    file(&mut b, &long, b"gnu long name\n");
+    link(&mut b, EntryType::Symlink, "link-to-long", &long);
+    link(&mut b, EntryType::Link, format!("{long}.hard"), &long);
+    let pax_long = format!("pax/{}", "p".repeat(150));
+    let body = pax(&[("path", pax_long.as_bytes()), ("SCHILY.xattr.user.k", b"v"), ("uid", b"4242")]);
+    b.append(&header(EntryType::XHeader, "PaxHeader", body.len() as u64, false), &body[..]).unwrap();
+    b.append(&header(EntryType::Regular, "ignored", 5, false), &b"pax!\n"[..]).unwrap();
+    // A PAX size= over a header that says 0: where the header's size would put the next
+    // header, the data holds a header claiming a 64 GiB PAX member.
+    let mut data = header(EntryType::XHeader, "trap", HUGE, false).as_bytes().to_vec();
+    data.extend((0..1000u32).map(|i| i as u8));
+    let body = pax(&[("size", data.len().to_string().as_bytes())]);
+    b.append(&header(EntryType::XHeader, "PaxHeader", body.len() as u64, false), &body[..]).unwrap();
+    b.append(&header(EntryType::Regular, "sized-by-pax", 0, false), &data[..]).unwrap();
+    // The same with a GNU long name between the PAX member and the file it sizes.
+    b.append(&header(EntryType::XHeader, "PaxHeader", body.len() as u64, false), &body[..]).unwrap();
+    let mut h = Header::new_gnu();
+    h.set_mode(0o644);
+    h.set_size(0);
+    b.append_data(&mut h, format!("{long}.sized"), &data[..]).unwrap();
+    // A global header, returned as an entry.
+    let body = pax(&[("comment", b"global")]);
+    b.append(&header(EntryType::XGlobalHeader, "GlobalHead", body.len() as u64, false), &body[..]).unwrap();
+    // GNU sparse: 4 fragments in the header, 21 and 3 in two extension blocks, each 512
+    // bytes of data every 1024 bytes.
+    let frag = |k: u64| (k * 1024, 512u64);
+    let mut h = header(EntryType::GNUSparse, "sparse", 28 * 512, true);
+    let g = h.as_gnu_mut().unwrap();
+    for (k, s) in g.sparse.iter_mut().enumerate() {
+        s.set_offset(frag(k as u64).0);
+        s.set_length(frag(k as u64).1);
+    }
+    g.isextended[0] = 1;
+    g.set_real_size(27 * 1024 + 512);
+    h.set_cksum();
+    b.get_mut().extend_from_slice(h.as_bytes());
+    for (first, n, more) in [(4, 21, true), (25, 3, false)] {
+        let mut ext = tar::GnuExtSparseHeader::new();
+        for (i, s) in ext.sparse_mut().iter_mut().take(n).enumerate() {
+            s.set_offset(frag(first + i as u64).0);
+            s.set_length(512);
+        }
+        ext.set_is_extended(more);
+        b.get_mut().extend_from_slice(ext.as_bytes());
+    }
+    // Its 27th fragment is where a reader that forgot the two extension blocks would look
+    // for the next header: it holds one claiming a 64 GiB PAX member.
+    let mut data: Vec<u8> = (0..28 * 512).map(|i| (i / 512) as u8 + 1).collect();
+    data[26 * 512..27 * 512].copy_from_slice(header(EntryType::XHeader, "trap", HUGE, false).as_bytes());
+    b.get_mut().extend_from_slice(&data);
+    link(&mut b, EntryType::Symlink, "short-link", "sized-by-pax");
+    file(&mut b, "last", b"last\n");
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn legit_archives_read_the_same_through_the_guard() {
+    let bytes = legit();
+    let listing = same_through_the_guard(&bytes, 11);
+    let names: Vec<String> = listing.iter().map(|e| String::from_utf8_lossy(&e.0).into_owned()).collect();
+    assert_eq!(names.len(), 10, "{names:?}");
+    let pax_size = &listing[names.iter().position(|n| n == "sized-by-pax").unwrap()];
+    assert_eq!(pax_size.3.len(), 1512);
+    let sparse = &listing[names.iter().position(|n| n == "sparse").unwrap()];
+    assert_eq!(sparse.2, 27 * 1024 + 512);
+    assert_eq!(&sparse.3[1024..1536], &[2u8; 512][..]);
+    assert_eq!(names.last().unwrap(), "last");
+
+    // Extraction through the guard makes the same files.
+    let root = tempfile::tempdir().unwrap();
+    apply_layer(root.path(), &bytes[..], ExtractOptions::default(), "legit").unwrap();
+    for e in &listing {
+        let p = root.path().join(String::from_utf8_lossy(&e.0).as_ref());
+        match EntryType::new(e.1) {
+            EntryType::Regular => assert_eq!(std::fs::read(&p).unwrap(), e.3, "{}", p.display()),
+            EntryType::Link => {
+                let target = root.path().join(String::from_utf8_lossy(e.4.as_deref().unwrap()).as_ref());
+                assert_eq!(std::fs::read(&p).unwrap(), std::fs::read(target).unwrap());
+            }
+            EntryType::Symlink => assert_eq!(std::fs::read_link(&p).unwrap().as_os_str().as_encoded_bytes(), e.4.as_deref().unwrap()),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn random_archives_pass_through_unchanged() {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    const SIZES: [usize; 9] = [0, 1, 511, 512, 513, 1023, 1024, 1025, 100];
+    for round in 0..150 {
+        let mut b = tar::Builder::new(Vec::new());
+        for i in 0..1 + rng.below(12) {
+            let name = format!("{i}-{}", "n".repeat(rng.below(260)));
+            let size = if rng.below(3) == 0 { rng.below(5000) } else { SIZES[rng.below(SIZES.len())] };
+            let data: Vec<u8> = (0..size).map(|_| rng.next() as u8).collect();
+            match rng.below(5) {
+                0 => {
+                    link(&mut b, EntryType::Symlink, &name, "t".repeat(rng.below(300) + 1));
+                }
+                1 => {
+                    // PAX path and a size= that differs from the header's.
+                    let body = pax(&[("path", name.as_bytes()), ("size", size.to_string().as_bytes())]);
+                    b.append(&header(EntryType::XHeader, "PaxHeader", body.len() as u64, false), &body[..]).unwrap();
+                    let mut h = header(EntryType::Regular, "x", rng.below(2000) as u64, rng.below(2) == 0);
+                    if rng.below(2) == 0 {
+                        b.append(&h, &data[..]).unwrap();
+                    } else {
+                        b.append_data(&mut h, format!("{name}.gnu"), &data[..]).unwrap();
+                    }
+                }
+                _ => file(&mut b, &name, &data),
+            }
+        }
+        let bytes = b.into_inner().unwrap();
+        same_through_the_guard(&bytes, round);
+    }
+}
+
+#[test]
+fn bytes_after_the_end_of_the_archive_are_not_judged() {
+    let mut b = tar::Builder::new(Vec::new());
+    file(&mut b, "a", b"a");
+    let mut bytes = b.into_inner().unwrap();
+    bytes.extend_from_slice(header(EntryType::XHeader, "PaxHeader", HUGE, false).as_bytes());
+    bytes.extend_from_slice(&[7; 3000]);
+    let mut copy = Vec::new();
+    Bounded::new(chunky(&bytes[..], 4)).read_to_end(&mut copy).unwrap();
+    assert!(copy == bytes);
+}
+
+#[test]
+fn seeking_back_is_followed_and_skipping_a_header_is_refused() {
+    let bytes = legit();
+    let mut r = Bounded::new(Cursor::new(&bytes[..]));
+    let mut head = [0u8; 700];
+    r.read_exact(&mut head).unwrap();
+    r.seek(SeekFrom::Start(0)).unwrap();
+    let mut copy = Vec::new();
+    r.read_to_end(&mut copy).unwrap();
+    assert!(copy == bytes);
+
+    let mut r = Bounded::new(Cursor::new(&bytes[..]));
+    let e = r.seek(SeekFrom::Start(2048)).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    assert!(e.to_string().contains("past a header at byte 0"), "{e}");
+    assert!(r.read(&mut head).is_err(), "a refused stream stays refused");
+}
+
+#[test]
+fn a_docker_archive_with_a_huge_pax_header_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("hostile.tar");
+    let mut f = std::fs::File::create(&path).unwrap();
+    io::copy(&mut hostile(&header(EntryType::XHeader, "PaxHeader", HUGE, false), 1 << 20), &mut f).unwrap();
+    f.flush().unwrap();
+    let err = DockerArchiveSource::open(&path).unwrap_err();
+    let Error::Format { place, why } = &err else { panic!("{err:?}") };
+    assert_eq!(place, &path.display().to_string());
+    assert!(why.contains(&format!("a PAX extended header of {HUGE} bytes (limit 1 MiB)")), "{why}");
+}
