@@ -120,11 +120,11 @@ impl<'a> Applier<'a> {
             return Ok(());
         }
         let (parent, pid) = self.parent(dirs)?;
-        if name == OPAQUE {
+        if name == OPAQUE && !self.opts.package {
             self.last = None;
             return self.opaque(&parent, pid);
         }
-        if let Some(victim) = name.strip_prefix(WHITEOUT) {
+        if let Some(victim) = name.strip_prefix(WHITEOUT).filter(|_| !self.opts.package) {
             if victim.is_empty() || victim == "." || victim == ".." {
                 return Err(self.unsafe_path(&raw, "a whiteout must name an entry"));
             }
@@ -217,7 +217,8 @@ impl<'a> Applier<'a> {
             _ => None,
         };
         let mtime = h.mtime().ok().and_then(|m| i64::try_from(m).ok());
-        Ok(Meta { owner, mode: Some(h.mode().unwrap_or(0o644) & 0o7777), xattrs, mtime })
+        let bits = if self.opts.package { 0o777 } else { 0o7777 };
+        Ok(Meta { owner, mode: Some(h.mode().unwrap_or(0o644) & bits), xattrs, mtime })
     }
 
     fn hard_link(&mut self, target: &[u8], raw: &[u8], parent: &Dir, pid: Id, name: &str) -> Result<(), Error> {

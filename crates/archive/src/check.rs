@@ -31,7 +31,7 @@ fn snapshot(dir: &Path) -> BTreeMap<String, String> {
 pub fn check_contained(layers: &[&[u8]], sentinel: &Path, scratch: &Path) {
     let before = snapshot(sentinel);
     let Ok(root) = tempfile::Builder::new().prefix("root-").tempdir_in(scratch) else { return };
-    let opts = ExtractOptions { devices: Devices::Refuse, same_owner: true, xattrs: true };
+    let opts = ExtractOptions { devices: Devices::Refuse, same_owner: true, xattrs: true, package: false };
     for (i, l) in layers.iter().enumerate() {
         if apply_layer(root.path(), *l, opts, &format!("layer {i}")).is_err() {
             break;

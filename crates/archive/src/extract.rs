@@ -41,6 +41,10 @@ pub struct ExtractOptions {
     pub same_owner: bool,
     /// Restore extended attributes from PAX `SCHILY.xattr.*` records.
     pub xattrs: bool,
+    /// The tar is a package (a conda package's), not an image layer: `.wh.` names are files
+    /// like any other, and setuid, setgid and sticky bits are dropped, as conda's own
+    /// unpackers do.
+    pub package: bool,
 }
 
 /// Apply one uncompressed layer tar to `root`. `place` names the layer in errors.
@@ -104,7 +108,7 @@ pub async fn flatten(
         .map_err(ioe(format!("creating a directory in {}", spool_dir.display())))?;
     // As root the tree can hold everything a layer can: owners, device nodes, xattrs.
     let devices = if root_user { Devices::Create } else { Devices::Skip };
-    extract_image(image, scratch.path(), ExtractOptions { devices, same_owner: root_user, xattrs: root_user }).await?;
+    extract_image(image, scratch.path(), ExtractOptions { devices, same_owner: root_user, xattrs: root_user, package: false }).await?;
     let dir = spool_dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let mut layer = crate::PathLayer::new(scratch.path(), "/");

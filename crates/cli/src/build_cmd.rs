@@ -282,7 +282,8 @@ pub async fn run(args: RunArgs, reg: &Registries) -> Result<()> {
         Some(n) => bail!("--network {n}: expected host or none"),
     };
     let root = tempfile::tempdir().context("creating the container's root")?;
-    let opts = imgtool_archive::ExtractOptions { devices: imgtool_archive::Devices::Create, same_owner: true, xattrs: true };
+    let opts =
+        imgtool_archive::ExtractOptions { devices: imgtool_archive::Devices::Create, same_owner: true, xattrs: true, package: false };
     imgtool_archive::extract_image(&image, root.path(), opts).await.with_context(|| format!("unpacking {}", args.image))?;
     let spec = imgtool_sandbox::RunSpec {
         args: command,

@@ -32,7 +32,7 @@ pub async fn export(image: &Image, dest: &Path, p: Printer) -> Result<()> {
         extract_image(
             image,
             scratch.path(),
-            ExtractOptions { devices: if root { Devices::Create } else { Devices::Skip }, same_owner: root, xattrs: root },
+            ExtractOptions { devices: if root { Devices::Create } else { Devices::Skip }, same_owner: root, xattrs: root, package: false },
         )
         .await?;
         if dest.exists() {

@@ -63,16 +63,13 @@ pub(crate) async fn link(
     }
     // Fetch (and unpack) first, so every package is checked before anything is linked.
     let packages = PackageCache::new(cache);
-    let client = rattler_networking::LazyClient::default();
+    let client = reqwest::Client::builder().build().map_err(|e| Error::Install(format!("making the download client: {e}")))?;
     let fetched = futures::stream::iter(wanted_records.into_iter().cloned())
         .map(|r| {
             let (packages, client) = (packages.clone(), client.clone());
             async move {
-                let meta = packages
-                    .get_or_fetch_from_url(&r.package_record, r.url.clone(), client, None, None)
-                    .await
-                    .map_err(|e| Error::Install(format!("fetching {}: {}", r.url, imgtool_core::error_chain(&e))))?;
-                Ok::<_, Error>((r, meta.path().to_path_buf()))
+                let dir = crate::fetch::fetch(&packages, &r, client).await?;
+                Ok::<_, Error>((r, dir))
             }
         })
         .buffer_unordered(4)

@@ -10,6 +10,7 @@
 mod cache;
 mod docker_env;
 mod error;
+mod fetch;
 mod glibc;
 mod install;
 mod isolate;

@@ -276,7 +276,7 @@ fn hostile_tarballs_are_refused_or_contained() {
             let root = sandbox.path().join("root");
             std::fs::create_dir(&root).unwrap();
             let before = outside_state(sandbox.path());
-            let opts = imgtool_archive::ExtractOptions { devices, same_owner: false, xattrs: true };
+            let opts = imgtool_archive::ExtractOptions { devices, same_owner: false, xattrs: true, package: false };
             let name = tar.file_name().unwrap().to_string_lossy().into_owned();
             let result = imgtool_archive::apply_layer(&root, std::fs::File::open(&tar).unwrap(), opts, &name);
             assert_eq!(outside_state(sandbox.path()), before, "{name} changed something outside the root");

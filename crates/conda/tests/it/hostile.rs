@@ -151,3 +151,63 @@ async fn repodata_is_read_with_limits() {
     let err = imgtool_core::error_chain(&res.map(|_| ()).unwrap_err());
     assert!(err.contains("not a regular file"), "{err}");
 }
+
+/// A package whose compressed stream runs on long after its tar has ended (zeros, which
+/// compress to almost nothing): refused after a bounded read, naming the package, in both
+/// formats. rattler's own unpacker reads such a stream to its end.
+#[tokio::test(flavor = "multi_thread")]
+async fn package_streams_that_run_on_are_cut() {
+    const PAD: usize = 16 << 20;
+    let pad = |tar: Vec<u8>| [tar, vec![0u8; PAD]].concat();
+    for conda_format in [true, false] {
+        let tmp = tempfile::tempdir().unwrap();
+        let ch = tmp.path().join("ch");
+        let mut p = Pkg::new("bomb", "1.0");
+        p.items = vec![Item::File("share/x", b"x".to_vec())];
+        p.conda_format = conda_format;
+        channel::write_channel(&ch, &[p]);
+        let file = if conda_format { "bomb-1.0-0.conda" } else { "bomb-1.0-0.tar.bz2" };
+        let path = ch.join("linux-64").join(file);
+        let bytes = std::fs::read(&path).unwrap();
+        let padded = if conda_format {
+            use std::io::{Read, Write};
+            let mut zin = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+            let mut zout = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+            for i in 0..zin.len() {
+                let mut m = zin.by_index(i).unwrap();
+                let name = m.name().unwrap().to_string();
+                if name.starts_with("pkg-") && name.ends_with(".tar.zst") {
+                    let mut zst = Vec::new();
+                    m.read_to_end(&mut zst).unwrap();
+                    let tar = zstd::decode_all(&zst[..]).unwrap();
+                    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+                    zout.start_file(name, opts).unwrap();
+                    zout.write_all(&zstd::encode_all(&pad(tar)[..], 1).unwrap()).unwrap();
+                } else {
+                    zout.raw_copy_file(m).unwrap();
+                }
+            }
+            zout.finish().unwrap().into_inner()
+        } else {
+            use std::io::Read;
+            let mut tar = Vec::new();
+            bzip2::read::BzDecoder::new(&bytes[..]).read_to_end(&mut tar).unwrap();
+            let mut out = Vec::new();
+            bzip2::read::BzEncoder::new(&pad(tar)[..], bzip2::Compression::fast()).read_to_end(&mut out).unwrap();
+            out
+        };
+        assert!(padded.len() < 1 << 20, "the bomb should be small: {}", padded.len());
+        std::fs::write(&path, &padded).unwrap();
+        let rd = ch.join("linux-64/repodata.json");
+        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&rd).unwrap()).unwrap();
+        let key = if conda_format { "packages.conda" } else { "packages" };
+        let rec = &mut v[key][file];
+        rec["sha256"] = json!(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&padded)));
+        rec["size"] = json!(padded.len());
+        rec.as_object_mut().unwrap().remove("md5");
+        std::fs::write(&rd, serde_json::to_vec(&v).unwrap()).unwrap();
+        let res = crate::build(&ch, tmp.path(), &tmp.path().join("cache"), &["bomb"], "linux/amd64").await;
+        let err = imgtool_core::error_chain(&res.map(|_| ()).unwrap_err());
+        assert!(err.contains(file) && err.contains("runs on past its tar's end"), "{conda_format}: {err}");
+    }
+}

@@ -16,7 +16,7 @@ impl Builder<'_> {
         }
         let root = st.root.as_ref().map(|d| d.path().to_path_buf()).unwrap_or_default();
         if st.applied < st.image.layers().len() {
-            let opts = ExtractOptions { devices: imgtool_archive::Devices::Create, same_owner: true, xattrs: true };
+            let opts = ExtractOptions { devices: imgtool_archive::Devices::Create, same_owner: true, xattrs: true, package: false };
             imgtool_archive::apply_layers(&st.image.layers()[st.applied..], &root, opts)
                 .await
                 .map_err(|e| Error::step(0, "build", format!("unpacking the stage's filesystem: {e}")))?;
