@@ -35,6 +35,7 @@ pub(crate) async fn fetch(packages: &PackageCache, r: &RepoDataRecord, client: r
                 let (url, client, name) = (url.clone(), client.clone(), name.clone());
                 async move {
                     let (file, got) = download(&client, &url, limit).await?;
+                    let file = file.into_file()?;
                     if let Some(want) = want {
                         if want != got {
                             return Err(other(format!(
@@ -44,7 +45,7 @@ pub(crate) async fn fetch(packages: &PackageCache, r: &RepoDataRecord, client: r
                             )));
                         }
                     }
-                    tokio::task::spawn_blocking(move || unpack(file.path(), &name, &dest))
+                    tokio::task::spawn_blocking(move || unpack(file, &name, &dest))
                         .await
                         .map_err(|e| other(format!("the unpacker stopped: {e}")))??;
                     Ok::<_, std::io::Error>(Some(got))
@@ -71,24 +72,39 @@ fn other(msg: String) -> std::io::Error {
     std::io::Error::other(msg)
 }
 
-/// The package at `url` in a temporary file, at most `limit` bytes, with its sha256.
-async fn download(
-    client: &reqwest::Client,
-    url: &Url,
-    limit: u64,
-) -> std::io::Result<(tempfile::NamedTempFile, rattler_digest::Sha256Hash)> {
-    let mut out = tempfile::NamedTempFile::new()?;
+/// A package's bytes: a local channel's file as it is, or a download.
+enum Fetched {
+    Local(std::fs::File),
+    Downloaded(tempfile::NamedTempFile),
+}
+
+impl Fetched {
+    /// The file to unpack, read from its start.
+    fn into_file(self) -> std::io::Result<std::fs::File> {
+        use std::io::Seek;
+        let mut f = match self {
+            Fetched::Local(f) => f,
+            Fetched::Downloaded(t) => t.reopen()?,
+        };
+        f.rewind()?;
+        Ok(f)
+    }
+}
+
+/// The package at `url`, at most `limit` bytes, with its sha256. A local file is hashed
+/// and later unpacked through the same open handle (no copy, no second lookup).
+async fn download(client: &reqwest::Client, url: &Url, limit: u64) -> std::io::Result<(Fetched, rattler_digest::Sha256Hash)> {
     let mut hasher = <rattler_digest::Sha256 as rattler_digest::digest::Digest>::new();
     let mut total = 0u64;
-    let mut put = |chunk: &[u8], out: &mut tempfile::NamedTempFile| -> std::io::Result<()> {
+    let mut count = |chunk: &[u8]| -> std::io::Result<()> {
         total += chunk.len() as u64;
         if total > limit {
             return Err(other(format!("{url} is larger than its record says ({limit} bytes)")));
         }
         rattler_digest::digest::Digest::update(&mut hasher, chunk);
-        out.write_all(chunk)
+        Ok(())
     };
-    if url.scheme() == "file" {
+    let fetched = if url.scheme() == "file" {
         let path = url.to_file_path().map_err(|_| other(format!("{url} is not a local path")))?;
         let mut f = open_regular(&path)?;
         let mut buf = vec![0u8; 1 << 16];
@@ -97,25 +113,29 @@ async fn download(
             if n == 0 {
                 break;
             }
-            put(&buf[..n], &mut out)?;
+            count(&buf[..n])?;
         }
+        Fetched::Local(f)
     } else {
+        let mut out = tempfile::NamedTempFile::new()?;
         let resp =
             client.get(url.clone()).send().await.and_then(reqwest::Response::error_for_status).map_err(|e| other(format!("{url}: {e}")))?;
         let mut body = resp.bytes_stream();
         while let Some(chunk) = body.next().await {
-            put(&chunk.map_err(|e| other(format!("{url}: {e}")))?, &mut out)?;
+            let chunk = chunk.map_err(|e| other(format!("{url}: {e}")))?;
+            count(&chunk)?;
+            out.write_all(&chunk)?;
         }
-    }
-    out.flush()?;
-    Ok((out, rattler_digest::digest::Digest::finalize(hasher)))
+        out.flush()?;
+        Fetched::Downloaded(out)
+    };
+    Ok((fetched, rattler_digest::digest::Digest::finalize(hasher)))
 }
 
-/// Unpack the package file `path` (named `name`) into `dest`.
-fn unpack(path: &Path, name: &str, dest: &Path) -> std::io::Result<()> {
+/// Unpack the package `file` (named `name`) into `dest`.
+fn unpack(file: std::fs::File, name: &str, dest: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dest)?;
     let root = imgtool_rootfs::Root::open(dest).map_err(imgtool_rootfs::Error::into_io)?;
-    let file = std::fs::File::open(path)?;
     if name.ends_with(".tar.bz2") {
         return unpack_tar(&root, bzip2::read::BzDecoder::new(std::io::BufReader::new(file)), name);
     }
