@@ -1,7 +1,8 @@
 //! Conda environments as image layers, without conda and without docker.
 //!
 //! [`CondaLayers`] solves specs against channels with rattler's resolvo solver, fetches
-//! packages into a shared cache, links them in-process into a staging prefix (placeholders
+//! packages into a shared cache (unpacked and checked by us), links them into a staging prefix
+//! (in a walled-in child when the program calls [`link_helper_main`]; placeholders
 //! patched for the prefix inside the image, nothing from a package executed), and emits one
 //! reproducible layer per package (the smallest merged under a layer budget, named ones
 //! kept separate), then a small layer with `conda-meta`.

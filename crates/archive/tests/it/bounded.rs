@@ -4,23 +4,10 @@
 use std::io::{self, Cursor, Read, Seek, SeekFrom, Write};
 
 use imgtool_archive::{Bounded, DockerArchiveSource, Error, ExtractOptions, apply_layer};
+use imgtool_tests::Rng;
 use tar::{EntryType, Header};
 
 const HUGE: u64 = 64 << 30;
-
-/// A small deterministic generator (xorshift), so every run tries the same inputs.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 /// A reader that hands out 1 to 700 bytes per read, so headers straddle reads.
 struct Chunky<R> {

@@ -2,21 +2,8 @@
 //! run by every `cargo test` (cargo-fuzz needs nightly; `scripts/fuzz.sh extract` runs it).
 
 use imgtool_archive::check_contained;
+use imgtool_tests::Rng;
 use imgtool_tests::hostile::Sentinel;
-
-/// A small deterministic generator (xorshift), so every run tries the same inputs.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 /// Entry-type bytes and bytes that matter in names and numbers.
 const INTERESTING: &[u8] = b"0125678/.\0\xffLKx";
