@@ -313,7 +313,7 @@ fn random_archives_pass_through_unchanged() {
         for i in 0..1 + rng.below(12) {
             let name = format!("{i}-{}", "n".repeat(rng.below(260)));
             let size = if rng.below(3) == 0 { rng.below(5000) } else { SIZES[rng.below(SIZES.len())] };
-            let data: Vec<u8> = (0..size).map(|_| rng.next() as u8).collect();
+            let data: Vec<u8> = (0..size).map(|_| rng.next_u64() as u8).collect();
             match rng.below(5) {
                 0 => {
                     link(&mut b, EntryType::Symlink, &name, "t".repeat(rng.below(300) + 1));
