@@ -168,8 +168,11 @@ pub enum RegistryAuth {
 pub struct RegistryConfig {
     /// Authentication.
     pub auth: RegistryAuth,
-    /// Serve HTTPS with a fresh self-signed certificate (see [`Registry::cert_dir`]).
+    /// Serve HTTPS with a certificate signed by a fresh CA (see [`Registry::cert_dir`]).
     pub tls: bool,
+    /// With `tls`: serve a self-signed certificate instead (a CA certificate used as the
+    /// server's own, as `openssl req -x509` makes it), placed itself in the cert dir.
+    pub self_signed: bool,
 }
 
 /// A real registry (Debian's docker-registry) on 127.0.0.1, stopped on drop. Its access log
@@ -198,8 +201,29 @@ impl Registry {
             require("openssl", "openssl");
             let certs = dir.path().join("certs.d").join(&addr);
             std::fs::create_dir_all(&certs).unwrap();
-            ca_signed_cert(dir.path());
-            std::fs::copy(dir.path().join("ca.pem"), certs.join("ca.crt")).unwrap();
+            if cfg.self_signed {
+                run_ok(Command::new("openssl").current_dir(dir.path()).args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-keyout",
+                    "key.pem",
+                    "-out",
+                    "cert.pem",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=localhost",
+                    "-addext",
+                    "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                ]));
+                std::fs::copy(dir.path().join("cert.pem"), certs.join("ca.crt")).unwrap();
+            } else {
+                ca_signed_cert(dir.path());
+                std::fs::copy(dir.path().join("ca.pem"), certs.join("ca.crt")).unwrap();
+            }
             http.push_str(&format!(
                 ", tls: {{certificate: {}, key: {}}}",
                 dir.path().join("cert.pem").display(),

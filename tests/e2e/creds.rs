@@ -54,8 +54,10 @@ fn cli(dir: &Path) -> std::process::Command {
 fn creds_stay_with_the_push_target() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
-    let target =
-        Registry::start_with(RegistryConfig { auth: RegistryAuth::Basic { user: "alice".into(), pass: "s3cret".into() }, tls: false });
+    let target = Registry::start_with(RegistryConfig {
+        auth: RegistryAuth::Basic { user: "alice".into(), pass: "s3cret".into() },
+        ..Default::default()
+    });
     let other = Elsewhere::start(t);
     let ctx = t.join("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
@@ -81,8 +83,10 @@ fn creds_stay_with_the_push_target() {
 fn copy_creds_go_to_their_side() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
-    let target =
-        Registry::start_with(RegistryConfig { auth: RegistryAuth::Basic { user: "alice".into(), pass: "s3cret".into() }, tls: false });
+    let target = Registry::start_with(RegistryConfig {
+        auth: RegistryAuth::Basic { user: "alice".into(), pass: "s3cret".into() },
+        ..Default::default()
+    });
     let other = Elsewhere::start(t);
     let src = format!("docker://{}", other.base());
     let out = cli(t).args(["--creds", "alice:s3cret", "copy", &src, &format!("docker://{}/c:1", target.addr)]).output().unwrap();

@@ -105,6 +105,8 @@ pub struct RegistryClient {
     pub(crate) foreign: reqwest::Client,
     base: OnceCell<Url>,
     pub(crate) credential: Credential,
+    /// The certificate files trusted for this registry, named in advice when TLS fails.
+    cert_files: Vec<PathBuf>,
     pub(crate) auth: Mutex<AuthState>,
     /// Set once the token server turned down an OAuth2 password POST: use GET from then on.
     pub(crate) no_oauth_post: std::sync::atomic::AtomicBool,
@@ -133,29 +135,17 @@ impl RegistryClient {
         };
         let mut builder = new_builder();
         let mut foreign = new_builder();
-        for dir in &opts.cert_dirs {
-            let d = dir.join(registry);
-            let Ok(entries) = std::fs::read_dir(&d) else { continue };
-            for e in entries.flatten() {
-                let p = e.path();
-                if p.extension().is_some_and(|x| x == "crt") {
-                    let pem = std::fs::read(&p)
-                        .map_err(|e| Error::Config { registry: registry.into(), why: format!("reading {}: {e}", p.display()) })?;
-                    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| Error::Config {
-                        registry: registry.into(),
-                        why: format!("{} is not a PEM certificate: {e}", p.display()),
-                    })?;
-                    for c in certs {
-                        // A registry's private CA usually signs its storage and token hosts too.
-                        foreign = foreign.add_root_certificate(c.clone());
-                        builder = builder.add_root_certificate(c);
-                    }
-                    tracing::debug!(registry, ca = %p.display(), "trusting CA");
-                }
-            }
+        let config = |why: String| Error::Config { registry: registry.into(), why };
+        let (certs, cert_files) = crate::tls::load(&opts.cert_dirs, registry).map_err(config)?;
+        for c in &certs {
+            // A registry's private CA usually signs its storage and token hosts too.
+            let c = reqwest::Certificate::from_der(c.as_ref()).map_err(|e| config(format!("a certificate for it: {e}")))?;
+            foreign = foreign.add_root_certificate(c);
         }
         if insecure {
             builder = builder.tls_danger_accept_invalid_certs(true);
+        } else if !certs.is_empty() {
+            builder = builder.use_preconfigured_tls(crate::tls::pinned_config(certs).map_err(config)?);
         }
         let setup = |e: reqwest::Error| Error::Config { registry: registry.into(), why: format!("cannot set up HTTPS: {e}") };
         let http = builder.build().map_err(setup)?;
@@ -172,6 +162,7 @@ impl RegistryClient {
             foreign,
             base: OnceCell::new(),
             credential,
+            cert_files,
             auth: Mutex::new(AuthState::default()),
             no_oauth_post: std::sync::atomic::AtomicBool::new(false),
             opts: opts.clone(),
@@ -200,14 +191,9 @@ impl RegistryClient {
                     Ok(_) => Ok(https),
                     // A server that speaks TLS with a certificate we do not trust is not a
                     // reason to drop to plain HTTP: say what to do instead.
-                    Err(e) if !self.insecure && error_chain(&e).contains("certificate") => Err(Error::Config {
-                        registry: self.registry.clone(),
-                        why: format!(
-                            "its TLS certificate is not trusted ({}); put its CA in a --cert-dir as {}/ca.crt, or name it with --insecure-registry",
-                            error_chain(&e),
-                            self.registry
-                        ),
-                    }),
+                    Err(e) if !self.insecure && error_chain(&e).contains("certificate") => {
+                        Err(Error::Config { registry: self.registry.clone(), why: self.untrusted(&error_chain(&e)) })
+                    }
                     Err(e) if e.is_connect() || e.is_request() => {
                         tracing::debug!(registry = %self.registry, "no TLS ({}); using plain HTTP", error_chain(&e));
                         Url::parse(&format!("http://{host}/"))
@@ -217,6 +203,22 @@ impl RegistryClient {
                 }
             })
             .await
+    }
+
+    fn untrusted(&self, why: &str) -> String {
+        let files: Vec<String> = self.cert_files.iter().map(|p| p.display().to_string()).collect();
+        if files.is_empty() {
+            format!(
+                "its TLS certificate is not trusted ({why}); put its CA certificate, or its own self-signed certificate, in a --cert-dir as {}/ca.crt, or name it with --insecure-registry",
+                self.registry
+            )
+        } else {
+            format!(
+                "its TLS certificate is not trusted ({why}), though {} is trusted for it: that file holds neither the CA that signed the registry's certificate nor the certificate itself; replace it with the one the registry serves (`openssl s_client -showcerts -connect {}` prints it) or its CA's",
+                files.join(", "),
+                api_host(&self.registry)
+            )
+        }
     }
 
     /// A URL under `/v2/`.

@@ -31,6 +31,7 @@ mod credentials;
 mod error;
 mod image;
 mod stream;
+mod tls;
 mod token;
 
 pub use api::{MANIFEST_ACCEPT, Mount};

@@ -109,8 +109,10 @@ async fn edit_and_push_moves_no_base_layer_bytes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn basic_auth() {
-    let reg =
-        Registry::start_with(RegistryConfig { auth: RegistryAuth::Basic { user: "alice".into(), pass: "s3cret".into() }, tls: false });
+    let reg = Registry::start_with(RegistryConfig {
+        auth: RegistryAuth::Basic { user: "alice".into(), pass: "s3cret".into() },
+        ..Default::default()
+    });
     let tmp = tempfile::tempdir().unwrap();
     let image = image_with_layers(tmp.path(), 1, "auth").await;
     let r = reference(&reg, "private:1");
@@ -157,6 +159,52 @@ async fn tls_with_a_private_ca() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_self_signed_certificate_in_the_cert_dir_is_trusted_for_its_registry() {
+    let reg = Registry::start_with(RegistryConfig { tls: true, self_signed: true, ..Default::default() });
+    let tmp = tempfile::tempdir().unwrap();
+    let image = image_with_layers(tmp.path(), 1, "self-signed").await;
+    let r = reference(&reg, "self/signed:1");
+
+    let trusting = Registries::new(ClientOptions { cert_dirs: vec![reg.cert_dir()], ..Default::default() });
+    push(&trusting, &image, &r).await;
+    assert!(trusting.client(&reg.addr).unwrap().base().await.unwrap().as_str().starts_with("https://"));
+    let pulled = Image::load(Arc::new(trusting.source(&r).unwrap()), None, None).await.unwrap();
+    validate(&pulled).await.unwrap();
+
+    // Another self-signed certificate in its place is not the registry's: refused, and the
+    // advice names the file and what to put there instead.
+    let other = tempfile::tempdir().unwrap();
+    let wrong = other.path().join(&reg.addr);
+    std::fs::create_dir_all(&wrong).unwrap();
+    let out = std::process::Command::new("openssl")
+        .current_dir(&wrong)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "k.pem",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mistaken = Registries::new(ClientOptions { cert_dirs: vec![other.path().to_path_buf()], ..Default::default() });
+    let err = Image::load(Arc::new(mistaken.source(&r).unwrap()), None, None).await.unwrap_err();
+    let shown = imgtool_core::error_chain(&err);
+    assert!(shown.contains("not trusted") && shown.contains(&wrong.join("ca.crt").display().to_string()), "{shown}");
+    assert!(shown.contains("openssl s_client"), "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn bearer_tokens_anonymous_and_with_credentials() {
     use imgtool_tests::TokenServer;
     let tmp = tempfile::tempdir().unwrap();
@@ -166,7 +214,7 @@ async fn bearer_tokens_anonymous_and_with_credentials() {
     let open = TokenServer::start(None);
     let reg = Registry::start_with(RegistryConfig {
         auth: RegistryAuth::Token { realm: open.realm.clone(), cert: open.cert.clone() },
-        tls: false,
+        ..Default::default()
     });
     let registries = Registries::new(ClientOptions::default());
     push(&registries, &image, &reference(&reg, "tok/a:1")).await;
@@ -192,7 +240,7 @@ async fn bearer_tokens_anonymous_and_with_credentials() {
     let strict = TokenServer::start(Some(("alice", "pw")));
     let reg2 = Registry::start_with(RegistryConfig {
         auth: RegistryAuth::Token { realm: strict.realm.clone(), cert: strict.cert.clone() },
-        tls: false,
+        ..Default::default()
     });
     let err =
         copy_image(&image, &Registries::new(ClientOptions::default()).sink(&reference(&reg2, "p:1")).unwrap(), &CopyOptions::default())
@@ -285,7 +333,8 @@ async fn faults_are_survived_or_reported() {
 #[tokio::test(flavor = "multi_thread")]
 async fn redirects_do_not_leak_credentials() {
     use imgtool_tests::{Fault, FaultProxy};
-    let reg = Registry::start_with(RegistryConfig { auth: RegistryAuth::Basic { user: "bob".into(), pass: "pw".into() }, tls: false });
+    let reg =
+        Registry::start_with(RegistryConfig { auth: RegistryAuth::Basic { user: "bob".into(), pass: "pw".into() }, ..Default::default() });
     let tmp = tempfile::tempdir().unwrap();
     let image = image_with_layers(tmp.path(), 2, "redirect").await;
     let mut opts = ClientOptions::default();
@@ -414,7 +463,7 @@ async fn identity_tokens_are_exchanged_with_oauth2() {
     let tokens = TokenServer::start_with_refresh(Some(("alice", "pw")), Some("my-refresh-token"));
     let reg = Registry::start_with(RegistryConfig {
         auth: RegistryAuth::Token { realm: tokens.realm.clone(), cert: tokens.cert.clone() },
-        tls: false,
+        ..Default::default()
     });
     let mut opts = ClientOptions::default();
     opts.credentials.insert(reg.addr.clone(), Credential::IdentityToken(Secret::new("my-refresh-token")));

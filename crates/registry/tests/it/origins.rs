@@ -34,7 +34,8 @@ fn assert_no_auth(seen: &[Seen], what: &str) {
 /// `Authorization`, with Basic credentials and with Bearer tokens alike.
 #[tokio::test(flavor = "multi_thread")]
 async fn locations_and_links_elsewhere_get_no_credentials() {
-    let reg = Registry::start_with(RegistryConfig { auth: RegistryAuth::Basic { user: "bob".into(), pass: "pw".into() }, tls: false });
+    let reg =
+        Registry::start_with(RegistryConfig { auth: RegistryAuth::Basic { user: "bob".into(), pass: "pw".into() }, ..Default::default() });
     let tmp = tempfile::tempdir().unwrap();
     let image = image_with_layers(tmp.path(), 2, "origins").await;
     // The foreign host passes what it gets on to the registry with its own login.
@@ -65,7 +66,7 @@ async fn locations_and_links_elsewhere_get_no_credentials() {
     let tokens = TokenServer::start(None);
     let reg = Registry::start_with(RegistryConfig {
         auth: RegistryAuth::Token { realm: tokens.realm.clone(), cert: tokens.cert.clone() },
-        tls: false,
+        ..Default::default()
     });
     let proxy = FaultProxy::start(&reg.addr, None);
     let registries = Registries::new(ClientOptions::default());
@@ -89,7 +90,8 @@ async fn locations_and_links_elsewhere_get_no_credentials() {
 /// `Authorization`.
 #[tokio::test(flavor = "multi_thread")]
 async fn redirects_to_another_scheme_get_no_credentials() {
-    let reg = Registry::start_with(RegistryConfig { auth: RegistryAuth::Basic { user: "bob".into(), pass: "pw".into() }, tls: false });
+    let reg =
+        Registry::start_with(RegistryConfig { auth: RegistryAuth::Basic { user: "bob".into(), pass: "pw".into() }, ..Default::default() });
     let tmp = tempfile::tempdir().unwrap();
     let image = image_with_layers(tmp.path(), 1, "scheme").await;
     push(&Registries::new(with_creds(&reg.addr, basic("bob", "pw"))), &image, &reference(&reg, "s/app:1")).await;
@@ -121,7 +123,7 @@ async fn token_realms_get_credentials_only_when_safe() {
     let strict = TokenServer::start(Some(("alice", "pw")));
     let reg = Registry::start_with(RegistryConfig {
         auth: RegistryAuth::Token { realm: strict.realm.clone(), cert: strict.cert.clone() },
-        tls: false,
+        ..Default::default()
     });
     // Realm on 127.0.0.1 (another port), registry on 127.0.0.1: the password goes there.
     push(&Registries::new(with_creds(&reg.addr, basic("alice", "pw"))), &image, &reference(&reg, "r/app:1")).await;
@@ -144,7 +146,7 @@ async fn token_realms_get_credentials_only_when_safe() {
     let open = TokenServer::start(None);
     let reg = Registry::start_with(RegistryConfig {
         auth: RegistryAuth::Token { realm: open.realm.clone(), cert: open.cert.clone() },
-        tls: false,
+        ..Default::default()
     });
     push(&Registries::new(ClientOptions::default()), &image, &reference(&reg, "p/app:1")).await;
     let proxy = FaultProxy::start(&reg.addr, None);
@@ -164,7 +166,7 @@ async fn hostile_token_lifetimes_are_survived() {
         let tokens = TokenServer::start_expiring(None, expires_in.clone());
         let reg = Registry::start_with(RegistryConfig {
             auth: RegistryAuth::Token { realm: tokens.realm.clone(), cert: tokens.cert.clone() },
-            tls: false,
+            ..Default::default()
         });
         let registries = Registries::new(ClientOptions::default());
         push(&registries, &image, &reference(&reg, "e/app:1")).await;
