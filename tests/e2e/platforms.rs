@@ -44,3 +44,63 @@ fn copy_all_platforms_or_one() {
     let left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(!left.iter().any(|n| n.contains("fail.tar")), "nothing is left behind: {left:?}");
 }
+
+/// `--platform` that a single-platform source cannot meet is refused by every command that
+/// takes it, as Docker refuses it, unless `--any-platform` (or `any_platform`) says to take
+/// the image as it is; a RUN for a platform this host cannot execute says so by name.
+#[test]
+fn a_platform_that_cannot_be_met_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use imgtool_core::{Compression, CopyOptions, Flavor, Image, ImageSink};
+        let image = Image::scratch(&"linux/amd64".parse().unwrap(), Flavor::Oci);
+        let image = image.add_layers(&imgtool_archive::ContentsLayer::new([("/arch", "amd64")]), d, 0, Compression::Gzip).await.unwrap();
+        let sink: Box<dyn ImageSink> = Box::new(imgtool_archive::LayoutSink::oci_dir(&d.join("amd")).unwrap());
+        imgtool_core::copy_image(&image, sink.as_ref(), &CopyOptions { tags: vec!["one".into()], ..Default::default() }).await.unwrap();
+        sink.finish().await.unwrap();
+    });
+    let mismatch = "image platform (linux/amd64) does not match the expected platform (linux/arm64)";
+    let refused = |args: &[&str]| {
+        let out = imgtool(d).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success() && err.contains(mismatch) && err.contains("--any-platform"), "{args:?}: {}", transcript(&out));
+    };
+    refused(&["copy", "--platform", "linux/arm64", "oci:amd:one", "oci:out:1"]);
+    assert!(!d.join("out").exists(), "nothing written");
+    let out = imgtool(d).args(["copy", "--any-platform", "--platform", "linux/arm64", "oci:amd:one", "oci:out:1"]).output().unwrap();
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stderr).contains("warning:"), "{}", transcript(&out));
+
+    let pipeline = |extra: &str| {
+        std::fs::write(
+            d.join("p.toml"),
+            format!("[source]\nimage = \"oci:amd:one\"\nplatform = \"linux/arm64\"\n{extra}\n[[sink]]\nto = \"oci:piped:1\"\n"),
+        )
+        .unwrap();
+    };
+    pipeline("");
+    let out = imgtool(d).args(["pipe", "p.toml"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains(mismatch), "{}", transcript(&out));
+    pipeline("any_platform = true");
+    run_ok(imgtool(d).args(["pipe", "p.toml"]));
+
+    std::fs::create_dir(d.join("ctx")).unwrap();
+    std::fs::write(d.join("ctx/Dockerfile"), "FROM oci:../amd:one\nENV A=1\n").unwrap();
+    refused(&["build", "--platform", "linux/arm64", "-t", "x:1", "-o", "oci:built:1", "ctx"]);
+    run_ok(imgtool(d).args(["build", "--platform", "linux/amd64", "-t", "x:1", "-o", "oci:built:1", "ctx"]));
+
+    let host = run_ok(std::process::Command::new("uname").arg("-m"));
+    let foreign = if host.trim() == "aarch64" { "linux/amd64" } else { "linux/arm64" };
+    std::fs::write(d.join("ctx/Dockerfile"), "FROM scratch\nRUN true\n").unwrap();
+    let out = imgtool(d).args(["build", "--platform", foreign, "-t", "x:2", "-o", "oci:built:2", "ctx"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if std::path::Path::new("/proc/sys/fs/binfmt_misc/status").exists() && !err.contains("cannot execute") {
+        return; // an emulator is registered on this machine: RUN may well work
+    }
+    assert!(
+        !out.status.success() && err.contains(&format!("cannot execute commands for {foreign}")) && err.contains("binfmt_misc"),
+        "{}",
+        transcript(&out)
+    );
+}

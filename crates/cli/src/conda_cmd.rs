@@ -43,7 +43,7 @@ pub struct CondaBuild {
     /// A package that gets a layer of its own (repeatable).
     #[arg(long = "separate", value_name = "NAME")]
     pub separate: Vec<String>,
-    /// The most layers the image may have.
+    /// The most layers the whole image may have: the base's, the packages' and conda-meta.
     #[arg(long, default_value_t = 100)]
     pub max_layers: usize,
     /// A virtual package override such as __glibc=2.28 (repeatable).
@@ -85,7 +85,7 @@ pub async fn build(args: CondaBuild, reg: &Registries, p: Printer) -> Result<()>
     spec.layer_cache = !args.no_layer_cache;
     let name: imgtool_core::Reference = args.image.parse().with_context(|| format!("-i {}", args.image))?;
     let sink = match (&args.output, args.push) {
-        (Some(o), false) => match Transport::parse(o, &cwd)? {
+        (Some(o), false) => match Transport::parse_arg(o)? {
             Transport::DockerArchive(path, None) => Transport::DockerArchive(path, Some(name.familiar())),
             t => t,
         },
@@ -93,7 +93,7 @@ pub async fn build(args: CondaBuild, reg: &Registries, p: Printer) -> Result<()>
         (Some(_), true) => bail!("give either -o OUT or --push, not both"),
         (None, false) => bail!("say where the image goes: -o OUT (a path is a docker-archive) or --push"),
     };
-    let base = Transport::parse(&args.base, &cwd)?;
+    let base = Transport::parse_arg(&args.base)?;
     let platforms: Vec<Option<Platform>> = if args.platforms.is_empty() {
         vec![None]
     } else {
@@ -112,7 +112,7 @@ pub async fn build(args: CondaBuild, reg: &Registries, p: Printer) -> Result<()>
             (Transport::Scratch, pl) => Image::scratch(pl.as_ref().unwrap_or(&Platform::host()), Flavor::Oci),
             (t, pl) => {
                 let (source, selector) = t.open_source(reg)?;
-                Image::load(source, selector.as_deref(), pl.as_ref()).await.with_context(|| format!("reading {t}"))?
+                crate::images::load(source, selector.as_deref(), pl.as_ref(), false).await.with_context(|| format!("reading {t}"))?
             }
         };
         let mut s = spec.clone();

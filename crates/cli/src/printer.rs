@@ -14,6 +14,12 @@ pub struct Printer {
     pub json: bool,
 }
 
+/// A warning on stderr, whatever --quiet or --json say: something was done that the user
+/// did not quite ask for.
+pub fn warn(line: impl AsRef<str>) {
+    eprintln!("warning: {}", line.as_ref());
+}
+
 impl Printer {
     /// A result: `text` normally, `json` (one line) with --json.
     pub fn record(&self, json: serde_json::Value, text: impl AsRef<str>) {

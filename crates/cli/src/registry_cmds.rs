@@ -4,7 +4,7 @@
 use std::io::Read;
 
 use anyhow::{Context, Result, anyhow, bail};
-use imgtool_core::{Image, ParsedManifest, Platform, Reference};
+use imgtool_core::{ParsedManifest, Platform, Reference};
 use imgtool_registry::{AuthFiles, ClientOptions, Credential, Registries, RegistryClient, Secret};
 
 use crate::printer::Printer;
@@ -64,7 +64,9 @@ pub async fn manifest(image: &str, platform: Option<&str>, reg: &Registries, p: 
 pub async fn config(image: &str, platform: Option<&str>, reg: &Registries, p: Printer) -> Result<()> {
     let r = reference(image)?;
     let platform = platform.map(str::parse::<Platform>).transpose()?;
-    let img = Image::load(std::sync::Arc::new(reg.source(&r)?), None, platform.as_ref()).await.with_context(|| format!("reading {r}"))?;
+    let img = crate::images::load(std::sync::Arc::new(reg.source(&r)?), None, platform.as_ref(), false)
+        .await
+        .with_context(|| format!("reading {r}"))?;
     p.result(String::from_utf8_lossy(&img.config().to_bytes()));
     Ok(())
 }

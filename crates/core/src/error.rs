@@ -90,6 +90,16 @@ pub enum Error {
         /// The platforms it does have.
         available: String,
     },
+    /// A single-platform image of another platform than the one asked for.
+    #[error("{place}: image platform ({found}) does not match the expected platform ({wanted})")]
+    PlatformMismatch {
+        /// The source.
+        place: String,
+        /// The platform its config declares.
+        found: String,
+        /// The platform asked for.
+        wanted: String,
+    },
     /// An image whose parts do not agree with each other.
     #[error("invalid image: {}", problems.join("; "))]
     InvalidImage {

@@ -48,13 +48,37 @@ impl Image {
         Self::load_descriptor(source, top, platform).await
     }
 
-    /// Load the image whose manifest (or index) is `desc` in `source`.
+    /// As [`Image::load`], but a single image of another platform than `platform` is taken
+    /// as it is instead of refused (the caller says so to its user).
+    pub async fn load_any_platform(source: SharedSource, selector: Option<&str>, platform: Option<&Platform>) -> Result<Self> {
+        match Self::load(source.clone(), selector, platform).await {
+            Err(Error::PlatformMismatch { .. }) => Self::load(source, selector, None).await,
+            other => other,
+        }
+    }
+
+    /// Load the image whose manifest (or index) is `desc` in `source`. An index gives the
+    /// image for `platform` (default the host's); a single image must be of `platform` when
+    /// one is named, as Docker and BuildKit require.
     pub async fn load_descriptor(source: SharedSource, mut desc: Descriptor, platform: Option<&Platform>) -> Result<Self> {
         for _ in 0..4 {
             let raw = read_blob(source.as_ref(), &desc, MANIFEST_LIMIT).await?;
             match ParsedManifest::parse(&raw, Some(&desc.media_type))? {
                 ParsedManifest::Index(index) => desc = choose_platform(&index, platform, &source.describe())?.clone(),
-                ParsedManifest::Image(manifest) => return Self::from_manifest(source, desc, raw, *manifest).await,
+                ParsedManifest::Image(manifest) => {
+                    let image = Self::from_manifest(source.clone(), desc, raw, *manifest).await?;
+                    if let Some(wanted) = platform {
+                        let found = image.platform();
+                        if !found.architecture.is_empty() && !wanted.matches(&found) {
+                            return Err(Error::PlatformMismatch {
+                                place: source.describe(),
+                                found: found.to_string(),
+                                wanted: wanted.to_string(),
+                            });
+                        }
+                    }
+                    return Ok(image);
+                }
             }
         }
         Err(Error::Unsupported(format!("{}: indexes nested more than 4 deep", source.describe())))

@@ -125,6 +125,7 @@ impl Builder<'_> {
         if self.reuse(st, i, &key).await {
             return Ok(());
         }
+        can_execute(&st.image.platform()).map_err(|why| Error::step(i.line, "RUN", why))?;
         let root = Self::ensure_root(self.opts, st).await?;
         let reading = |e: String| Error::step(i.line, "RUN", format!("reading the filesystem: {e}"));
         let rooted = std::sync::Arc::new(imgtool_rootfs::Root::open(&root).map_err(|e| reading(e.to_string()))?);

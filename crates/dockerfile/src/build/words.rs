@@ -132,3 +132,30 @@ pub(super) fn shown(word: &str) -> String {
         None => word.to_string(),
     }
 }
+
+/// Whether this host can execute `RUN` for `p`: its own platform (and 386 on amd64), or an
+/// emulator registered with binfmt_misc (qemu-user-static). The error says which is missing.
+pub(super) fn can_execute(p: &Platform) -> std::result::Result<(), String> {
+    let host = Platform::host();
+    let native = p.os == host.os
+        && (p.architecture == host.architecture || (host.architecture == "amd64" && p.architecture == "386") || p.architecture.is_empty());
+    if native {
+        return Ok(());
+    }
+    let qemu = match p.architecture.as_str() {
+        "arm64" => "aarch64",
+        "386" => "i386",
+        "amd64" => "x86_64",
+        "ppc64le" | "s390x" | "riscv64" | "arm" | "mips64le" => p.architecture.as_str(),
+        _ => "",
+    };
+    let handler = std::path::Path::new("/proc/sys/fs/binfmt_misc").join(format!("qemu-{qemu}"));
+    let registered = !qemu.is_empty() && std::fs::read_to_string(&handler).is_ok_and(|s| s.starts_with("enabled"));
+    if p.os == host.os && registered {
+        return Ok(());
+    }
+    Err(format!(
+        "cannot execute commands for {p} on this {host} host without emulation: register qemu-user-static for it with binfmt_misc ({} is missing), or build for {host}",
+        handler.display()
+    ))
+}
