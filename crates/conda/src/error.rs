@@ -18,6 +18,14 @@ pub enum Error {
         /// The parser's complaint.
         why: String,
     },
+    /// A lock file that cannot be read or used.
+    #[error("lock file {}: {why}", path.display())]
+    Lock {
+        /// The lock file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        why: String,
+    },
     /// No set of packages satisfies the specs.
     #[error("the specs cannot be satisfied:\n{explanation}")]
     Unsolvable {
@@ -32,6 +40,9 @@ pub enum Error {
         /// What is expected.
         why: String,
     },
+    /// A layer budget (`max_layers`) that cannot be kept.
+    #[error("layer budget: {0}")]
+    Budget(String),
     /// Fetching, extracting or linking packages failed.
     #[error("installing the environment failed: {0}")]
     Install(String),

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 /// A `conda-lock.yml` (CEP-37) is recognised by its name; anything else is read as a pixi
 /// lock file.
 pub fn locked_records(path: &Path, subdir: Subdir) -> Result<Vec<RepoDataRecord>> {
-    let bad = |why: String| Error::Spec { spec: path.display().to_string(), why };
+    let bad = |why: String| Error::Lock { path: path.to_path_buf(), why };
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let lock = if name.ends_with(".yml") || name.ends_with(".yaml") {
         let doc = rattler_conda_lock::Document::from_path(path).map_err(|e| bad(format!("not a readable conda-lock file: {e}")))?;
@@ -33,7 +33,7 @@ pub fn locked_records(path: &Path, subdir: Subdir) -> Result<Vec<RepoDataRecord>
 /// Write a pixi lock file of `records` for `subdir` (the default environment), as a solve
 /// would have produced; used to pin an environment for later, solve-free builds.
 pub fn write_lock(path: &Path, subdir: Subdir, channels: &[String], records: &[RepoDataRecord]) -> Result<()> {
-    let bad = |why: String| Error::Spec { spec: path.display().to_string(), why };
+    let bad = |why: String| Error::Lock { path: path.to_path_buf(), why };
     let platform = rattler_lock::PlatformData { name: (&subdir).into(), subdir, virtual_packages: Vec::new() };
     let mut builder = rattler_lock::LockFile::builder()
         .with_platforms(vec![platform])

@@ -25,7 +25,9 @@ fn default_prefix() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CondaSpec {
-    /// Channels in priority order: directories, `file://`/`http(s)://` URLs or names.
+    /// Channels in priority order: directories, `file://`/`http(s)://` URLs or names
+    /// (not needed with `lock`).
+    #[serde(default)]
     pub channels: Vec<String>,
     /// Match specs (`numpy>=1.26`, `python=3.12`).
     #[serde(default)]
@@ -39,7 +41,8 @@ pub struct CondaSpec {
     /// Packages that always get a layer of their own (`mkl`).
     #[serde(default)]
     pub separate: Vec<String>,
-    /// The most layers the whole image may have (default 100).
+    /// The most layers the whole image may have: the base's, the packages' and the conda-meta
+    /// layer (default 100). The smallest packages share layers to stay under it.
     #[serde(default)]
     pub max_layers: Option<usize>,
     /// `.dockerignore`-style patterns of prefix paths to leave out; default [`DEFAULT_EXCLUDE`].
@@ -108,6 +111,27 @@ impl CondaLayers {
             return Err(Error::Spec { spec: self.spec.prefix.clone(), why: "the prefix cannot be /".into() });
         }
         Ok(p)
+    }
+
+    /// Package layers under `max_layers`, which counts the whole image: the base's layers,
+    /// the packages' and the conda-meta layer. A budget that cannot be kept is refused.
+    fn groups(&self, packages: &[InstalledPackage], base: usize) -> Result<Vec<Vec<usize>>> {
+        let max = self.spec.max_layers.unwrap_or(100);
+        let Some(budget) = max.checked_sub(base + 1).filter(|b| *b >= 1) else {
+            return Err(Error::Budget(format!(
+                "at most {max} layers: the base has {base} and the environment needs at least 2 (its packages and conda-meta); allow {} or more",
+                base + 2
+            )));
+        };
+        let groups = group(packages, budget, &self.spec.separate);
+        if groups.len() > budget {
+            return Err(Error::Budget(format!(
+                "at most {max} layers: the base has {base}, conda-meta takes one, and the packages need at least {} since `separate` keeps some apart; allow {} or more",
+                groups.len(),
+                base + 1 + groups.len()
+            )));
+        }
+        Ok(groups)
     }
 
     async fn build(&self, cx: &mut BuildContext) -> Result<Vec<NewLayer>> {
@@ -187,8 +211,7 @@ impl CondaLayers {
             None => DEFAULT_EXCLUDE.iter().map(|s| s.to_string()).collect(),
         };
         let filter = PathFilter::new(&patterns)?;
-        let budget = self.spec.max_layers.unwrap_or(100).saturating_sub(cx.image.layers().len() + 1).max(1);
-        let groups = group(&packages, budget, &self.spec.separate);
+        let groups = self.groups(&packages, cx.image.layers().len())?;
         let opts = LayerOptions { compression: cx.compression, flavor: cx.image.flavor(), ..Default::default() };
         let mtime = cx.epoch.max(0) as u64;
         let shape = serde_json::json!({
@@ -342,7 +365,18 @@ impl CondaSpec {
                 ),
             });
         }
-        let channels = env.channels.iter().map(ToString::to_string).collect();
+        // A directory written in the file is relative to the file, as every path in a file
+        // imgtool reads is.
+        let dir = path.parent().unwrap_or(Path::new(""));
+        let channels = env
+            .channels
+            .iter()
+            .map(ToString::to_string)
+            .map(|c| {
+                let local = !c.contains("://") && Path::new(&c).is_relative() && (c.starts_with('.') || dir.join(&c).is_dir());
+                if local { dir.join(&c).display().to_string() } else { c }
+            })
+            .collect();
         let specs = env.match_specs().map(ToString::to_string).collect();
         Ok(Self::new(channels, specs))
     }

@@ -317,9 +317,8 @@ async fn lock_files_install_exactly_what_they_lock() {
         }
     });
     for file in [&pixi, &conda_lock] {
-        let mut spec = CondaSpec::new(vec![], vec![]);
-        spec.lock = Some(file.clone());
-        spec.cache_dir = Some(cache.clone());
+        // As a pipeline writes it: a lock needs no channels or specs.
+        let spec: CondaSpec = serde_json::from_value(serde_json::json!({ "lock": file, "cache_dir": cache })).unwrap();
         let image = Image::scratch(&"linux/amd64".parse().unwrap(), Flavor::Oci)
             .add_layers(&CondaLayers::new(spec, "/"), tmp.path(), 0, Compression::Gzip)
             .await
@@ -344,6 +343,21 @@ async fn lock_files_install_exactly_what_they_lock() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("locks nothing for linux-aarch64") && err.contains("linux-64"), "{err}");
+
+    // A damaged lock file is called one, not a package spec.
+    let text = std::fs::read_to_string(&conda_lock).unwrap();
+    assert!(text.contains("content_hash:"), "{text}");
+    let damaged = tmp.path().join("damaged/conda-lock.yml");
+    std::fs::create_dir_all(damaged.parent().unwrap()).unwrap();
+    std::fs::write(&damaged, text.replacen("content_hash:", "content_hash: [not, a, map]\n  _was:", 1)).unwrap();
+    let mut spec = CondaSpec::new(vec![], vec![]);
+    spec.lock = Some(damaged.clone());
+    let err = Image::scratch(&"linux/amd64".parse().unwrap(), Flavor::Oci)
+        .add_layers(&CondaLayers::new(spec, "/"), tmp.path(), 0, Compression::Gzip)
+        .await
+        .unwrap_err();
+    let err = imgtool_core::error_chain(&err);
+    assert!(err.contains(&format!("lock file {}", damaged.display())) && !err.contains("package spec"), "{err}");
 }
 
 /// `__glibc` comes from the base image's libc when its layers are at hand.
@@ -401,6 +415,27 @@ async fn the_layer_budget_merges_all_but_separate_packages() {
     assert!(history.iter().any(|h| h == "imgtool conda libfoo=2.0=0"), "libfoo alone: {history:?}");
     let merged = history.iter().find(|h| h.contains("hello=1.0=0")).unwrap();
     assert!(merged.contains("python=") && merged.contains("pytool="), "{merged}");
+
+    // The budget counts the whole image: a one-layer base and at most 3 gives 3.
+    let base = image_with_one_layer(tmp.path()).await;
+    let on = |max: usize, separate: &[&str]| {
+        let mut spec = CondaSpec::new(vec![ch.display().to_string()], vec!["hello".into(), "pytool".into()]);
+        spec.cache_dir = Some(tmp.path().join("cache"));
+        spec.max_layers = Some(max);
+        spec.separate = separate.iter().map(|s| s.to_string()).collect();
+        let (base, dir) = (base.clone(), tmp.path().to_path_buf());
+        async move { base.add_layers(&CondaLayers::new(spec, "/"), &dir, 0, Compression::Gzip).await }
+    };
+    assert_eq!(on(3, &[]).await.unwrap().layers().len(), 3);
+    let err = imgtool_core::error_chain(&on(2, &[]).await.unwrap_err());
+    assert!(err.contains("at most 2 layers") && err.contains("base has 1") && err.contains("allow 3"), "{err}");
+    let err = imgtool_core::error_chain(&on(3, &["libfoo", "hello"]).await.unwrap_err());
+    assert!(err.contains("separate") && err.contains("allow 5"), "{err}");
+}
+
+async fn image_with_one_layer(dir: &Path) -> Image {
+    let layer = imgtool_archive::ContentsLayer::new(vec![("/etc/base".to_string(), b"base\n".to_vec())]);
+    Image::scratch(&"linux/amd64".parse().unwrap(), Flavor::Oci).add_layers(&layer, dir, 0, Compression::Gzip).await.unwrap()
 }
 
 async fn build_with(ch: &Path, tmp: &Path, cache: &str, specs: &[&str], edit: impl FnOnce(&mut CondaSpec)) -> Image {
@@ -480,8 +515,9 @@ async fn a_merged_rebuild_relinks_cached_packages_beside_new_ones() {
     let ch = t.join("channel");
     channel::standard_channel(&ch);
     build_with(&ch, t, "cache", &["hello"], |_| {}).await;
-    let merged = build_with(&ch, t, "cache", &["hello", "pytool"], |s| s.max_layers = Some(1)).await;
-    let plain = build_with(&ch, t, "plain", &["hello", "pytool"], |s| (s.max_layers, s.layer_cache) = (Some(1), false)).await;
+    let merged = build_with(&ch, t, "cache", &["hello", "pytool"], |s| s.max_layers = Some(2)).await;
+    let plain = build_with(&ch, t, "plain", &["hello", "pytool"], |s| (s.max_layers, s.layer_cache) = (Some(2), false)).await;
+    assert_eq!(merged.layers().len(), 2);
     assert_eq!(merged.digest(), plain.digest());
 }
 
