@@ -4,7 +4,9 @@
 
 mod conda;
 mod creds;
+mod docs;
 mod hostile;
+mod paths;
 mod platforms;
 mod registry;
 mod sandbox;
@@ -486,7 +488,7 @@ fn pipelines_build_dockerfiles_as_source_and_step() {
     let t = tmp.path();
     busybox_archive(t);
     std::fs::create_dir_all(t.join("app")).unwrap();
-    std::fs::write(t.join("app/Dockerfile"), "FROM docker-archive:bb.tar\nARG WHO\nRUN echo \"built for $WHO\" > /built\n").unwrap();
+    std::fs::write(t.join("app/Dockerfile"), "FROM docker-archive:../bb.tar\nARG WHO\nRUN echo \"built for $WHO\" > /built\n").unwrap();
     std::fs::write(t.join("step.Dockerfile"), "ENV STEP=yes\nRUN cat /built /this-file > /combined\nCMD [\"cat\", \"/combined\"]\n")
         .unwrap();
     let pipeline = r#"

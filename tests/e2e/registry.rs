@@ -8,8 +8,10 @@ use super::{example, imgtool};
 #[test]
 fn registry_commands_with_login() {
     use imgtool_tests::{RegistryAuth, RegistryConfig};
-    let reg =
-        Registry::start_with(RegistryConfig { auth: RegistryAuth::Basic { user: "alice".into(), pass: "s3cret".into() }, tls: false });
+    let reg = Registry::start_with(RegistryConfig {
+        auth: RegistryAuth::Basic { user: "alice".into(), pass: "s3cret".into() },
+        ..Default::default()
+    });
     let dir = example();
     let auth = dir.path().join("auth.json");
     let cli = |args: &[&str]| {
@@ -84,6 +86,18 @@ fn registry_commands_with_login() {
         "oci:by-skopeo:x",
     ]));
 
+    // A default output name never replaces a file: two repositories share the name example.
+    run_ok(&mut cli(&["pull", &format!("{r}:v1")]));
+    let first = std::fs::read(dir.path().join("example.tar")).unwrap();
+    run_ok(&mut cli(&["push", "oci:pulled:x", &format!("{}/other/example:2", reg.addr)]));
+    let out = cli(&["pull", &format!("{}/other/example:2", reg.addr)]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--force"), "{}", transcript(&out));
+    assert_eq!(std::fs::read(dir.path().join("example.tar")).unwrap(), first, "left as it was");
+    run_ok(&mut cli(&["pull", "--force", &format!("{}/other/example:2", reg.addr)]));
+    assert_ne!(std::fs::read(dir.path().join("example.tar")).unwrap(), first);
+    run_ok(&mut cli(&["pull", &format!("{r}:v1"), "-o", &format!("docker-archive:example.tar:{r}:v1")]));
+    assert_eq!(std::fs::read(dir.path().join("example.tar")).unwrap(), first, "-o names a file to replace");
+
     run_ok(&mut cli(&["delete", &format!("{r}:v2")]));
     assert_eq!(run_ok(&mut cli(&["tags", &r])), "from-skopeo\n");
     run_ok(&mut cli(&["logout", &reg.addr]));
@@ -109,8 +123,10 @@ pub(super) fn sha256_hex(data: &[u8]) -> String {
 fn credential_helpers_are_asked() {
     use imgtool_tests::{RegistryAuth, RegistryConfig};
     use std::os::unix::fs::PermissionsExt;
-    let reg =
-        Registry::start_with(RegistryConfig { auth: RegistryAuth::Basic { user: "carol".into(), pass: "from-helper".into() }, tls: false });
+    let reg = Registry::start_with(RegistryConfig {
+        auth: RegistryAuth::Basic { user: "carol".into(), pass: "from-helper".into() },
+        ..Default::default()
+    });
     let dir = example();
     let bin = dir.path().join("bin");
     std::fs::create_dir(&bin).unwrap();

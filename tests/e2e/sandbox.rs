@@ -37,7 +37,7 @@ fn run_and_build_take_the_sandbox_flags() {
 
     // A build's RUN gets the flags too: this step passes only without the filter.
     std::fs::create_dir_all(t.join("ctx")).unwrap();
-    std::fs::write(t.join("ctx/Dockerfile"), "FROM docker-archive:bb.tar\nRUN grep -q '^Seccomp:.0$' /proc/self/status\n").unwrap();
+    std::fs::write(t.join("ctx/Dockerfile"), "FROM docker-archive:../bb.tar\nRUN grep -q '^Seccomp:.0$' /proc/self/status\n").unwrap();
     let build = |extra: &[&str]| {
         imgtool(t).args(["build", "-o", "out.tar", "--no-cache", "--cache-dir", "cache"]).args(extra).arg("ctx").output().unwrap()
     };

@@ -72,6 +72,8 @@ pub struct BuildArgs {
 pub struct CliImages<'a> {
     pub reg: &'a Registries,
     pub base: PathBuf,
+    /// Take a single image of another platform (a pipeline's `any_platform`).
+    pub any_platform: bool,
 }
 
 #[async_trait]
@@ -84,7 +86,7 @@ impl imgtool_dockerfile::Images for CliImages<'_> {
             Transport::Registry(reference.to_string())
         };
         let (source, selector) = t.open_source(self.reg).map_err(|e| format!("{e:#}"))?;
-        Image::load(source, selector.as_deref(), platform).await.map_err(|e| imgtool_core::error_chain(&e))
+        crate::images::load(source, selector.as_deref(), platform, self.any_platform).await.map_err(|e| format!("{e:#}"))
     }
 }
 
@@ -106,7 +108,7 @@ pub fn read_dockerfile(file: Option<&Path>, context: &Path) -> Result<(imgtool_d
         Some(f) if f == Path::new("-") => {
             let mut s = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).context("reading the Dockerfile from standard input")?;
-            (s, "-".to_string())
+            (s, "<stdin>".to_string())
         }
         Some(f) => {
             // Named by the user (it may be a pipe): read as it is, within the size limit.
@@ -125,8 +127,19 @@ pub fn read_dockerfile(file: Option<&Path>, context: &Path) -> Result<(imgtool_d
             (text, f.display().to_string())
         }
     };
-    let df = imgtool_dockerfile::parse(&text).with_context(|| name.clone())?;
+    let df = imgtool_dockerfile::parse(&text).map_err(|e| anyhow::anyhow!(e.in_file(&name)))?;
     Ok((df, name))
+}
+
+/// Where paths written in the Dockerfile (`FROM docker-archive:base.tar`) are relative to:
+/// the file's own directory, as for every file imgtool reads; standard input's are the
+/// working directory's.
+pub fn dockerfile_dir(file: Option<&Path>, context: &Path) -> PathBuf {
+    match file {
+        Some(f) if f == Path::new("-") => std::env::current_dir().unwrap_or_default(),
+        Some(f) => std::path::absolute(f).ok().and_then(|f| f.parent().map(Path::to_path_buf)).unwrap_or_default(),
+        None => std::path::absolute(context).unwrap_or_else(|_| context.to_path_buf()),
+    }
 }
 
 /// Build options from the command line (or a pipeline step, which fills the same fields).
@@ -155,13 +168,12 @@ pub fn options(args: &BuildArgs, spool: &Path, reg: &Registries) -> Result<imgto
 }
 
 pub async fn build(args: BuildArgs, reg: &Registries, p: Printer) -> Result<()> {
-    let cwd = std::env::current_dir()?;
     if !args.context.is_dir() {
         bail!("the build context {} is not a directory", args.context.display());
     }
     let name: Option<imgtool_core::Reference> = args.tag.as_deref().map(|t| t.parse().with_context(|| format!("-t {t}"))).transpose()?;
     let sink = match (&args.output, args.push, &name) {
-        (Some(o), false, _) => match Transport::parse(o, &cwd)? {
+        (Some(o), false, _) => match Transport::parse_arg(o)? {
             Transport::DockerArchive(path, None) => Transport::DockerArchive(path, name.as_ref().map(|n| n.familiar())),
             t => t,
         },
@@ -170,16 +182,16 @@ pub async fn build(args: BuildArgs, reg: &Registries, p: Printer) -> Result<()> 
         (Some(_), true, _) => bail!("give either -o OUT or --push, not both"),
         (None, false, _) => bail!("say where the image goes: -o OUT (a path is a docker-archive) or --push with -t NAME:TAG"),
     };
-    let (df, _) = read_dockerfile(args.file.as_deref(), &args.context)?;
+    let (df, file) = read_dockerfile(args.file.as_deref(), &args.context)?;
     let spool = tempfile::tempdir().context("creating a spool directory")?;
     let opts = options(&args, spool.path(), reg)?;
-    let images = CliImages { reg, base: cwd.clone() };
+    let images = CliImages { reg, base: dockerfile_dir(args.file.as_deref(), &args.context), any_platform: false };
     let bar = p.spinner(format!("building {}", args.context.display()));
     let image = match imgtool_dockerfile::build(&df, &images, &opts).await {
         Ok(i) => i,
         Err(e) => {
             p.done(bar, "build failed".into());
-            eprintln!("error: {e}");
+            eprintln!("error: {}", e.in_file(&file));
             return Err(ExitWith(e.exit_code().unwrap_or(1)).into());
         }
     };
@@ -229,14 +241,14 @@ pub async fn run(args: RunArgs, reg: &Registries) -> Result<()> {
     let security = args.sandbox.security()?;
     let cwd = std::env::current_dir()?;
     let platform = args.platform.as_deref().map(str::parse::<Platform>).transpose()?;
-    let images = CliImages { reg, base: cwd.clone() };
+    let images = CliImages { reg, base: cwd.clone(), any_platform: false };
     let image = if args.image == "scratch" {
         Image::scratch(&platform.clone().unwrap_or_else(Platform::host), Flavor::Oci)
     } else if cwd.join(&args.image).exists() {
         // A path here (an archive or a layout) is meant as one, as in `imgtool copy`.
-        let t = Transport::parse(&args.image, &cwd)?;
+        let t = Transport::parse_arg(&args.image)?;
         let (source, selector) = t.open_source(reg)?;
-        Image::load(source, selector.as_deref(), platform.as_ref()).await.with_context(|| format!("reading {t}"))?
+        crate::images::load(source, selector.as_deref(), platform.as_ref(), false).await.with_context(|| format!("reading {t}"))?
     } else {
         imgtool_dockerfile::Images::load(&images, &args.image, platform.as_ref())
             .await

@@ -23,7 +23,7 @@ fn names(t: &Transport) -> Vec<String> {
 
 pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: CliCreds) -> Result<()> {
     let cwd = std::env::current_dir().context("reading the current directory")?;
-    let parse = |s: &str| Transport::parse(s, &cwd);
+    let parse = |s: &str| Transport::parse_arg(s);
     // Each arm says which registries its command line names as sources and targets: the
     // only ones command-line credentials may go to.
     let named = |r: &str| -> Vec<String> { registry_of_ref(r).into_iter().collect() };
@@ -84,13 +84,23 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
             }
             write(&image, &dst, &[], p, reg).await
         }
-        Command::Pull { image, output, platform } => {
+        Command::Pull { image, output, force, platform } => {
             let r: imgtool_core::Reference =
                 image.strip_prefix("docker://").unwrap_or(&image).parse().with_context(|| format!("{image:?}"))?;
-            let dest = output.unwrap_or_else(|| {
-                let name = r.repository().rsplit('/').next().unwrap_or("image");
-                format!("docker-archive:{name}.tar:{}", r.familiar().split('@').next().unwrap_or_default())
-            });
+            let dest = match output {
+                Some(o) => o,
+                None => {
+                    let name = r.repository().rsplit('/').next().unwrap_or("image");
+                    // Two repositories can share a last name: never replace what an earlier
+                    // pull (or anything else) left there unless asked.
+                    if !force && std::fs::symlink_metadata(cwd.join(format!("{name}.tar"))).is_ok() {
+                        bail!(
+                            "{name}.tar already exists here; name the output with -o (a file named with -o is replaced), or pass --force to replace {name}.tar"
+                        );
+                    }
+                    format!("docker-archive:{name}.tar:{}", r.familiar().split('@').next().unwrap_or_default())
+                }
+            };
             let (src, dest) = (Transport::Registry(r.to_string()), parse(&dest)?);
             let reg = &creds.registries(opts, &names(&src), &names(&dest))?;
             let img = load(&src, platform.as_deref(), Flavor::Oci, reg).await?;
@@ -164,12 +174,17 @@ fn platform_of(s: Option<&str>) -> Result<Option<Platform>> {
 }
 
 async fn load(t: &Transport, platform: Option<&str>, flavor: Flavor, reg: &Registries) -> Result<Image> {
+    load_any(t, platform, flavor, false, reg).await
+}
+
+/// As `load`; `any` takes a single image of another platform than `platform`.
+async fn load_any(t: &Transport, platform: Option<&str>, flavor: Flavor, any: bool, reg: &Registries) -> Result<Image> {
     let platform = platform_of(platform)?;
     if *t == Transport::Scratch {
         return Ok(Image::scratch(&platform.unwrap_or_else(Platform::host), flavor));
     }
     let (source, selector) = t.open_source(reg)?;
-    Image::load(source, selector.as_deref(), platform.as_ref()).await.with_context(|| format!("reading {t}"))
+    crate::images::load(source, selector.as_deref(), platform.as_ref(), any).await.with_context(|| format!("reading {t}"))
 }
 
 async fn produce(
@@ -267,6 +282,9 @@ async fn pipe(file: &Path, dry_run: bool, p: Printer, opts: &ClientOptions, cred
     for step in &pl.steps {
         dockerfiles.push(match step.get_ref() {
             Step::Dockerfile(d) => {
+                if d.target.is_some() {
+                    bail!("{}: a dockerfile step has no target (it builds on the image so far, with no stages); remove it", at(step.span()));
+                }
                 let args = pf.dockerfile_args(d);
                 let (df, name) = crate::build_cmd::read_dockerfile(args.file.as_deref(), &args.context).with_context(|| at(step.span()))?;
                 if let Some(&n) = df.stage_starts().first() {
@@ -276,7 +294,7 @@ async fn pipe(file: &Path, dry_run: bool, p: Printer, opts: &ClientOptions, cred
                         df.instructions[n].line
                     );
                 }
-                Some((args, df))
+                Some((args, df, name))
             }
             _ => None,
         });
@@ -307,9 +325,14 @@ async fn pipe(file: &Path, dry_run: bool, p: Printer, opts: &ClientOptions, cred
     }
     let flavor = pl.source.media_types.unwrap_or_default();
     let spool = tempfile::tempdir().context("creating a spool directory")?;
-    let images = crate::build_cmd::CliImages { reg, base: pf.dir.clone() };
+    // Paths a Dockerfile writes are relative to it.
+    let images_for = |args: &crate::build_cmd::BuildArgs| crate::build_cmd::CliImages {
+        reg,
+        base: crate::build_cmd::dockerfile_dir(args.file.as_deref(), &args.context),
+        any_platform: pl.source.any_platform,
+    };
     let mut image = match &source {
-        Source::Image(t) => load(t, platform.as_ref().map(ToString::to_string).as_deref(), flavor, reg)
+        Source::Image(t) => load_any(t, platform.as_ref().map(ToString::to_string).as_deref(), flavor, pl.source.any_platform, reg)
             .await
             .with_context(|| format!("{}: the source", pf.path.display()))?,
         Source::Dockerfile(args) => {
@@ -319,14 +342,18 @@ async fn pipe(file: &Path, dry_run: bool, p: Printer, opts: &ClientOptions, cred
             opts.flavor = flavor;
             opts.compression = pl.options.compression;
             p.status(format!("building {name}"));
-            imgtool_dockerfile::build(&df, &images, &opts).await.map_err(|e| anyhow!("{}: {e}", pf.path.display()))?
+            let images = images_for(args);
+            imgtool_dockerfile::build(&df, &images, &opts).await.map_err(|e| anyhow!("{}: {}", pf.path.display(), e.in_file(&name)))?
         }
     };
     for ((step, prod), dockerfile) in pl.steps.iter().zip(producers).zip(dockerfiles) {
-        if let Some((args, df)) = dockerfile {
+        if let Some((args, df, name)) = dockerfile {
             let mut opts = crate::build_cmd::options(&args, spool.path(), reg)?;
             opts.compression = pl.options.compression;
-            image = imgtool_dockerfile::build_on(image, &df, &images, &opts).await.map_err(|e| anyhow!("{}: {e}", at(step.span())))?;
+            let images = images_for(&args);
+            image = imgtool_dockerfile::build_on(image, &df, &images, &opts)
+                .await
+                .map_err(|e| anyhow!("{}: {}", at(step.span()), e.in_file(&name)))?;
             continue;
         }
         let where_ = at(step.span());

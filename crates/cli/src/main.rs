@@ -5,6 +5,7 @@ mod commands;
 mod conda_cmd;
 mod creds;
 mod export;
+mod images;
 mod pipeline;
 mod printer;
 mod registry_cmds;
@@ -29,13 +30,18 @@ struct Cli {
     /// A registry (HOST[:PORT]) that may use plain HTTP or unverified TLS (repeatable).
     #[arg(long = "insecure-registry", global = true, value_name = "HOST", value_delimiter = ',', env = "IMGTOOL_INSECURE_REGISTRIES")]
     insecure_registries: Vec<String>,
-    /// A directory of HOST[:PORT]/*.crt CA certificates, like /etc/containers/certs.d (repeatable).
+    /// A directory of HOST[:PORT]/*.crt certificates (CAs, or a registry's own self-signed
+    /// certificate), like /etc/containers/certs.d (repeatable).
     #[arg(long = "cert-dir", global = true, value_name = "DIR")]
     cert_dirs: Vec<PathBuf>,
     /// USER:PASSWORD for the registry this command names as its target (where it pushes,
     /// or the one it reads when it pushes nowhere); other registries use stored logins.
     #[arg(long, global = true, value_name = "USER:PASSWORD", env = "IMGTOOL_CREDS", hide_env_values = true)]
     creds: Option<creds::SecretArg>,
+    /// With --platform: take a single-platform image of another platform instead of
+    /// refusing it (a warning says so).
+    #[arg(long = "any-platform", global = true)]
+    any_platform: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -113,9 +119,13 @@ enum Command {
     Pull {
         /// The image, `REF` or `docker://REF`.
         image: String,
-        /// Where to write it (any transport; a bare path is a docker-archive).
+        /// Where to write it (any transport; a bare path is a docker-archive). A file named
+        /// here is replaced.
         #[arg(short, long)]
         output: Option<String>,
+        /// Replace NAME.tar when it exists (without -o).
+        #[arg(long)]
+        force: bool,
         /// Platform to pick from a multi-platform image (default: the host's).
         #[arg(long)]
         platform: Option<String>,
@@ -232,6 +242,7 @@ fn main() -> ExitCode {
         .without_time()
         .init();
     let printer = printer::Printer { quiet: cli.quiet, json: cli.json };
+    images::set_any_platform(cli.any_platform);
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

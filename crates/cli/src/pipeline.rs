@@ -42,6 +42,9 @@ pub struct SourceSpec {
     /// Media types for a `scratch` image: `oci` (default) or `docker`.
     #[serde(default)]
     pub media_types: Option<Flavor>,
+    /// Take a single image of another platform than `platform` names instead of refusing it.
+    #[serde(default)]
+    pub any_platform: bool,
 }
 
 /// The `[options]` table.

@@ -41,7 +41,10 @@ fn split_path(rest: &str) -> (PathBuf, Option<String>) {
 impl Transport {
     /// Parse a transport string. `base` resolves relative paths (a pipeline file's directory).
     pub fn parse(s: &str, base: &Path) -> Result<Self> {
-        let abs = |p: PathBuf| if p.is_absolute() || p.as_os_str().is_empty() { p } else { base.join(p) };
+        // Relative to `base`; the working directory's own paths stay as written, so results
+        // name the destination the way the user did.
+        let here = base.as_os_str().is_empty() || base == Path::new(".");
+        let abs = |p: PathBuf| if p.is_absolute() || p.as_os_str().is_empty() || here { p } else { base.join(p) };
         let t = if s == "scratch" {
             Transport::Scratch
         } else if let Some(r) = s.strip_prefix("docker://") {
@@ -78,6 +81,11 @@ impl Transport {
             bail!("{s:?} names no path: {HELP}");
         }
         Ok(t)
+    }
+
+    /// A path on the command line, relative to the working directory and shown as written.
+    pub fn parse_arg(s: &str) -> Result<Self> {
+        Self::parse(s, Path::new(""))
     }
 
     /// The source this names, and the image selector inside it.

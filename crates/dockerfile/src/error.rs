@@ -51,6 +51,16 @@ impl Error {
         }
     }
 
+    /// The message with `file` named where it says `Dockerfile`: the file's own name (a
+    /// `-f app.dockerfile`, a pipeline step's file) is what the user has to open.
+    pub fn in_file(&self, file: &str) -> String {
+        let shown = self.to_string();
+        match shown.strip_prefix("Dockerfile:") {
+            Some(rest) => format!("{file}:{rest}"),
+            None => shown,
+        }
+    }
+
     /// A RUN's exit code, when that is what failed.
     pub fn exit_code(&self) -> Option<i32> {
         match self {
