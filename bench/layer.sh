@@ -2,12 +2,17 @@
 # Make one layer from a large directory tree with imgtool, `tar | gzip -6` and `umoci insert`
 # in the same run; print wall time, CPU time, peak RSS, output size and the ratios.
 # Usage: bench/layer.sh [DIR]   (default /usr)
+# IMGTOOL=path picks the binary (default: a release build of this checkout); IMGTOOL_BASE=path
+# measures a second imgtool (an older build) in the same run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SRC=${1:-/usr}
 command -v /usr/bin/time >/dev/null || { echo "needs GNU time: apt-get install time"; exit 1; }
-cargo build -q --release -p imgtool
-BIN=$PWD/target/release/imgtool
+if [ -z "${IMGTOOL:-}" ]; then
+  cargo build -q --release -p imgtool
+  IMGTOOL=$PWD/target/release/imgtool
+fi
+BIN=$IMGTOOL
 W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
 
 measure() { # name, command...
@@ -21,6 +26,10 @@ measure() { # name, command...
 du -sh "$SRC" | awk '{print "input: " $2 " (" $1 ")"}'
 measure imgtool "$BIN" append -q scratch "oci:$W/img:bench" --path "$SRC:/data"
 printf '  size %s\n' "$(du -b "$W"/img/blobs/sha256 | tail -1 | cut -f1)"
+if [ -n "${IMGTOOL_BASE:-}" ]; then
+  measure imgtool-base "$IMGTOOL_BASE" append -q scratch "oci:$W/img-base:bench" --path "$SRC:/data"
+  printf '  size %s\n' "$(du -b "$W"/img-base/blobs/sha256 | tail -1 | cut -f1)"
+fi
 measure tar-gzip sh -c "tar -C '$SRC' -cf - . | gzip -6 > '$W/tar.gz'"
 printf '  size %s\n' "$(stat -c %s "$W/tar.gz")"
 if command -v umoci >/dev/null; then
@@ -30,4 +39,5 @@ if command -v umoci >/dev/null; then
   printf '  size %s\n' "$(( $(du -b "$W"/u/blobs/sha256 | tail -1 | cut -f1) - before ))"
 fi
 echo "ratio tar|gzip / imgtool (wall): $(echo "$(cat "$W/tar-gzip.wall") / $(cat "$W/imgtool.wall")" | bc -l | cut -c1-5)"
+[ -f "$W/imgtool-base.wall" ] && echo "ratio imgtool-base / imgtool (wall): $(echo "$(cat "$W/imgtool-base.wall") / $(cat "$W/imgtool.wall")" | bc -l | cut -c1-5)"
 [ -f "$W/umoci.wall" ] && echo "ratio umoci / imgtool (wall):    $(echo "$(cat "$W/umoci.wall") / $(cat "$W/imgtool.wall")" | bc -l | cut -c1-5)"

@@ -35,3 +35,8 @@ pub use layer::{EntryKind, FileData, LayerOptions, LayerWriter, SpooledLayer, Ta
 pub use pgzip::ParallelGzip;
 pub use sink::LayoutSink;
 pub use source::{CONTAINERD_NAME, DockerArchiveSource, OciLayoutSource, REF_NAME};
+
+/// The README's library example, compiled by `cargo test` so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeExample;
