@@ -17,7 +17,7 @@ if [ -z "${IMGTOOL:-}" ]; then
 fi
 W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
 
-"$IMGTOOL" append -q scratch "oci:$W/img:bench" --path "$SRC:/data"
+"$IMGTOOL" append -q scratch "oci:$W/img:bench" --path "$SRC:/data" >/dev/null
 layer=$(find "$W/img/blobs/sha256" -type f -size +1M | head -1)
 du -sh "$SRC" | awk '{print "input: " $2 " (" $1 "), one gzip layer of " }' | tr -d '\n'
 stat -c '%s bytes' "$layer"

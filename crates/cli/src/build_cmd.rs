@@ -132,11 +132,11 @@ pub fn read_dockerfile(file: Option<&Path>, context: &Path) -> Result<(imgtool_d
 }
 
 /// Where paths written in the Dockerfile (`FROM docker-archive:base.tar`) are relative to:
-/// the file's own directory, as for every file imgtool reads; standard input's are the
-/// working directory's.
+/// the file's own directory, as for every file imgtool reads; those of standard input or a
+/// pipe (`-f <(...)`) are the working directory's.
 pub fn dockerfile_dir(file: Option<&Path>, context: &Path) -> PathBuf {
     match file {
-        Some(f) if f == Path::new("-") => std::env::current_dir().unwrap_or_default(),
+        Some(f) if f == Path::new("-") || !f.is_file() => std::env::current_dir().unwrap_or_default(),
         Some(f) => std::path::absolute(f).ok().and_then(|f| f.parent().map(Path::to_path_buf)).unwrap_or_default(),
         None => std::path::absolute(context).unwrap_or_else(|_| context.to_path_buf()),
     }

@@ -368,15 +368,8 @@ impl CondaSpec {
         // A directory written in the file is relative to the file, as every path in a file
         // imgtool reads is.
         let dir = path.parent().unwrap_or(Path::new(""));
-        let channels = env
-            .channels
-            .iter()
-            .map(ToString::to_string)
-            .map(|c| {
-                let local = !c.contains("://") && Path::new(&c).is_relative() && (c.starts_with('.') || dir.join(&c).is_dir());
-                if local { dir.join(&c).display().to_string() } else { c }
-            })
-            .collect();
+        let channels =
+            env.channels.iter().map(|c| crate::channel_url(&c.to_string(), dir).map(|u| u.to_string())).collect::<Result<Vec<_>>>()?;
         let specs = env.match_specs().map(ToString::to_string).collect();
         Ok(Self::new(channels, specs))
     }

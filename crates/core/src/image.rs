@@ -48,28 +48,24 @@ impl Image {
         Self::load_descriptor(source, top, platform).await
     }
 
-    /// As [`Image::load`], but a single image of another platform than `platform` is taken
-    /// as it is instead of refused (the caller says so to its user).
-    pub async fn load_any_platform(source: SharedSource, selector: Option<&str>, platform: Option<&Platform>) -> Result<Self> {
-        match Self::load(source.clone(), selector, platform).await {
-            Err(Error::PlatformMismatch { .. }) => Self::load(source, selector, None).await,
-            other => other,
-        }
-    }
-
     /// Load the image whose manifest (or index) is `desc` in `source`. An index gives the
-    /// image for `platform` (default the host's); a single image must be of `platform` when
-    /// one is named, as Docker and BuildKit require.
+    /// image for `platform` (default the host's); an image that is not in an index must
+    /// declare `platform` when one is named, as Docker requires.
     pub async fn load_descriptor(source: SharedSource, mut desc: Descriptor, platform: Option<&Platform>) -> Result<Self> {
+        let mut from_index = false;
         for _ in 0..4 {
             let raw = read_blob(source.as_ref(), &desc, MANIFEST_LIMIT).await?;
             match ParsedManifest::parse(&raw, Some(&desc.media_type))? {
-                ParsedManifest::Index(index) => desc = choose_platform(&index, platform, &source.describe())?.clone(),
+                ParsedManifest::Index(index) => {
+                    desc = choose_platform(&index, platform, &source.describe())?.clone();
+                    from_index = true;
+                }
                 ParsedManifest::Image(manifest) => {
                     let image = Self::from_manifest(source.clone(), desc, raw, *manifest).await?;
-                    if let Some(wanted) = platform {
+                    // The index's word for the platform was what chose it.
+                    if let (Some(wanted), false) = (platform, from_index) {
                         let found = image.platform();
-                        if !found.architecture.is_empty() && !wanted.matches(&found) {
+                        if !declares(&found, wanted) {
                             return Err(Error::PlatformMismatch {
                                 place: source.describe(),
                                 found: found.to_string(),
@@ -280,6 +276,20 @@ pub fn choose_platform<'a>(index: &'a Index, wanted: Option<&Platform>, place: &
         place: place.to_string(),
         available: images.iter().filter_map(|d| d.platform.as_ref().map(ToString::to_string)).collect::<Vec<_>>().join(", "),
     })
+}
+
+/// Whether a config declaring `found` is an image for `wanted`. What the config leaves out
+/// (no os, no variant: many images say only `architecture`) is not held against it.
+fn declares(found: &Platform, wanted: &Platform) -> bool {
+    if found.architecture.is_empty() {
+        return true;
+    }
+    let os = found.os.is_empty() || found.os == wanted.os;
+    let variant = match (&found.variant, &wanted.variant) {
+        (Some(_), Some(_)) => wanted.matches(found),
+        _ => true,
+    };
+    os && found.architecture == wanted.architecture && variant
 }
 
 /// A shared image handle.

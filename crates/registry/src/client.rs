@@ -214,7 +214,7 @@ impl RegistryClient {
             )
         } else {
             format!(
-                "its TLS certificate is not trusted ({why}), though {} is trusted for it: that file holds neither the CA that signed the registry's certificate nor the certificate itself; replace it with the one the registry serves (`openssl s_client -showcerts -connect {}` prints it) or its CA's",
+                "its TLS certificate is not trusted ({why}), though {} is trusted for it: that file holds neither the CA that signed the registry's certificate nor the certificate itself (for this host, and still valid); replace it with its CA's certificate or the registry's own, obtained from its operator (`openssl s_client -showcerts -connect {}` shows what the server presents: compare its fingerprint with theirs before trusting it)",
                 files.join(", "),
                 api_host(&self.registry)
             )

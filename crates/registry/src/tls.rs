@@ -28,12 +28,20 @@ pub(crate) fn load(dirs: &[PathBuf], registry: &str) -> Result<(Vec<CertificateD
 }
 
 fn read_pem(p: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    // A cert dir is the user's own configuration, but still not a reason to read a huge file.
-    let meta = std::fs::metadata(p).map_err(|e| format!("reading {}: {e}", p.display()))?;
-    if meta.len() > 16 << 20 {
-        return Err(format!("{} is {} bytes: not a certificate file", p.display(), meta.len()));
+    use std::io::Read;
+    // A cert dir is the user's own configuration, but a link in it to /dev/zero or a FIFO
+    // must not hang every command: a regular file, read up to a limit.
+    const LIMIT: u64 = 16 << 20;
+    let reading = |e: std::io::Error| format!("reading {}: {e}", p.display());
+    let file = std::fs::File::open(p).map_err(reading)?;
+    if !file.metadata().map_err(reading)?.is_file() {
+        return Err(format!("{} is not a regular file; a cert dir holds PEM certificate files", p.display()));
     }
-    let pem = std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()))?;
+    let mut pem = Vec::new();
+    file.take(LIMIT + 1).read_to_end(&mut pem).map_err(reading)?;
+    if pem.len() as u64 > LIMIT {
+        return Err(format!("{} is larger than 16 MiB: not a certificate file", p.display()));
+    }
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{} is not a PEM certificate: {e}", p.display()))?;
@@ -74,9 +82,13 @@ impl ServerCertVerifier for Pinned {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        // The user put this very certificate in this registry's directory: that is the trust.
-        // The handshake signature is still checked against its key below.
+        // The user put this very certificate in this registry's directory: that is the trust,
+        // as far as Go's verifier gives it (Docker, skopeo): it must still name the host and
+        // be within its dates. The handshake signature is checked against its key below.
         if self.certs.iter().any(|c| c.as_ref() == end_entity.as_ref()) {
+            let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_name(&parsed, server_name)?;
+            within_dates(end_entity, now)?;
             return Ok(ServerCertVerified::assertion());
         }
         self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
@@ -103,4 +115,20 @@ impl ServerCertVerifier for Pinned {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
     }
+}
+
+fn within_dates(cert: &CertificateDer<'_>, now: UnixTime) -> Result<(), rustls::Error> {
+    use rustls::CertificateError;
+    use x509_cert::der::Decode;
+    let parsed =
+        x509_cert::Certificate::from_der(cert.as_ref()).map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+    let validity = &parsed.tbs_certificate.validity;
+    let now = now.as_secs();
+    if now < validity.not_before.to_unix_duration().as_secs() {
+        return Err(rustls::Error::InvalidCertificate(CertificateError::NotValidYet));
+    }
+    if now > validity.not_after.to_unix_duration().as_secs() {
+        return Err(rustls::Error::InvalidCertificate(CertificateError::Expired));
+    }
+    Ok(())
 }

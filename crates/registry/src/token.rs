@@ -106,9 +106,9 @@ impl RegistryClient {
         scopes: &[String],
     ) -> Result<(Secret, std::time::Duration)> {
         let what = || format!("getting a token from {}", url.host_str().unwrap_or_default());
-        // The registry's own TLS settings are for its host; a realm elsewhere is verified
-        // like any other host.
-        let http = if url.host_str() == self.base().await?.host_str() { &self.http } else { &self.foreign };
+        // The registry's own TLS settings (its pinned certificate, --insecure-registry) are
+        // for its origin; a realm elsewhere, another port included, is verified like any host.
+        let http = if url.origin() == self.base().await?.origin() { &self.http } else { &self.foreign };
         // OAuth2 form fields common to both grants.
         let oauth = |grant: Vec<(&'static str, String)>| {
             let mut form = grant;

@@ -16,7 +16,9 @@ impl Builder<'_> {
                 if !self.external.contains_key(&name) {
                     let img = self
                         .images
-                        .load(&name, Some(&st.image.platform()))
+                        // The stage's platform picks from an index; a single image is
+                        // held to it only when the build named a platform.
+                        .load(&name, self.opts.platform.as_ref().map(|_| st.image.platform()).as_ref())
                         .await
                         .map_err(|m| Error::step(i.line, "COPY", format!("--from={name}: {m}")))?;
                     let key = format!("image {}", img.digest());

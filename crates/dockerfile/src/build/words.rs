@@ -137,8 +137,9 @@ pub(super) fn shown(word: &str) -> String {
 /// emulator registered with binfmt_misc (qemu-user-static). The error says which is missing.
 pub(super) fn can_execute(p: &Platform) -> std::result::Result<(), String> {
     let host = Platform::host();
-    let native = p.os == host.os
-        && (p.architecture == host.architecture || (host.architecture == "amd64" && p.architecture == "386") || p.architecture.is_empty());
+    // 64-bit x86 and Arm hosts run their 32-bit siblings' binaries natively (as a rule).
+    let sibling = matches!((host.architecture.as_str(), p.architecture.as_str()), ("amd64", "386") | ("arm64", "arm"));
+    let native = p.os == host.os && (p.architecture == host.architecture || sibling || p.architecture.is_empty());
     if native {
         return Ok(());
     }
@@ -146,7 +147,8 @@ pub(super) fn can_execute(p: &Platform) -> std::result::Result<(), String> {
         "arm64" => "aarch64",
         "386" => "i386",
         "amd64" => "x86_64",
-        "ppc64le" | "s390x" | "riscv64" | "arm" | "mips64le" => p.architecture.as_str(),
+        "mips64le" => "mips64el",
+        "ppc64le" | "s390x" | "riscv64" | "arm" => p.architecture.as_str(),
         _ => "",
     };
     let handler = std::path::Path::new("/proc/sys/fs/binfmt_misc").join(format!("qemu-{qemu}"));
