@@ -91,6 +91,29 @@ fn self_signed(dir: &Path, key: &str, cert: &str, subject: &str) {
     );
 }
 
+/// A self-signed server certificate for localhost and 127.0.0.1 as `openssl req -x509` makes
+/// it (a CA certificate used as the server's own), with its key, written into `dir`.
+pub fn self_signed_server_cert(dir: &Path, key: &str, cert: &str) {
+    require("openssl", "openssl");
+    run_ok(Command::new("openssl").current_dir(dir).args([
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        cert,
+        "-days",
+        "2",
+        "-subj",
+        "/CN=localhost",
+        "-addext",
+        "subjectAltName=DNS:localhost,IP:127.0.0.1",
+    ]));
+}
+
 /// `ca.pem` and a server certificate it signs for localhost and 127.0.0.1 (`cert.pem`,
 /// `key.pem`), made in `dir` by openssl. rustls (rightly) refuses a self-signed CA
 /// certificate used as the server's own, hence the two.
@@ -202,23 +225,7 @@ impl Registry {
             let certs = dir.path().join("certs.d").join(&addr);
             std::fs::create_dir_all(&certs).unwrap();
             if cfg.self_signed {
-                run_ok(Command::new("openssl").current_dir(dir.path()).args([
-                    "req",
-                    "-x509",
-                    "-newkey",
-                    "rsa:2048",
-                    "-nodes",
-                    "-keyout",
-                    "key.pem",
-                    "-out",
-                    "cert.pem",
-                    "-days",
-                    "2",
-                    "-subj",
-                    "/CN=localhost",
-                    "-addext",
-                    "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                ]));
+                self_signed_server_cert(dir.path(), "key.pem", "cert.pem");
                 std::fs::copy(dir.path().join("cert.pem"), certs.join("ca.crt")).unwrap();
             } else {
                 ca_signed_cert(dir.path());

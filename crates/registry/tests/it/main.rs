@@ -176,27 +176,7 @@ async fn a_self_signed_certificate_in_the_cert_dir_is_trusted_for_its_registry()
     let other = tempfile::tempdir().unwrap();
     let wrong = other.path().join(&reg.addr);
     std::fs::create_dir_all(&wrong).unwrap();
-    let out = std::process::Command::new("openssl")
-        .current_dir(&wrong)
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "k.pem",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    imgtool_tests::self_signed_server_cert(&wrong, "k.pem", "ca.crt");
     let mistaken = Registries::new(ClientOptions { cert_dirs: vec![other.path().to_path_buf()], ..Default::default() });
     let err = Image::load(Arc::new(mistaken.source(&r).unwrap()), None, None).await.unwrap_err();
     let shown = imgtool_core::error_chain(&err);
