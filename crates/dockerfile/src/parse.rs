@@ -230,6 +230,9 @@ pub fn parse(text: &str) -> Result<Dockerfile> {
         i += consumed;
         instructions.push(instruction);
     }
+    if instructions.is_empty() {
+        return Err(Error::parse(1, 1, "the file has no instructions"));
+    }
     Ok(Dockerfile { escape, syntax, instructions, files: Vec::new() })
 }
 
@@ -293,7 +296,7 @@ fn instruction(joined: &str, line: usize, column: usize, escape: char, rest: &[&
             let heredocs = heredocs(args, escape, rest, &mut consumed).map_err(at)?;
             let only_heredoc = heredocs.len() == 1 && args.split_whitespace().count() == 1;
             let command = if heredocs.is_empty() {
-                command(args)
+                command(args).map_err(at)?
             } else if only_heredoc {
                 // `RUN <<EOF` alone: the body is the script (BuildKit's rule). A `#!` line
                 // names its interpreter, which gets the rest with -c.
@@ -319,7 +322,7 @@ fn instruction(joined: &str, line: usize, column: usize, escape: char, rest: &[&
             Kind::Run { flags, command, heredocs }
         }
         "CMD" | "ENTRYPOINT" => {
-            let c = command(args);
+            let c = command(args).map_err(at)?;
             if keyword == "CMD" { Kind::Cmd(c) } else { Kind::Entrypoint(c) }
         }
         "COPY" | "ADD" => {
@@ -328,7 +331,7 @@ fn instruction(joined: &str, line: usize, column: usize, escape: char, rest: &[&
             if consumed > 0 {
                 text = format!("{joined}\n{}", rest[..consumed].join("\n"));
             }
-            let words = match json_array(args) {
+            let words = match json_array(args).map_err(at)? {
                 Some(w) => w,
                 None => args.split_whitespace().map(str::to_string).collect(),
             };
@@ -350,7 +353,7 @@ fn instruction(joined: &str, line: usize, column: usize, escape: char, rest: &[&
             }
         }
         "EXPOSE" | "VOLUME" => {
-            let words = match json_array(args) {
+            let words = match json_array(args).map_err(at)? {
                 Some(w) if keyword == "VOLUME" => w,
                 _ => args.split_whitespace().map(str::to_string).collect(),
             };
@@ -367,11 +370,11 @@ fn instruction(joined: &str, line: usize, column: usize, escape: char, rest: &[&
             };
             match word.to_ascii_uppercase().as_str() {
                 "NONE" if rest_args.is_empty() && flags.is_empty() => Kind::Healthcheck(None),
-                "CMD" if !rest_args.is_empty() => Kind::Healthcheck(Some((flags, command(rest_args)))),
+                "CMD" if !rest_args.is_empty() => Kind::Healthcheck(Some((flags, command(rest_args).map_err(at)?))),
                 _ => return Err(at("HEALTHCHECK takes [OPTIONS] CMD command, or NONE".into())),
             }
         }
-        "SHELL" => match json_array(args) {
+        "SHELL" => match json_array(args).map_err(at)? {
             Some(w) if !w.is_empty() => Kind::Shell(w),
             _ => return Err(at("SHELL takes a JSON array, like SHELL [\"/bin/sh\", \"-c\"]".into())),
         },
@@ -409,20 +412,29 @@ fn flags(args: &str) -> (Vec<Flag>, &str) {
     (out, rest)
 }
 
-/// A JSON array of strings, if `args` is one.
-fn json_array(args: &str) -> Option<Vec<String>> {
+/// A JSON array of strings, if `args` is one; text that is not JSON is not one. Valid JSON
+/// that is not an array of strings is an error, as in BuildKit (never silently shell form).
+fn json_array(args: &str) -> std::result::Result<Option<Vec<String>>, String> {
     if !args.starts_with('[') {
-        return None;
+        return Ok(None);
     }
-    serde_json::from_str::<Vec<String>>(args).ok()
+    let Ok(serde_json::Value::Array(items)) = serde_json::from_str::<serde_json::Value>(args) else { return Ok(None) };
+    items
+        .into_iter()
+        .map(|v| match v {
+            serde_json::Value::String(s) => Ok(s),
+            other => Err(format!("a JSON array of arguments must hold strings only, not {other}")),
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 /// Exec form when the arguments are a JSON array of strings, else shell form.
-fn command(args: &str) -> Command {
-    match json_array(args) {
+fn command(args: &str) -> std::result::Result<Command, String> {
+    Ok(match json_array(args)? {
         Some(w) => Command::Exec(w),
         None => Command::Shell(args.to_string()),
-    }
+    })
 }
 
 /// Split on unquoted whitespace, keeping quotes and escapes in the words (BuildKit's

@@ -90,10 +90,12 @@ impl Lexer<'_> {
                     }
                 },
                 '$' => out.push_str(&self.variable()?),
-                c if c == self.escape => match self.next() {
-                    Some(n) => out.push(n),
-                    None => out.push(c),
-                },
+                // A lone escape at the end escapes nothing and is dropped, as BuildKit does.
+                c if c == self.escape => {
+                    if let Some(n) = self.next() {
+                        out.push(n);
+                    }
+                }
                 c => out.push(c),
             }
         }
@@ -105,12 +107,20 @@ impl Lexer<'_> {
     }
 
     fn name(&mut self) -> String {
-        // `$1` is a positional parameter: one digit, never set here.
-        if let Some(d) = self.peek().filter(char::is_ascii_digit) {
-            self.pos += 1;
-            return d.to_string();
-        }
+        // Positional parameters (`$1`, `$999`: all the digits) and the shell's special ones
+        // (`$@ $* $# $? $- $$ $!`) are names BuildKit never sets: they expand to nothing.
         let mut name = String::new();
+        if self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            while let Some(d) = self.peek().filter(char::is_ascii_digit) {
+                name.push(d);
+                self.pos += 1;
+            }
+            return name;
+        }
+        if let Some(c) = self.peek().filter(|c| "@*#?-$!".contains(*c)) {
+            self.pos += 1;
+            return c.to_string();
+        }
         while let Some(c) = self.peek() {
             if c.is_ascii_alphanumeric() || c == '_' {
                 name.push(c);
@@ -229,6 +239,12 @@ mod tests {
             ("a\\ b", "a b"),
             ("$", "$"),
             ("$1x", "x"),
+            ("$999x", "x"),
+            ("$001aaa", "aaa"),
+            ("${999:-bbb}", "bbb"),
+            ("a$@b$#c$$d$!", "abcd"),
+            ("${#:-x}", "x"),
+            ("hello\\", "hello"),
             ("cost: 5$", "cost: 5$"),
             ("${NOPE}", ""),
         ];

@@ -2,6 +2,7 @@
 //! imgtool and by buildah from the same busybox base, with equal results.
 #![allow(clippy::unwrap_used)]
 
+mod buildkit;
 mod hostile;
 
 use std::collections::BTreeMap;
