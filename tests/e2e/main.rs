@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod compat;
 mod conda;
 mod creds;
 mod docs;

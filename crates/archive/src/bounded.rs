@@ -73,7 +73,8 @@ struct Pax {
 /// the stream must start at offset 0 of `R`, as the tar crate itself assumes. Seeking
 /// back is fine (bytes already seen are not looked at again); seeking forward past a
 /// header not yet seen fails. After two zero blocks (the end of an archive) nothing more is
-/// looked at, so it does not guard `tar::Archive::set_ignore_zeros(true)` walks.
+/// looked at, so it does not guard `tar::Archive::set_ignore_zeros(true)` walks. A stream
+/// that ends after a member's data without its padding reads as if padded, as Go reads it.
 #[derive(Debug)]
 pub struct Bounded<R> {
     inner: R,
@@ -86,6 +87,8 @@ pub struct Bounded<R> {
     block: u64,
     next: Next,
     head: [u8; BLOCK as usize],
+    /// Where the data of the member before `block` ends (its padding follows).
+    data_end: u64,
     /// Zero blocks in a row at header positions.
     zeros: u8,
     pax: Option<Pax>,
@@ -104,6 +107,7 @@ impl<R> Bounded<R> {
             block: 0,
             next: Next::Header,
             head: [0; BLOCK as usize],
+            data_end: 0,
             zeros: 0,
             pax: None,
             pax_size: None,
@@ -190,6 +194,7 @@ impl<R> Bounded<R> {
                 self.block = at + BLOCK;
             } else {
                 self.next = Next::Header;
+                self.data_end = (at + BLOCK).saturating_add(data);
                 self.advance(at + BLOCK, data);
             }
             return Ok(());
@@ -260,6 +265,7 @@ impl<R> Bounded<R> {
             self.next = Next::Sparse { entry: at, count: 0, data };
             self.block = at + BLOCK;
         } else {
+            self.data_end = (at + BLOCK).saturating_add(size);
             self.advance(at + BLOCK, data);
         }
         Ok(())
@@ -287,10 +293,32 @@ fn pax_size(data: &[u8]) -> Option<u64> {
     None
 }
 
+impl<R> Bounded<R> {
+    /// At the end of the input: how many zero bytes stand in for the last member's missing
+    /// padding. Go's archive/tar ends cleanly when the stream stops after a member's data
+    /// (umoci 0.4.7 writes such layers); the tar crate wants the padding. A stream that
+    /// stops inside a member's data is still truncated: nothing stands in for that.
+    fn missing_padding(&self) -> u64 {
+        let at_end_of_data = matches!(self.state, State::Tracking)
+            && matches!(self.next, Next::Header)
+            && self.pax.is_none()
+            && self.seen == self.pos
+            && self.seen >= self.data_end;
+        if at_end_of_data { self.block.saturating_sub(self.seen) } else { 0 }
+    }
+}
+
 impl<R: Read> Read for Bounded<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.failed()?;
-        let n = self.inner.read(buf)?;
+        let n = match self.inner.read(buf)? {
+            0 if !buf.is_empty() => {
+                let pad = (self.missing_padding() as usize).min(buf.len());
+                buf[..pad].fill(0);
+                pad
+            }
+            n => n,
+        };
         if matches!(self.state, State::Tracking)
             && let Err(r) = self.track(&buf[..n], self.pos)
         {

@@ -379,3 +379,29 @@ fn a_docker_archive_with_a_huge_pax_header_is_refused() {
     assert_eq!(place, &path.display().to_string());
     assert!(why.contains(&format!("a PAX extended header of {HUGE} bytes (limit 1 MiB)")), "{why}");
 }
+
+/// umoci 0.4.7 writes small layers that stop right after the last member's data, with no
+/// padding and no end blocks. Go's archive/tar reads them to a clean end, so must we; a
+/// stream cut inside a member's data is still refused as truncated.
+#[test]
+fn a_layer_that_stops_after_its_last_data_reads_as_go_reads_it() {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut d = header(EntryType::Directory, "d/", 0, false);
+    d.set_mode(0o755);
+    d.set_cksum();
+    b.append(&d, io::empty()).unwrap();
+    file(&mut b, "d/f", b"hello\n");
+    let full = b.into_inner().unwrap();
+    let data_end = 512 + 512 + 6;
+    for (cut, ok) in [(data_end, true), (data_end + 100, true), (1536, true), (data_end - 3, false), (512 + 300, false)] {
+        for seed in [1, 2, 3] {
+            let tmp = tempfile::tempdir().unwrap();
+            let got = apply_layer(tmp.path(), chunky(&full[..cut], seed), ExtractOptions::default(), "layer");
+            match (ok, got) {
+                (true, Ok(())) => assert_eq!(std::fs::read(tmp.path().join("d/f")).unwrap(), b"hello\n", "cut at {cut}"),
+                (false, Err(_)) => {}
+                (want, got) => panic!("cut at {cut}: expected ok={want}, got {got:?}"),
+            }
+        }
+    }
+}
