@@ -461,9 +461,15 @@ impl Builder<'_> {
                 let u = self.expand_in(st, i, u)?;
                 st.image.config_mut().container_mut().insert("User".into(), json!(u));
             }
-            Kind::Expose(ports) => {
+            Kind::Expose(words) => {
+                let mut ports = Vec::new();
+                for w in words {
+                    let got = crate::subst::expand_words(w, self.df.escape, &vars(st))
+                        .map_err(|m| Error::step(i.line, kw, format!("{}: {m}", shown(w))))?;
+                    self.charge(i, got.iter().map(String::len).sum())?;
+                    ports.extend(got);
+                }
                 for p in ports {
-                    let p = self.expand_in(st, i, p)?;
                     let p = if p.contains('/') { p.to_ascii_lowercase() } else { format!("{p}/tcp") };
                     let (num, proto) = p.split_once('/').unwrap_or((&p, "tcp"));
                     let valid = num.split('-').all(|n| n.parse::<u16>().is_ok()) && matches!(proto, "tcp" | "udp" | "sctp");

@@ -39,7 +39,7 @@ pub use cache::{RepoCache, StepCache};
 pub use context::{CONTEXT_FILE_LIMIT, FileHashes, read_context_file};
 pub use error::{Error, Result};
 pub use parse::{Command, Dockerfile, Flag, Heredoc, Instruction, KEYWORDS, Kind, parse};
-pub use subst::expand;
+pub use subst::{expand, expand_words};
 
 /// Exercise the parser and substitution on arbitrary text (the fuzz target's body): parse,
 /// expand every word the result holds, render and parse again. It must never panic.

@@ -355,6 +355,9 @@ fn instruction(joined: &str, line: usize, column: usize, escape: char, rest: &[&
         "EXPOSE" | "VOLUME" => {
             let words = match json_array(args).map_err(at)? {
                 Some(w) if keyword == "VOLUME" => w,
+                // Quotes and escapes stay in the words; EXPOSE's are expanded as BuildKit's
+                // ProcessWords does, a space in quotes or escaped staying in its word.
+                _ if keyword == "EXPOSE" => split_words(args, escape).map_err(at)?,
                 _ => args.split_whitespace().map(str::to_string).collect(),
             };
             if words.is_empty() {

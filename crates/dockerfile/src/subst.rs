@@ -11,15 +11,31 @@ pub const MAX_EXPANDED: usize = 1 << 20;
 /// Expand one word. `lookup` gives a variable's value (`None` when unset).
 pub fn expand(word: &str, escape: char, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     let chars: Vec<char> = word.chars().collect();
-    let mut lx = Lexer { chars: &chars, pos: 0, escape, lookup, heredoc: false, depth: 0 };
+    let mut lx = Lexer { chars: &chars, pos: 0, escape, lookup, heredoc: false, depth: 0, split: false };
     lx.word(None)
 }
+
+/// Expand one word as BuildKit's `ProcessWords` does (for `EXPOSE`): the value of an
+/// unquoted variable is split on its whitespace into several words; quoted and escaped
+/// spaces stay in their word.
+pub fn expand_words(word: &str, escape: char, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Vec<String>, String> {
+    let chars: Vec<char> = word.chars().collect();
+    let mut lx = Lexer { chars: &chars, pos: 0, escape, lookup, heredoc: false, depth: 0, split: true };
+    let out = lx.word(None)?;
+    if !out.contains(SPLIT) {
+        return Ok(vec![out]);
+    }
+    Ok(out.split(SPLIT).filter(|w| !w.is_empty()).map(str::to_string).collect())
+}
+
+/// Marks where an unquoted value's whitespace splits words, in [`expand_words`].
+const SPLIT: char = '\u{0}';
 
 /// Expand a heredoc body as a shell would: variables, and the escape character before `$`
 /// or itself; quotes are text.
 pub fn expand_heredoc(body: &str, escape: char, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     let chars: Vec<char> = body.chars().collect();
-    let mut lx = Lexer { chars: &chars, pos: 0, escape, lookup, heredoc: true, depth: 0 };
+    let mut lx = Lexer { chars: &chars, pos: 0, escape, lookup, heredoc: true, depth: 0, split: false };
     lx.word(None)
 }
 
@@ -32,6 +48,8 @@ struct Lexer<'a> {
     heredoc: bool,
     /// How many modifier words enclose the one being read.
     depth: usize,
+    /// Mark the whitespace of unquoted values with [`SPLIT`] ([`expand_words`]).
+    split: bool,
 }
 
 impl Lexer<'_> {
@@ -89,7 +107,14 @@ impl Lexer<'_> {
                         None => return Err("unterminated double quote".into()),
                     }
                 },
-                '$' => out.push_str(&self.variable()?),
+                '$' => {
+                    let value = self.variable()?;
+                    if self.split && self.depth == 0 {
+                        out.extend(value.chars().map(|c| if c.is_whitespace() { SPLIT } else { c }));
+                    } else {
+                        out.push_str(&value);
+                    }
+                }
                 // A lone escape at the end escapes nothing and is dropped, as BuildKit does.
                 c if c == self.escape => {
                     if let Some(n) = self.next() {
