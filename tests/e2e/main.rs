@@ -7,6 +7,7 @@ mod conda;
 mod creds;
 mod docs;
 mod hostile;
+mod parallel;
 mod paths;
 mod platforms;
 mod registry;

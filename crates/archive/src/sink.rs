@@ -1,8 +1,9 @@
 //! OCI layouts (directory and tar) and docker-save tarballs as image sinks.
 //!
 //! Nothing appears at the destination until `finish`: a tarball is written to a temporary
-//! file beside it and renamed; a new layout directory is built beside it and renamed; an
-//! existing layout gets its blobs by rename and its `index.json` replaced last.
+//! file beside it and renamed; a new layout directory is built beside it and renamed (or,
+//! when another writer made it meanwhile, joined); an existing layout gets its blobs by
+//! rename and its `index.json` read, changed and replaced last, under the layout's lock.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -24,10 +25,55 @@ use crate::store::blob_path;
 
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
+/// The new `index.json`, given the one the destination holds when it is written.
+type IndexFn<'a> = &'a (dyn Fn(&Index) -> Result<Vec<u8>, Error> + Sync);
+
 trait BlobWriter: Send + Sync + fmt::Debug {
     fn has(&self, path: &str) -> bool;
     fn put(&self, path: &str, size: u64, data: &mut dyn Read) -> Result<(), Error>;
-    fn commit(&self, files: Vec<(&'static str, Vec<u8>)>) -> Result<(), Error>;
+    /// Write `files` (`oci-layout` first) and the index, and make the result visible.
+    fn commit(&self, files: Vec<(&'static str, Vec<u8>)>, index: IndexFn<'_>) -> Result<(), Error>;
+}
+
+/// Write `data` to `root/rel` through a synced temporary file and a rename: a reader sees
+/// the old file or the new one, never half of one.
+fn write_atomic(root: &Path, rel: &str, data: &[u8]) -> Result<(), Error> {
+    let dest = root.join(rel);
+    let dir = dest.parent().unwrap_or(root);
+    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    let mut t = tempfile::NamedTempFile::new_in(dir).map_err(io(format!("writing in {}", dir.display())))?;
+    t.write_all(data).map_err(io(format!("writing {}", dest.display())))?;
+    t.as_file().sync_all().map_err(io(format!("writing {}", dest.display())))?;
+    t.persist(&dest).map_err(|e| Error::Io { context: format!("renaming into {}", dest.display()), source: e.error })?;
+    Ok(())
+}
+
+/// The layout's writer lock, held while its `index.json` is read, changed and replaced,
+/// so that writers side by side each keep their tags (other tools ignore the file).
+fn lock_layout(root: &Path) -> Result<std::fs::File, Error> {
+    let path = root.join(".imgtool-index.lock");
+    let f =
+        std::fs::File::options().create(true).truncate(false).write(true).open(&path).map_err(io(format!("opening {}", path.display())))?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| Error::Io { context: format!("locking {}", path.display()), source: e.into() })?;
+    Ok(f)
+}
+
+/// Move the blobs of the layout at `from` into the layout at `to`, keeping those it has.
+fn join_blobs(from: &Path, to: &Path) -> Result<(), Error> {
+    let blobs = from.join("blobs");
+    let Ok(algs) = std::fs::read_dir(&blobs) else { return Ok(()) };
+    for alg in algs.flatten() {
+        let dest_dir = to.join("blobs").join(alg.file_name());
+        std::fs::create_dir_all(&dest_dir).map_err(io(format!("creating {}", dest_dir.display())))?;
+        for blob in std::fs::read_dir(alg.path()).map_err(io(format!("reading {}", alg.path().display())))?.flatten() {
+            let dest = dest_dir.join(blob.file_name());
+            if !dest.exists() {
+                std::fs::rename(blob.path(), &dest).map_err(io(format!("moving a blob into {}", dest.display())))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn parent_and_name(path: &Path) -> (PathBuf, String) {
@@ -68,15 +114,23 @@ impl DirWriter {
         Ok(Self { final_root: dir.to_path_buf(), work: temp.path().to_path_buf(), temp: Mutex::new(Some(temp)) })
     }
 
-    fn write_atomic(&self, rel: &str, data: &[u8]) -> Result<(), Error> {
-        let dest = self.work.join(rel);
-        let dir = dest.parent().unwrap_or(&self.work);
-        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
-        let mut t = tempfile::NamedTempFile::new_in(dir).map_err(io(format!("writing in {}", dir.display())))?;
-        t.write_all(data).map_err(io(format!("writing {}", dest.display())))?;
-        t.as_file().sync_all().map_err(io(format!("writing {}", dest.display())))?;
-        t.persist(&dest).map_err(|e| Error::Io { context: format!("renaming into {}", dest.display()), source: e.error })?;
-        Ok(())
+    /// Replace `index.json` of the layout at `final_root`, under its lock, from what it
+    /// holds at that moment.
+    fn update(&self, files: &[(&'static str, Vec<u8>)], index: IndexFn<'_>) -> Result<(), Error> {
+        let root = &self.final_root;
+        let _lock = lock_layout(root)?;
+        let current = match std::fs::read(root.join("index.json")) {
+            Ok(raw) => serde_json::from_slice(&raw)
+                .map_err(|e| Error::Format { place: format!("{}/index.json", root.display()), why: e.to_string() })?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Index::new(),
+            Err(e) => return Err(io(format!("reading {}/index.json", root.display()))(e)),
+        };
+        for (name, data) in files {
+            if !root.join(name).is_file() {
+                write_atomic(root, name, data)?;
+            }
+        }
+        write_atomic(root, "index.json", &index(&current)?)
     }
 }
 
@@ -99,23 +153,31 @@ impl BlobWriter for DirWriter {
         Ok(())
     }
 
-    fn commit(&self, files: Vec<(&'static str, Vec<u8>)>) -> Result<(), Error> {
+    fn commit(&self, files: Vec<(&'static str, Vec<u8>)>, index: IndexFn<'_>) -> Result<(), Error> {
+        let Some(temp) = self.temp.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return self.update(&files, index);
+        };
+        // A new layout, built beside its place: renamed in whole, or, when another writer
+        // made the layout in the meantime, joined.
         for (name, data) in &files {
-            self.write_atomic(name, data)?;
+            write_atomic(temp.path(), name, data)?;
         }
-        if let Some(temp) = self.temp.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let work = temp.keep();
-            if self.final_root.exists() {
-                // An empty directory is replaced by the rename itself.
-                std::fs::remove_dir(&self.final_root).map_err(io(format!("replacing {}", self.final_root.display())))?;
+        write_atomic(temp.path(), "index.json", &index(&Index::new())?)?;
+        if std::fs::read_dir(&self.final_root).is_ok_and(|mut d| d.next().is_none()) {
+            // An empty directory is replaced by the rename itself.
+            let _ = std::fs::remove_dir(&self.final_root);
+        }
+        match std::fs::rename(temp.path(), &self.final_root) {
+            Ok(()) => {
+                let _ = temp.keep();
+                Ok(())
             }
-            std::fs::rename(&work, &self.final_root).map_err(io(format!(
-                "renaming {} to {}",
-                work.display(),
-                self.final_root.display()
-            )))?;
+            Err(_) if self.final_root.join("oci-layout").is_file() => {
+                join_blobs(temp.path(), &self.final_root)?;
+                self.update(&files, index)
+            }
+            Err(e) => Err(io(format!("renaming {} to {}", temp.path().display(), self.final_root.display()))(e)),
         }
-        Ok(())
     }
 }
 
@@ -212,8 +274,9 @@ impl BlobWriter for TarWriter {
         Ok(())
     }
 
-    fn commit(&self, files: Vec<(&'static str, Vec<u8>)>) -> Result<(), Error> {
+    fn commit(&self, mut files: Vec<(&'static str, Vec<u8>)>, index: IndexFn<'_>) -> Result<(), Error> {
         let ctx = format!("writing {}", self.final_path.display());
+        files.insert(1.min(files.len()), ("index.json", index(&Index::new())?));
         let mut tar = self
             .tar
             .lock()
@@ -257,33 +320,29 @@ pub struct LayoutSink {
     writer: std::sync::Arc<dyn BlobWriter>,
     kind: Kind,
     transport: String,
-    existing: Index,
     state: Mutex<State>,
 }
 
 impl LayoutSink {
     /// Write (or add to) an OCI layout directory.
+    /// Its `index.json` is read and replaced under the layout's lock when the sink finishes,
+    /// so writers side by side keep each other's tags.
     pub fn oci_dir(dir: &Path) -> Result<Self, Error> {
-        let existing = match std::fs::read(dir.join("index.json")) {
-            Ok(raw) if dir.join("oci-layout").is_file() => serde_json::from_slice(&raw)
-                .map_err(|e| Error::Format { place: format!("{}/index.json", dir.display()), why: e.to_string() })?,
-            _ => Index::new(),
-        };
-        Ok(Self::new(std::sync::Arc::new(DirWriter::new(dir)?), Kind::Oci, format!("oci:{}", dir.display()), existing))
+        Ok(Self::new(std::sync::Arc::new(DirWriter::new(dir)?), Kind::Oci, format!("oci:{}", dir.display())))
     }
 
     /// Write an OCI layout tar, replacing `file` when done.
     pub fn oci_archive(file: &Path) -> Result<Self, Error> {
-        Ok(Self::new(std::sync::Arc::new(TarWriter::new(file)?), Kind::Oci, format!("oci-archive:{}", file.display()), Index::new()))
+        Ok(Self::new(std::sync::Arc::new(TarWriter::new(file)?), Kind::Oci, format!("oci-archive:{}", file.display())))
     }
 
     /// Write a docker-save tarball, replacing `file` when done.
     pub fn docker_archive(file: &Path) -> Result<Self, Error> {
-        Ok(Self::new(std::sync::Arc::new(TarWriter::new(file)?), Kind::Docker, format!("docker-archive:{}", file.display()), Index::new()))
+        Ok(Self::new(std::sync::Arc::new(TarWriter::new(file)?), Kind::Docker, format!("docker-archive:{}", file.display())))
     }
 
-    fn new(writer: std::sync::Arc<dyn BlobWriter>, kind: Kind, transport: String, existing: Index) -> Self {
-        Self { writer, kind, transport, existing, state: Mutex::new(State::default()) }
+    fn new(writer: std::sync::Arc<dyn BlobWriter>, kind: Kind, transport: String) -> Self {
+        Self { writer, kind, transport, state: Mutex::new(State::default()) }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -309,8 +368,9 @@ impl LayoutSink {
         result.map_err(Into::into)
     }
 
-    fn index_json(&self, st: &State) -> Result<Vec<u8>> {
-        let mut index = self.existing.clone();
+    /// `existing` with this sink's manifests and tags in it.
+    fn index_json(kind: Kind, st: &State, existing: &Index) -> Result<Vec<u8>> {
+        let mut index = existing.clone();
         index.media_type = Some(MediaType::OciIndex);
         let new_tags: HashSet<&String> = st.puts.iter().flat_map(|(_, t)| t.iter()).collect();
         index.manifests.retain(|d| !d.annotations.get(REF_NAME).is_some_and(|n| new_tags.contains(n)));
@@ -327,7 +387,7 @@ impl LayoutSink {
             }
             for t in tags {
                 let mut d = base.clone();
-                match self.kind {
+                match kind {
                     Kind::Oci => {
                         d.annotations.insert(REF_NAME.into(), t.clone());
                     }
@@ -399,17 +459,14 @@ impl ImageSink for LayoutSink {
 
     async fn finish(self: Box<Self>) -> Result<()> {
         let mut files = vec![("oci-layout", OCI_LAYOUT.to_vec())];
-        {
-            let st = self.state();
-            files.push(("index.json", self.index_json(&st)?));
-            if self.kind == Kind::Docker {
-                // Sorted keys whatever serde_json features the build has, so the bytes never vary.
-                files.push(("manifest.json", imgtool_core::canonical_json(&serde_json::Value::Array(st.docker.clone()))));
-                files.push(("repositories", serde_json::to_vec(&st.repositories).unwrap_or_default()));
-            }
+        let st = std::mem::take(&mut *self.state());
+        if self.kind == Kind::Docker {
+            // Sorted keys whatever serde_json features the build has, so the bytes never vary.
+            files.push(("manifest.json", imgtool_core::canonical_json(&serde_json::Value::Array(st.docker.clone()))));
+            files.push(("repositories", serde_json::to_vec(&st.repositories).unwrap_or_default()));
         }
-        let writer = self.writer;
-        tokio::task::spawn_blocking(move || writer.commit(files))
+        let (writer, kind) = (self.writer, self.kind);
+        tokio::task::spawn_blocking(move || writer.commit(files, &|existing| Ok(Self::index_json(kind, &st, existing)?)))
             .await
             .map_err(|e| CoreError::Unsupported(format!("writer stopped: {e}")))??;
         Ok(())
