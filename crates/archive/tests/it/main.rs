@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod bounded;
+mod gotar;
 mod mutated;
 
 use std::collections::BTreeMap;
