@@ -111,6 +111,15 @@ impl<'a> Applier<'a> {
     }
 
     fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<(), Error> {
+        // Before the name is used: the tar crate passes over a malformed PAX record that Go
+        // (and so Docker, containerd, skopeo) refuses, and would then use another name.
+        let shown = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        if let Some(exts) = entry.pax_extensions().map_err(|e| self.bad_pax(&shown, e.to_string()))? {
+            for ext in exts {
+                let ext = ext.map_err(|e| self.bad_pax(&shown, e.to_string()))?;
+                pax_record_ok(ext.key_bytes(), ext.value_bytes()).map_err(|why| self.bad_pax(&shown, why))?;
+            }
+        }
         let raw = entry.path_bytes().into_owned();
         let parts = components(&raw, self.place)?;
         let Some((name, dirs)) = parts.split_last() else { return Ok(()) };
@@ -194,6 +203,10 @@ impl<'a> Applier<'a> {
         }
         self.made.insert((pid, name.into()));
         Ok(())
+    }
+
+    fn bad_pax(&self, entry: &str, why: String) -> Error {
+        Error::Format { place: self.place.into(), why: format!("{entry}: a PAX header Go's archive/tar refuses: {why}") }
     }
 
     /// What the header says to set: owner (when asked), mode, xattrs (when asked), mtime.
@@ -284,4 +297,29 @@ impl<'a> Applier<'a> {
         }
         Ok(())
     }
+}
+
+/// A PAX record as Go's archive/tar accepts it: a key; no NUL in a path, link path, user
+/// or group name, nor in any other key; times and numbers that parse.
+fn pax_record_ok(key: &[u8], value: &[u8]) -> Result<(), String> {
+    let shown = String::from_utf8_lossy(key);
+    if key.is_empty() {
+        return Err("a record with no key".into());
+    }
+    let names = [&b"path"[..], b"linkpath", b"uname", b"gname"];
+    if names.contains(&key) && value.contains(&0) || !names.contains(&key) && key.contains(&0) {
+        return Err(format!("a NUL in the record {shown:?}"));
+    }
+    let v = std::str::from_utf8(value).unwrap_or("");
+    let int = |v: &str| v.parse::<i64>().is_ok();
+    let ok = match key {
+        b"mtime" | b"atime" | b"ctime" => {
+            let (secs, frac) = v.split_once('.').unwrap_or((v, ""));
+            int(secs) && frac.bytes().all(|b| b.is_ascii_digit())
+        }
+        b"size" => v.parse::<i64>().is_ok_and(|n| n >= 0),
+        b"uid" | b"gid" => int(v),
+        _ => true,
+    };
+    if ok { Ok(()) } else { Err(format!("{shown}={v:?} is not a valid value")) }
 }
