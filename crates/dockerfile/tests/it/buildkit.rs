@@ -50,6 +50,21 @@ fn report(what: &str, cases: usize, disagreements: &[String], known: usize) {
     }
 }
 
+/// BuildKit's result (`None`: an error) and ours, shown, when they differ.
+fn disagreement<T: PartialEq + std::fmt::Debug>(expected: &Option<T>, got: &Result<T, String>) -> Option<(String, String)> {
+    match (expected, got) {
+        (None, Err(_)) => None,
+        (Some(want), Ok(g)) if want == g => None,
+        _ => Some((
+            expected.as_ref().map_or_else(|| "an error".to_string(), |w| format!("{w:?}")),
+            match got {
+                Ok(g) => format!("{g:?}"),
+                Err(e) => format!("an error ({e})"),
+            },
+        )),
+    }
+}
+
 /// Undo envvar.tsv's escaping: `\\`, `\t`, `\n`, `\r` and `\u{HEX}`; nothing else may follow
 /// a backslash.
 fn unescape(s: &str) -> Result<String, String> {
@@ -122,20 +137,7 @@ fn buildkit_substitution_cases() {
         };
         cases += 1;
         let got = expand(&input, '\\', &|name: &str| env.get(name).cloned());
-        let agree = match (&expected, &got) {
-            (None, Err(_)) => true,
-            (Some(want), Ok(got)) => want == got,
-            _ => false,
-        };
-        if !agree {
-            let want = match &expected {
-                Some(w) => format!("{w:?}"),
-                None => "an error".to_string(),
-            };
-            let got = match &got {
-                Ok(g) => format!("{g:?}"),
-                Err(e) => format!("an error ({e})"),
-            };
+        if let Some((want, got)) = disagreement(&expected, &got) {
             disagreements.push(format!("{at}: {input:?}: BuildKit gives {want}, we give {got}"));
         }
     }
@@ -191,20 +193,7 @@ fn buildkit_word_splitting_cases() {
         };
         cases += 1;
         let got = expose_words(input, &env);
-        let agree = match (&expected, &got) {
-            (None, Err(_)) => true,
-            (Some(want), Ok(got)) => want == got,
-            _ => false,
-        };
-        if !agree {
-            let want = match &expected {
-                Some(w) => format!("{w:?}"),
-                None => "an error".to_string(),
-            };
-            let got = match &got {
-                Ok(g) => format!("{g:?}"),
-                Err(e) => format!("an error ({e})"),
-            };
+        if let Some((want, got)) = disagreement(&expected, &got) {
             disagreements.push(format!("{at}: {input:?} with {env:?}: BuildKit gives {want}, we give {got}"));
         }
     }
