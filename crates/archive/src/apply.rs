@@ -120,7 +120,7 @@ impl<'a> Applier<'a> {
                 pax_record_ok(ext.key_bytes(), ext.value_bytes()).map_err(|why| self.bad_pax(&shown, why))?;
             }
         }
-        let raw = entry.path_bytes().into_owned();
+        let raw = c_string(&entry.path_bytes()).to_vec();
         let parts = components(&raw, self.place)?;
         let Some((name, dirs)) = parts.split_last() else { return Ok(()) };
         let ty = entry.header().entry_type();
@@ -169,12 +169,12 @@ impl<'a> Applier<'a> {
                 parent.set_meta(name, &meta, Some(&f)).map_err(self.fail())?;
             }
             tar::EntryType::Symlink => {
-                let target = entry.link_name_bytes().map(|l| l.into_owned()).unwrap_or_default();
+                let target = entry.link_name_bytes().map(|l| c_string(&l).to_vec()).unwrap_or_default();
                 self.fresh(&parent, name, || parent.symlink(name, &target))?;
                 parent.set_meta(name, &Meta { mode: None, xattrs: Vec::new(), ..meta }, None).map_err(self.fail())?;
             }
             tar::EntryType::Link => {
-                self.hard_link(&entry.link_name_bytes().map(|l| l.into_owned()).unwrap_or_default(), &raw, &parent, pid, name)?
+                self.hard_link(&entry.link_name_bytes().map(|l| c_string(&l).to_vec()).unwrap_or_default(), &raw, &parent, pid, name)?
             }
             tar::EntryType::Fifo => {
                 self.fresh(&parent, name, || parent.mknod(name, Node::Fifo))?;
@@ -322,4 +322,10 @@ fn pax_record_ok(key: &[u8], value: &[u8]) -> Result<(), String> {
         _ => true,
     };
     if ok { Ok(()) } else { Err(format!("{shown}={v:?} is not a valid value")) }
+}
+
+/// A name up to its first NUL, as Go's archive/tar reads names (a GNU long name may carry
+/// one, and what follows it is not part of the name).
+fn c_string(name: &[u8]) -> &[u8] {
+    name.split(|b| *b == 0).next().unwrap_or(name)
 }
