@@ -322,6 +322,11 @@ fn instruction(joined: &str, line: usize, column: usize, escape: char, rest: &[&
             Kind::Run { flags, command, heredocs }
         }
         "CMD" | "ENTRYPOINT" => {
+            if let (flags, _) = flags(args)
+                && let Some(f) = flags.first()
+            {
+                return Err(at(format!("{keyword} takes no flags, so --{} is an error (as in BuildKit)", f.name)));
+            }
             let c = command(args).map_err(at)?;
             if keyword == "CMD" { Kind::Cmd(c) } else { Kind::Entrypoint(c) }
         }
@@ -403,6 +408,10 @@ fn flags(args: &str) -> (Vec<Flag>, &str) {
         let end = f.find(char::is_whitespace).unwrap_or(f.len());
         let word = &f[..end];
         if word.is_empty() {
+            // A bare `--` ends the flags, and is not an argument (as in BuildKit).
+            if f.is_empty() || f.starts_with(char::is_whitespace) {
+                rest = f.trim_start();
+            }
             break;
         }
         let (name, value) = match word.split_once('=') {

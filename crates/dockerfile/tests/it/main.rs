@@ -320,6 +320,9 @@ async fn bad_input_gets_a_clear_error_with_its_line() {
         ("ARG BASE\nFROM ${BASE}\nRUN --mount=type=cache,target=/x true\n", &["Dockerfile:3", "--mount"]),
         ("ARG BASE\nFROM ${BASE}\nUSER nobody\nRUN true\n", &["Dockerfile:4", "nobody"]),
         ("RUN true\n", &["no FROM"]),
+        ("ARG BASE\nFROM ${BASE}\nCMD --verbose sh\n", &["Dockerfile:3", "CMD takes no flags"]),
+        ("# only a comment\n", &["no instructions"]),
+        ("ARG BASE\nFROM ${BASE}\nCMD [\"sh\", 1]\n", &["Dockerfile:3", "strings only"]),
     ];
     for (n, (df, wants)) in cases.iter().enumerate() {
         let work = tmp.path().join(format!("c{n}"));
@@ -496,4 +499,14 @@ async fn workdir_through_a_symlink_stays_in_the_image() {
     assert!(root.join(outside.strip_prefix("/").unwrap()).join("made").is_dir(), "created where the link leads inside the image");
     // RUN starts there (runc resolves the link inside the image, so pwd shows its target).
     assert_eq!(std::fs::read_to_string(root.join("where")).unwrap(), format!("{}\n", outside.join("made").display()));
+}
+
+/// A bare `--` ends the flags and is no source, as in BuildKit.
+#[test]
+fn a_bare_double_dash_ends_the_flags() {
+    let df = imgtool_dockerfile::parse("FROM scratch\nCOPY --chmod=644 -- a b /x/\n").unwrap();
+    let imgtool_dockerfile::Kind::Copy { flags, sources, dest, .. } = &df.instructions[1].kind else { panic!("{:?}", df.instructions[1]) };
+    assert_eq!(flags.len(), 1);
+    assert_eq!(sources, &["a", "b"]);
+    assert_eq!(dest, "/x/");
 }
