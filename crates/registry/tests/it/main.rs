@@ -271,7 +271,9 @@ async fn faults_are_survived_or_reported() {
     validate(&back).await.unwrap();
     assert_eq!(back.digest(), image.digest());
     let gets = registries.client(&proxy.addr).unwrap().stats.blob_gets.load(Ordering::Relaxed);
-    assert!(gets >= 5, "3 blobs + 3 resumptions, got {gets}");
+    // The fault is armed for the next three blob requests, whichever they are: the config's
+    // (too small to cut) or a HEAD may take one, so only "at least one resumption" is sure.
+    assert!(gets >= 4, "3 blobs and at least one resumption, got {gets}");
 
     // 500s and 429 with Retry-After are retried.
     proxy.inject(Fault::Status { method: "GET", path: "/manifests/", status: 500, retry_after: None, times: 2 });
