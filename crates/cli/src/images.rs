@@ -17,19 +17,21 @@ pub fn set_any_platform(yes: bool) {
 /// The image `selector` names in `source`, for `platform` when one is named; `any` (or
 /// `--any-platform`) takes a single image of another platform, with a warning.
 pub async fn load(source: SharedSource, selector: Option<&str>, platform: Option<&Platform>, any: bool) -> Result<Image> {
-    match Image::load(source.clone(), selector, platform).await {
-        Err(imgtool_core::Error::PlatformMismatch { place, found, wanted }) => {
+    let (image, mismatch) = Image::load_any_platform(source, selector, platform).await?;
+    match mismatch {
+        Some(imgtool_core::Error::PlatformMismatch { place, found, wanted }) => {
             if any || ANY_PLATFORM.load(Ordering::Relaxed) {
                 crate::printer::warn(format!(
                     "{place}: image platform ({found}) does not match the expected platform ({wanted}); using it as it is"
                 ));
-                Ok(Image::load(source, selector, None).await?)
+                Ok(image)
             } else {
                 Err(anyhow!(
                     "{place}: image platform ({found}) does not match the expected platform ({wanted}); name a source that has {wanted} (an index with it), or pass --any-platform to take this one as it is"
                 ))
             }
         }
-        other => Ok(other?),
+        Some(other) => Err(other.into()),
+        None => Ok(image),
     }
 }

@@ -48,10 +48,29 @@ impl Image {
         Self::load_descriptor(source, top, platform).await
     }
 
+    /// As [`Image::load`], but a single image of another platform than `platform` is
+    /// returned as it is, with the mismatch beside it for the caller to report.
+    pub async fn load_any_platform(
+        source: SharedSource,
+        selector: Option<&str>,
+        platform: Option<&Platform>,
+    ) -> Result<(Self, Option<Error>)> {
+        let top = source.resolve(selector).await?;
+        Self::load_found(source, top, platform).await
+    }
+
     /// Load the image whose manifest (or index) is `desc` in `source`. An index gives the
     /// image for `platform` (default the host's); an image that is not in an index must
     /// declare `platform` when one is named, as Docker requires.
-    pub async fn load_descriptor(source: SharedSource, mut desc: Descriptor, platform: Option<&Platform>) -> Result<Self> {
+    pub async fn load_descriptor(source: SharedSource, desc: Descriptor, platform: Option<&Platform>) -> Result<Self> {
+        match Self::load_found(source, desc, platform).await? {
+            (_, Some(mismatch)) => Err(mismatch),
+            (image, None) => Ok(image),
+        }
+    }
+
+    /// The image `desc` leads to, and whether it fails to be of the `platform` named.
+    async fn load_found(source: SharedSource, mut desc: Descriptor, platform: Option<&Platform>) -> Result<(Self, Option<Error>)> {
         let mut from_index = false;
         for _ in 0..4 {
             let raw = read_blob(source.as_ref(), &desc, MANIFEST_LIMIT).await?;
@@ -63,17 +82,15 @@ impl Image {
                 ParsedManifest::Image(manifest) => {
                     let image = Self::from_manifest(source.clone(), desc, raw, *manifest).await?;
                     // The index's word for the platform was what chose it.
-                    if let (Some(wanted), false) = (platform, from_index) {
-                        let found = image.platform();
-                        if !declares(&found, wanted) {
-                            return Err(Error::PlatformMismatch {
-                                place: source.describe(),
-                                found: found.to_string(),
-                                wanted: wanted.to_string(),
-                            });
-                        }
-                    }
-                    return Ok(image);
+                    let mismatch = match (platform, from_index) {
+                        (Some(wanted), false) if !declares(&image.platform(), wanted) => Some(Error::PlatformMismatch {
+                            place: source.describe(),
+                            found: image.platform().to_string(),
+                            wanted: wanted.to_string(),
+                        }),
+                        _ => None,
+                    };
+                    return Ok((image, mismatch));
                 }
             }
         }
