@@ -9,13 +9,14 @@
 
 use std::collections::HashSet;
 use std::ffi::OsString;
-use std::io::{self, Read};
+use std::io::Read;
 use std::rc::Rc;
 
 use imgtool_rootfs::{Dir, Kind, Meta, Node, Root};
 
 use crate::Error;
 use crate::extract::{Devices, ExtractOptions};
+use crate::read::{CopyError, Member, MemberKind, TarError, TarReader};
 
 const WHITEOUT: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
@@ -65,14 +66,15 @@ impl<'a> Applier<'a> {
     }
 
     pub(crate) fn apply(mut self, tar: impl Read) -> Result<(), Error> {
-        // The guard keeps a header from making the tar crate read gigabytes into memory.
-        let mut ar = tar::Archive::new(crate::Bounded::new(tar));
-        let bad = |e: io::Error| Error::Format { place: self.place.into(), why: format!("not a readable layer tar: {e}") };
-        for entry in ar.entries().map_err(bad)? {
-            let entry = entry.map_err(bad)?;
-            self.entry(entry)?;
+        let mut tar = TarReader::new(tar);
+        while let Some(member) = tar.next_member().map_err(|e| self.bad_tar(e))? {
+            self.entry(&mut tar, member)?;
         }
         self.finish_dirs()
+    }
+
+    fn bad_tar(&self, e: TarError) -> Error {
+        Error::Format { place: self.place.into(), why: format!("not a layer Go's archive/tar reads: {e}") }
     }
 
     /// The parent directory of an entry, made if missing (and what is made is recorded).
@@ -110,24 +112,15 @@ impl<'a> Applier<'a> {
         }
     }
 
-    fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<(), Error> {
-        // Before the name is used: the tar crate passes over a malformed PAX record that Go
-        // (and so Docker, containerd, skopeo) refuses, and would then use another name.
-        let shown = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        if let Some(exts) = entry.pax_extensions().map_err(|e| self.bad_pax(&shown, e.to_string()))? {
-            for ext in exts {
-                let ext = ext.map_err(|e| self.bad_pax(&shown, e.to_string()))?;
-                pax_record_ok(ext.key_bytes(), ext.value_bytes()).map_err(|why| self.bad_pax(&shown, why))?;
-            }
-        }
-        let raw = c_string(&entry.path_bytes()).to_vec();
-        let parts = components(&raw, self.place)?;
-        let Some((name, dirs)) = parts.split_last() else { return Ok(()) };
-        let ty = entry.header().entry_type();
-        if matches!(ty, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName | tar::EntryType::GNULongLink)
-        {
+    fn entry<R: Read>(&mut self, tar: &mut TarReader<R>, m: Member) -> Result<(), Error> {
+        let kind = m.kind();
+        if kind == MemberKind::GlobalHeader {
+            tracing::debug!(place = %self.place, "a PAX global header, applied to nothing (as Go and Docker read it)");
             return Ok(());
         }
+        let raw = m.path.clone();
+        let parts = components(&raw, self.place)?;
+        let Some((name, dirs)) = parts.split_last() else { return Ok(()) };
         let (parent, pid) = self.parent(dirs)?;
         if name == OPAQUE && !self.opts.package {
             self.last = None;
@@ -144,10 +137,9 @@ impl<'a> Applier<'a> {
             }
             return Ok(());
         }
-        let meta = self.meta(&mut entry)?;
-        let h = entry.header().clone();
-        match ty {
-            tar::EntryType::Directory => {
+        let meta = self.meta(&m)?;
+        match kind {
+            MemberKind::Dir => {
                 match parent.stat(name).map_err(self.fail())? {
                     Some(st) if st.kind == Kind::Dir => {}
                     Some(_) => {
@@ -163,24 +155,24 @@ impl<'a> Applier<'a> {
                 };
                 self.dirs.push((parts.clone(), id, meta));
             }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let mut f = self.fresh(&parent, name, || parent.create_file(name))?;
-                io::copy(&mut entry, &mut f).map_err(|e| crate::error::io(format!("writing {} in {}", parent.path(), self.place))(e))?;
+            MemberKind::File => {
+                let f = self.fresh(&parent, name, || parent.create_file(name))?;
+                tar.write_into(&f).map_err(|e| match e {
+                    CopyError::Tar(e) => self.bad_tar(e),
+                    CopyError::Write(e) => crate::error::io(format!("writing {}/{name} in {}", parent.path(), self.place))(e),
+                })?;
                 parent.set_meta(name, &meta, Some(&f)).map_err(self.fail())?;
             }
-            tar::EntryType::Symlink => {
-                let target = entry.link_name_bytes().map(|l| c_string(&l).to_vec()).unwrap_or_default();
-                self.fresh(&parent, name, || parent.symlink(name, &target))?;
+            MemberKind::Symlink => {
+                self.fresh(&parent, name, || parent.symlink(name, &m.link))?;
                 parent.set_meta(name, &Meta { mode: None, xattrs: Vec::new(), ..meta }, None).map_err(self.fail())?;
             }
-            tar::EntryType::Link => {
-                self.hard_link(&entry.link_name_bytes().map(|l| c_string(&l).to_vec()).unwrap_or_default(), &raw, &parent, pid, name)?
-            }
-            tar::EntryType::Fifo => {
+            MemberKind::HardLink => self.hard_link(&m.link, &raw, &parent, pid, name)?,
+            MemberKind::Fifo => {
                 self.fresh(&parent, name, || parent.mknod(name, Node::Fifo))?;
                 parent.set_meta(name, &meta, None).map_err(self.fail())?;
             }
-            tar::EntryType::Char | tar::EntryType::Block => {
+            MemberKind::Char | MemberKind::Block => {
                 let what = String::from_utf8_lossy(&raw).into_owned();
                 match self.opts.devices {
                     Devices::Refuse => return Err(self.unsafe_path(&raw, "device nodes are not allowed here")),
@@ -189,15 +181,18 @@ impl<'a> Applier<'a> {
                         return Ok(());
                     }
                     Devices::Create => {
-                        let (major, minor) = (h.device_major().ok().flatten().unwrap_or(0), h.device_minor().ok().flatten().unwrap_or(0));
-                        let node = if ty == tar::EntryType::Char { Node::Char(major, minor) } else { Node::Block(major, minor) };
+                        let (Ok(major), Ok(minor)) = (u32::try_from(m.dev_major), u32::try_from(m.dev_minor)) else {
+                            return Err(self.unsafe_path(&raw, format!("device numbers {}:{} are out of range", m.dev_major, m.dev_minor)));
+                        };
+                        let node = if kind == MemberKind::Char { Node::Char(major, minor) } else { Node::Block(major, minor) };
                         self.fresh(&parent, name, || parent.mknod(name, node))?;
                         parent.set_meta(name, &meta, None).map_err(self.fail())?;
                     }
                 }
             }
-            other => {
-                tracing::warn!(path = %String::from_utf8_lossy(&raw), "skipping a tar entry of type {other:?}");
+            MemberKind::GlobalHeader => return Ok(()),
+            MemberKind::Other(flag) => {
+                tracing::warn!(path = %String::from_utf8_lossy(&raw), "skipping a tar entry of type {:?}", flag as char);
                 return Ok(());
             }
         }
@@ -205,33 +200,20 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
-    fn bad_pax(&self, entry: &str, why: String) -> Error {
-        Error::Format { place: self.place.into(), why: format!("{entry}: a PAX header Go's archive/tar refuses: {why}") }
-    }
-
     /// What the header says to set: owner (when asked), mode, xattrs (when asked), mtime.
-    fn meta<R: Read>(&self, entry: &mut tar::Entry<'_, R>) -> Result<Meta, Error> {
-        let mut xattrs = Vec::new();
-        if self.opts.xattrs
-            && let Ok(Some(exts)) = entry.pax_extensions()
-        {
-            for ext in exts.flatten() {
-                if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
-                    xattrs.push((name.to_string(), ext.value_bytes().to_vec()));
-                }
-            }
-        }
-        let h = entry.header();
-        let owner = match (self.opts.same_owner, h.uid(), h.gid()) {
-            (true, Ok(u), Ok(g)) => match (u32::try_from(u), u32::try_from(g)) {
-                (Ok(u), Ok(g)) => Some((u, g)),
-                _ => return Err(self.unsafe_path(&entry.path_bytes(), format!("owner {u}:{g} is out of range"))),
-            },
-            _ => None,
+    fn meta(&self, m: &Member) -> Result<Meta, Error> {
+        let xattrs = if self.opts.xattrs {
+            m.xattrs().map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.to_vec())).collect()
+        } else {
+            Vec::new()
         };
-        let mtime = h.mtime().ok().and_then(|m| i64::try_from(m).ok());
+        let owner = match (u32::try_from(m.uid), u32::try_from(m.gid)) {
+            _ if !self.opts.same_owner => None,
+            (Ok(u), Ok(g)) => Some((u, g)),
+            _ => return Err(self.unsafe_path(&m.path, format!("owner {}:{} is out of range", m.uid, m.gid))),
+        };
         let bits = if self.opts.package { 0o777 } else { 0o7777 };
-        Ok(Meta { owner, mode: Some(h.mode().unwrap_or(0o644) & bits), xattrs, mtime })
+        Ok(Meta { owner, mode: Some((m.mode & bits) as u32), xattrs, mtime: Some(m.mtime) })
     }
 
     fn hard_link(&mut self, target: &[u8], raw: &[u8], parent: &Dir, pid: Id, name: &str) -> Result<(), Error> {
@@ -297,35 +279,4 @@ impl<'a> Applier<'a> {
         }
         Ok(())
     }
-}
-
-/// A PAX record as Go's archive/tar accepts it: a key; no NUL in a path, link path, user
-/// or group name, nor in any other key; times and numbers that parse.
-fn pax_record_ok(key: &[u8], value: &[u8]) -> Result<(), String> {
-    let shown = String::from_utf8_lossy(key);
-    if key.is_empty() {
-        return Err("a record with no key".into());
-    }
-    let names = [&b"path"[..], b"linkpath", b"uname", b"gname"];
-    if names.contains(&key) && value.contains(&0) || !names.contains(&key) && key.contains(&0) {
-        return Err(format!("a NUL in the record {shown:?}"));
-    }
-    let v = std::str::from_utf8(value).unwrap_or("");
-    let int = |v: &str| v.parse::<i64>().is_ok();
-    let ok = match key {
-        b"mtime" | b"atime" | b"ctime" => {
-            let (secs, frac) = v.split_once('.').unwrap_or((v, ""));
-            int(secs) && frac.bytes().all(|b| b.is_ascii_digit())
-        }
-        b"size" => v.parse::<i64>().is_ok_and(|n| n >= 0),
-        b"uid" | b"gid" => int(v),
-        _ => true,
-    };
-    if ok { Ok(()) } else { Err(format!("{shown}={v:?} is not a valid value")) }
-}
-
-/// A name up to its first NUL, as Go's archive/tar reads names (a GNU long name may carry
-/// one, and what follows it is not part of the name).
-fn c_string(name: &[u8]) -> &[u8] {
-    name.split(|b| *b == 0).next().unwrap_or(name)
 }

@@ -6,12 +6,12 @@
 //! - [`OciLayoutSource`], [`DockerArchiveSource`] and [`LayoutSink`]: OCI layouts (directory
 //!   or tar) and `docker save` tarballs, read and written.
 //! - [`extract_image`]: layers applied to a directory with whiteouts, never outside it.
-//! - [`Bounded`]: the guard every tar read from input goes through, so that no header
-//!   makes the tar crate hold more than 1 MiB.
+//! - [`TarReader`]: every tar read from input, read as Go's archive/tar reads it (sparse
+//!   files, GNU and PAX extensions, signed checksums, base-256 numbers), with no header
+//!   able to make it hold more than 1 MiB.
 #![deny(missing_docs)]
 
 mod apply;
-mod bounded;
 mod cache;
 mod check;
 mod error;
@@ -20,11 +20,11 @@ mod files;
 mod filter;
 mod layer;
 mod pgzip;
+mod read;
 mod sink;
 mod source;
 mod store;
 
-pub use bounded::Bounded;
 pub use cache::LayerCache;
 pub use check::check_contained;
 pub use error::Error;
@@ -33,6 +33,7 @@ pub use files::{ContentsLayer, FileContents, Origin, Owner, PathLayer, entries_f
 pub use filter::PathFilter;
 pub use layer::{EntryKind, FileData, LayerOptions, LayerWriter, SpooledLayer, TarEntry, write_layer};
 pub use pgzip::ParallelGzip;
+pub use read::{CopyError, Defect, Fragment, Member, MemberKind, TarError, TarReader};
 pub use sink::LayoutSink;
 pub use source::{CONTAINERD_NAME, DockerArchiveSource, OciLayoutSource, REF_NAME};
 

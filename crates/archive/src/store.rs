@@ -10,6 +10,7 @@ use imgtool_core::BlobStream;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::Error;
+use crate::MemberKind;
 use crate::error::io;
 
 /// Files by relative path.
@@ -135,30 +136,31 @@ impl TarStore {
             me._spool = Some(spool);
             return Ok(me);
         }
-        // Only this walk reads headers (members are read by offset later): it alone is guarded.
-        let mut ar = tar::Archive::new(crate::Bounded::new(f));
+        let mut tar = crate::TarReader::seeking(f);
         let mut items = HashMap::new();
-        let bad = |e: std::io::Error| Error::Format { place: path.display().to_string(), why: format!("not a readable tar archive: {e}") };
-        for entry in ar.entries_with_seek().map_err(bad)? {
-            let entry = entry.map_err(bad)?;
-            let name = clean(&String::from_utf8_lossy(&entry.path_bytes()));
-            let ty = entry.header().entry_type();
-            let link = if ty.is_symlink() || ty.is_hard_link() {
-                entry.link_name_bytes().map(|l| {
-                    let l = String::from_utf8_lossy(&l).into_owned();
-                    // Symlinks are relative to their directory; hard links to the root.
-                    if ty.is_symlink() {
-                        let dir = name.rsplit_once('/').map_or("", |(d, _)| d);
-                        clean(&format!("{dir}/{l}"))
-                    } else {
-                        clean(&l)
-                    }
-                })
-            } else {
-                None
-            };
-            if ty.is_file() || link.is_some() {
-                items.insert(name, TarItem { offset: entry.raw_file_position(), size: entry.size(), link });
+        let bad = |e: crate::TarError| Error::Format { place: path.display().to_string(), why: format!("not a readable tar archive: {e}") };
+        while let Some(m) = tar.next_member().map_err(bad)? {
+            let name = clean(&String::from_utf8_lossy(&m.path));
+            let kind = m.kind();
+            let link = matches!(kind, MemberKind::Symlink | MemberKind::HardLink).then(|| {
+                let l = String::from_utf8_lossy(&m.link);
+                // Symlinks are relative to their directory; hard links to the root.
+                if kind == MemberKind::Symlink {
+                    let dir = name.rsplit_once('/').map_or("", |(d, _)| d);
+                    clean(&format!("{dir}/{l}"))
+                } else {
+                    clean(&l)
+                }
+            });
+            if m.sparse.is_some() {
+                // Members are read in place by offset: a sparse one's stored bytes are not its contents.
+                return Err(Error::Format {
+                    place: path.display().to_string(),
+                    why: format!("{name} is a sparse file, which docker save never writes"),
+                });
+            }
+            if kind == MemberKind::File || link.is_some() {
+                items.insert(name, TarItem { offset: m.data_at, size: m.size, link });
             }
         }
         Ok(Self { path: path.to_path_buf(), items, _spool: None })

@@ -126,14 +126,12 @@ fn parse_ref(r: &str) -> Result<imgtool_core::Reference> {
 
 fn is_oci_tar(p: &Path) -> bool {
     let Ok(f) = std::fs::File::open(p) else { return false };
-    // Sniffing reads headers of a file we were handed: guard them like any other input.
-    let mut ar = tar::Archive::new(imgtool_archive::Bounded::new(f));
-    let Ok(entries) = ar.entries() else { return false };
+    // Sniffing reads headers of a file we were handed: read them as every other input.
+    let mut tar = imgtool_archive::TarReader::seeking(f);
     let mut oci = false;
-    for e in entries.take(4096).flatten() {
-        let name = e.path_bytes().into_owned();
-        let name = String::from_utf8_lossy(&name);
-        match name.trim_start_matches("./") {
+    for _ in 0..4096 {
+        let Ok(Some(m)) = tar.next_member() else { break };
+        match String::from_utf8_lossy(&m.path).trim_start_matches("./") {
             "manifest.json" => return false,
             "oci-layout" => oci = true,
             _ => {}

@@ -33,11 +33,10 @@ pub async fn base_glibc(image: &Image) -> Option<String> {
 }
 
 fn scan(reader: impl Read) -> Option<String> {
-    // A base layer is input like any other: no header may make the tar crate hoard memory.
-    let mut ar = tar::Archive::new(imgtool_archive::Bounded::new(reader));
-    for entry in ar.entries().ok()? {
-        let mut entry = entry.ok()?;
-        let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+    // A base layer is input like any other: read as Go reads it, no header hoarding memory.
+    let mut tar = imgtool_archive::TarReader::new(reader);
+    while let Some(m) = tar.next_member().ok()? {
+        let path = String::from_utf8_lossy(&m.path).into_owned();
         let name = path.rsplit('/').next().unwrap_or_default().to_string();
         if !path.contains("lib") {
             continue;
@@ -45,9 +44,9 @@ fn scan(reader: impl Read) -> Option<String> {
         if let Some(v) = name.strip_prefix("libc-").and_then(|r| r.strip_suffix(".so")) {
             return Some(v.to_string());
         }
-        if name == "libc.so.6" && entry.header().entry_type().is_file() && entry.size() < (64 << 20) {
+        if name == "libc.so.6" && m.kind() == imgtool_archive::MemberKind::File && m.size < (64 << 20) {
             let mut data = Vec::new();
-            entry.read_to_end(&mut data).ok()?;
+            (&mut tar).take(m.size).read_to_end(&mut data).ok()?;
             if let Some(v) = banner_version(&data) {
                 return Some(v);
             }

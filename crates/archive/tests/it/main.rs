@@ -3,9 +3,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod bounded;
 mod gotar;
 mod mutated;
+mod reader;
 
 use std::collections::BTreeMap;
 use std::path::Path;
