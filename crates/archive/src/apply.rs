@@ -8,8 +8,9 @@
 //! cannot redirect the chmod. Whiteouts hide only what lower layers made.
 
 use std::collections::HashSet;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::rc::Rc;
 
 use imgtool_rootfs::{Dir, Kind, Meta, Node, Root};
@@ -25,17 +26,31 @@ const EEXIST: i32 = 17;
 const MAX_PRUNE_DEPTH: usize = 1024;
 
 /// The entry's path as components, leading `/` and `./` dropped; `..` is refused.
-pub(crate) fn components(raw: &[u8], place: &str) -> Result<Vec<String>, Error> {
-    let s = String::from_utf8_lossy(raw);
+pub(crate) fn components(raw: &[u8], place: &str) -> Result<Vec<OsString>, Error> {
     let mut out = Vec::new();
-    for c in s.split('/') {
+    for c in raw.split(|b| *b == b'/') {
         match c {
-            "" | "." => {}
-            ".." => return Err(Error::UnsafePath { path: s.into_owned(), place: place.into(), why: "'..' in a tar entry path".into() }),
-            c => out.push(c.to_string()),
+            b"" | b"." => {}
+            b".." => {
+                let path = String::from_utf8_lossy(raw).into_owned();
+                return Err(Error::UnsafePath { path, place: place.into(), why: "'..' in a tar entry path".into() });
+            }
+            c => out.push(OsStr::from_bytes(c).to_owned()),
         }
     }
     Ok(out)
+}
+
+/// Components joined with '/' (names are bytes, not necessarily UTF-8).
+fn join(parts: &[OsString]) -> OsString {
+    let mut out = OsString::new();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push("/");
+        }
+        out.push(p);
+    }
+    out
 }
 
 type Id = (u64, u64);
@@ -47,9 +62,9 @@ pub(crate) struct Applier<'a> {
     /// (parent directory, name) of everything this layer put in place.
     made: HashSet<(Id, OsString)>,
     /// Directories whose metadata waits for the end of the layer: path, identity, metadata.
-    dirs: Vec<(Vec<String>, Id, Meta)>,
+    dirs: Vec<(Vec<OsString>, Id, Meta)>,
     /// The last parent resolved, forgotten whenever anything is removed.
-    last: Option<(Vec<String>, Rc<Dir>, Id)>,
+    last: Option<(Vec<OsString>, Rc<Dir>, Id)>,
 }
 
 impl<'a> Applier<'a> {
@@ -78,7 +93,7 @@ impl<'a> Applier<'a> {
     }
 
     /// The parent directory of an entry, made if missing (and what is made is recorded).
-    fn parent(&mut self, dirs: &[String]) -> Result<(Rc<Dir>, Id), Error> {
+    fn parent(&mut self, dirs: &[OsString]) -> Result<(Rc<Dir>, Id), Error> {
         if let Some((p, d, id)) = &self.last
             && p == dirs
         {
@@ -87,7 +102,7 @@ impl<'a> Applier<'a> {
         let made = &mut self.made;
         let dir = self
             .root
-            .make_dirs(&dirs.join("/"), &mut |d, n| {
+            .make_dirs(join(dirs), &mut |d, n| {
                 if let Ok(id) = d.id() {
                     made.insert((id, n.into()));
                 }
@@ -101,7 +116,7 @@ impl<'a> Applier<'a> {
 
     /// Run `make`; if the name is taken, clear it (whatever it is, never following it) and
     /// run `make` once more.
-    fn fresh<T>(&mut self, dir: &Dir, name: &str, make: impl Fn() -> imgtool_rootfs::Result<T>) -> Result<T, Error> {
+    fn fresh<T>(&mut self, dir: &Dir, name: &OsStr, make: impl Fn() -> imgtool_rootfs::Result<T>) -> Result<T, Error> {
         match make() {
             Err(e) if e.errno() == Some(EEXIST) => {
                 self.last = None;
@@ -122,15 +137,17 @@ impl<'a> Applier<'a> {
         let parts = components(&raw, self.place)?;
         let Some((name, dirs)) = parts.split_last() else { return Ok(()) };
         let (parent, pid) = self.parent(dirs)?;
-        if name == OPAQUE && !self.opts.package {
+        let name = name.as_os_str();
+        if name.as_bytes() == OPAQUE.as_bytes() && !self.opts.package {
             self.last = None;
             return self.opaque(&parent, pid);
         }
-        if let Some(victim) = name.strip_prefix(WHITEOUT).filter(|_| !self.opts.package) {
-            if victim.is_empty() || victim == "." || victim == ".." {
+        if let Some(victim) = name.as_bytes().strip_prefix(WHITEOUT.as_bytes()).filter(|_| !self.opts.package) {
+            if matches!(victim, b"" | b"." | b"..") {
                 return Err(self.unsafe_path(&raw, "a whiteout must name an entry"));
             }
             // Whiteouts hide what lower layers made, never what this layer made.
+            let victim = OsStr::from_bytes(victim);
             if !self.made.contains(&(pid, victim.into())) {
                 self.last = None;
                 parent.remove_all(victim).map_err(self.fail())?;
@@ -159,7 +176,9 @@ impl<'a> Applier<'a> {
                 let f = self.fresh(&parent, name, || parent.create_file(name))?;
                 tar.write_into(&f).map_err(|e| match e {
                     CopyError::Tar(e) => self.bad_tar(e),
-                    CopyError::Write(e) => crate::error::io(format!("writing {}/{name} in {}", parent.path(), self.place))(e),
+                    CopyError::Write(e) => {
+                        crate::error::io(format!("writing {}/{} in {}", parent.path(), name.to_string_lossy(), self.place))(e)
+                    }
                 })?;
                 parent.set_meta(name, &meta, Some(&f)).map_err(self.fail())?;
             }
@@ -216,11 +235,11 @@ impl<'a> Applier<'a> {
         Ok(Meta { owner, mode: Some((m.mode & bits) as u32), xattrs, mtime: Some(m.mtime) })
     }
 
-    fn hard_link(&mut self, target: &[u8], raw: &[u8], parent: &Dir, pid: Id, name: &str) -> Result<(), Error> {
+    fn hard_link(&mut self, target: &[u8], raw: &[u8], parent: &Dir, pid: Id, name: &OsStr) -> Result<(), Error> {
         let tparts = components(target, self.place)?;
         let Some((tname, tdirs)) = tparts.split_last() else { return Err(self.unsafe_path(raw, "a hard link with no target")) };
         let missing = || self.unsafe_path(raw, format!("hard link target {} is not in the image", String::from_utf8_lossy(target)));
-        let tparent = self.root.dir(&tdirs.join("/")).map_err(self.fail())?.ok_or_else(missing)?;
+        let tparent = self.root.dir(join(tdirs)).map_err(self.fail())?.ok_or_else(missing)?;
         let st = tparent.stat(tname).map_err(self.fail())?.ok_or_else(missing)?;
         if st.kind == Kind::Dir {
             return Err(self.unsafe_path(raw, "a hard link to a directory"));
@@ -270,7 +289,7 @@ impl<'a> Applier<'a> {
         self.last = None;
         for (parts, id, meta) in std::mem::take(&mut self.dirs).into_iter().rev() {
             let Some((name, dirs)) = parts.split_last() else { continue };
-            let Some(parent) = self.root.dir(&dirs.join("/")).map_err(self.fail())? else { continue };
+            let Some(parent) = self.root.dir(join(dirs)).map_err(self.fail())? else { continue };
             let Some(d) = parent.open_dir(name).map_err(self.fail())? else { continue };
             if d.id().map_err(self.fail())? != id {
                 continue;

@@ -95,7 +95,7 @@ pub(crate) async fn link(
         let Some(meta_name) = meta_name.to_str().filter(|n| n.ends_with(".json")).map(str::to_string) else { continue };
         // Only the linker writes here; anything but a regular file is not its record.
         let text = root
-            .read(&format!("conda-meta/{meta_name}"), RECORD_LIMIT)
+            .read(format!("conda-meta/{meta_name}"), RECORD_LIMIT)
             .map_err(fail)?
             .filter(|_| meta.stat(&meta_name).ok().flatten().is_some_and(|s| s.kind == imgtool_rootfs::Kind::File))
             .ok_or_else(|| Error::Install(format!("conda-meta/{meta_name} is not a regular file")))?;

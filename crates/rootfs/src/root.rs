@@ -1,6 +1,8 @@
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::dir::{Dir, Kind, Stat, stat_fd};
@@ -18,19 +20,37 @@ pub struct Root {
 const MAX_HOPS: usize = 40;
 
 /// `rel` as '/'-separated components with `.` and empty ones dropped and `..` applied
-/// lexically (stopping at the root), the way a container path is cleaned.
-pub(crate) fn clean(rel: &str) -> Vec<&str> {
-    let mut out: Vec<&str> = Vec::new();
-    for c in rel.split('/') {
+/// lexically (stopping at the root), the way a container path is cleaned. Names are bytes:
+/// a Linux name need not be UTF-8.
+pub(crate) fn clean(rel: &OsStr) -> Vec<&OsStr> {
+    let mut out: Vec<&OsStr> = Vec::new();
+    for c in rel.as_bytes().split(|b| *b == b'/') {
         match c {
-            "" | "." => {}
-            ".." => {
+            b"" | b"." => {}
+            b".." => {
                 out.pop();
             }
-            c => out.push(c),
+            c => out.push(OsStr::from_bytes(c)),
         }
     }
     out
+}
+
+/// Components joined with '/', as bytes.
+fn join(parts: &[&OsStr]) -> OsString {
+    let mut out = OsString::new();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push("/");
+        }
+        out.push(p);
+    }
+    out
+}
+
+/// The cleaned path from the root, for messages.
+pub(crate) fn shown(rel: &OsStr) -> String {
+    format!("/{}", join(&clean(rel)).to_string_lossy())
 }
 
 impl Root {
@@ -63,13 +83,14 @@ impl Root {
         &self.path
     }
 
-    fn resolve(&self, rel: &str, follow: bool) -> Result<Option<OwnedFd>> {
-        let p = format!("/{}", clean(rel).join("/"));
+    fn resolve(&self, rel: &OsStr, follow: bool) -> Result<Option<OwnedFd>> {
+        let mut p = OsString::from("/");
+        p.push(join(&clean(rel)));
         let r = if follow { self.inner.resolve(&p) } else { self.inner.resolve_nofollow(&p) };
         match r {
             Ok(h) => Ok(Some(h.into())),
             Err(source) => {
-                let e = Error::Resolve { op: "resolving", path: p, source };
+                let e = Error::Resolve { op: "resolving", path: p.to_string_lossy().into_owned(), source };
                 if e.is_not_found() { Ok(None) } else { Err(e) }
             }
         }
@@ -77,9 +98,10 @@ impl Root {
 
     /// The directory at `rel` (symlinks followed inside the root), or `None` when it is
     /// missing. Something other than a directory there is an error.
-    pub fn dir(&self, rel: &str) -> Result<Option<Dir>> {
+    pub fn dir(&self, rel: impl AsRef<OsStr>) -> Result<Option<Dir>> {
+        let rel = rel.as_ref();
         let Some(fd) = self.resolve(rel, true)? else { return Ok(None) };
-        let shown = format!("/{}", clean(rel).join("/"));
+        let shown = shown(rel);
         let st = stat_fd(&fd, &shown)?;
         if st.kind != Kind::Dir {
             return Err(Error::Io { op: "opening directory", path: shown, source: rustix::io::Errno::NOTDIR.into() });
@@ -96,11 +118,11 @@ impl Root {
     /// `made` hears of each directory created, as (its parent, its name), so a caller can
     /// record what it added. A symlink to a missing directory is followed (inside the root)
     /// and its target made, as `mkdir -p` in the container would.
-    pub fn make_dirs(&self, rel: &str, made: &mut dyn FnMut(&Dir, &str)) -> Result<Dir> {
-        self.make_dirs_hops(rel, made, 0)
+    pub fn make_dirs(&self, rel: impl AsRef<OsStr>, made: &mut dyn FnMut(&Dir, &OsStr)) -> Result<Dir> {
+        self.make_dirs_hops(rel.as_ref(), made, 0)
     }
 
-    fn make_dirs_hops(&self, rel: &str, made: &mut dyn FnMut(&Dir, &str), hops: usize) -> Result<Dir> {
+    fn make_dirs_hops(&self, rel: &OsStr, made: &mut dyn FnMut(&Dir, &OsStr), hops: usize) -> Result<Dir> {
         if let Some(d) = self.dir(rel)? {
             return Ok(d);
         }
@@ -109,12 +131,12 @@ impl Root {
         // One component at a time from the directory reached so far; only a symlink sends
         // the walk back to the root (to be followed inside it).
         for (i, c) in parts.iter().enumerate() {
-            let prefix = || parts[..=i].join("/");
+            let prefix = || join(&parts[..=i]);
             match cur.stat(c)? {
                 Some(st) if st.kind == Kind::Dir => {
                     cur = cur.open_dir(c)?.ok_or_else(|| Error::Io {
                         op: "opening directory",
-                        path: format!("/{}", prefix()),
+                        path: shown(&prefix()),
                         source: rustix::io::Errno::NOENT.into(),
                     })?;
                 }
@@ -123,34 +145,30 @@ impl Root {
                     made(&cur, c);
                     cur = cur.open_dir(c)?.ok_or_else(|| Error::Io {
                         op: "opening directory",
-                        path: format!("/{}", prefix()),
+                        path: shown(&prefix()),
                         source: rustix::io::Errno::NOENT.into(),
                     })?;
                 }
                 Some(st) if st.kind == Kind::Symlink => {
-                    if let Some(d) = self.dir(&prefix())? {
+                    if let Some(d) = self.dir(prefix())? {
                         cur = d;
                         continue;
                     }
                     if hops >= MAX_HOPS {
-                        return Err(Error::Io { op: "resolving", path: format!("/{}", prefix()), source: rustix::io::Errno::LOOP.into() });
+                        return Err(Error::Io { op: "resolving", path: shown(&prefix()), source: rustix::io::Errno::LOOP.into() });
                     }
                     let target = cur.read_link(c)?;
-                    let target = String::from_utf8_lossy(&target).into_owned();
-                    let base = if target.starts_with('/') { String::new() } else { parts[..i].join("/") };
-                    let mut next = format!("{base}/{target}");
+                    let mut next = if target.starts_with(b"/") { OsString::new() } else { join(&parts[..i]) };
+                    next.push("/");
+                    next.push(OsStr::from_bytes(&target));
                     for rest in &parts[i + 1..] {
-                        next.push('/');
-                        next.push_str(rest);
+                        next.push("/");
+                        next.push(rest);
                     }
                     return self.make_dirs_hops(&next, made, hops + 1);
                 }
                 Some(_) => {
-                    return Err(Error::Io {
-                        op: "making directory",
-                        path: format!("/{}", prefix()),
-                        source: rustix::io::Errno::NOTDIR.into(),
-                    });
+                    return Err(Error::Io { op: "making directory", path: shown(&prefix()), source: rustix::io::Errno::NOTDIR.into() });
                 }
             }
         }
@@ -159,8 +177,9 @@ impl Root {
 
     /// What is at `rel`: with `follow`, symlinks (also the last one) are followed inside
     /// the root; without, the last component is described as it is.
-    pub fn stat(&self, rel: &str, follow: bool) -> Result<Option<Stat>> {
-        let shown = format!("/{}", clean(rel).join("/"));
+    pub fn stat(&self, rel: impl AsRef<OsStr>, follow: bool) -> Result<Option<Stat>> {
+        let rel = rel.as_ref();
+        let shown = shown(rel);
         match self.resolve(rel, follow)? {
             Some(fd) => Ok(Some(stat_fd(&fd, &shown)?)),
             None => Ok(None),
@@ -169,17 +188,19 @@ impl Root {
 
     /// The target of the symlink at `rel` (symlinks before the last component followed
     /// inside the root).
-    pub fn read_link(&self, rel: &str) -> Result<Vec<u8>> {
+    pub fn read_link(&self, rel: impl AsRef<OsStr>) -> Result<Vec<u8>> {
+        let rel = rel.as_ref();
         let parts = clean(rel);
-        let not_found = || Error::Io { op: "reading link", path: format!("/{}", parts.join("/")), source: rustix::io::Errno::NOENT.into() };
+        let not_found = || Error::Io { op: "reading link", path: shown(rel), source: rustix::io::Errno::NOENT.into() };
         let Some((name, parent)) = parts.split_last() else { return Err(not_found()) };
-        self.dir(&parent.join("/"))?.ok_or_else(not_found)?.read_link(name)
+        self.dir(join(parent))?.ok_or_else(not_found)?.read_link(name)
     }
 
     /// Open the regular file at `rel` for reading (symlinks followed inside the root).
     /// Anything else there (a FIFO, a device, a directory) gives `None`: it is never opened.
-    pub fn open_file(&self, rel: &str) -> Result<Option<File>> {
-        let shown = format!("/{}", clean(rel).join("/"));
+    pub fn open_file(&self, rel: impl AsRef<OsStr>) -> Result<Option<File>> {
+        let rel = rel.as_ref();
+        let shown = shown(rel);
         let Some(fd) = self.resolve(rel, true)? else { return Ok(None) };
         if stat_fd(&fd, &shown)?.kind != Kind::File {
             return Ok(None);
@@ -189,9 +210,10 @@ impl Root {
 
     /// Read the regular file at `rel`, refusing more than `limit` bytes; `None` when there
     /// is no regular file there.
-    pub fn read(&self, rel: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+    pub fn read(&self, rel: impl AsRef<OsStr>, limit: u64) -> Result<Option<Vec<u8>>> {
+        let rel = rel.as_ref();
         let Some(f) = self.open_file(rel)? else { return Ok(None) };
-        let shown = format!("/{}", clean(rel).join("/"));
+        let shown = shown(rel);
         let mut buf = Vec::new();
         f.take(limit.saturating_add(1)).read_to_end(&mut buf).map_err(|source| Error::Io { op: "reading", path: shown.clone(), source })?;
         if buf.len() as u64 > limit {

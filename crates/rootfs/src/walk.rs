@@ -43,7 +43,7 @@ impl Root {
     pub fn walk(&self, rel: &str, visit: &mut dyn FnMut(&str, &Stat) -> Visit) -> Result<Vec<(String, Stat)>> {
         let top = self.dir(rel)?.ok_or_else(|| Error::Io {
             op: "walking",
-            path: format!("/{}", crate::root::clean(rel).join("/")),
+            path: crate::root::shown(rel.as_ref()),
             source: rustix::io::Errno::NOENT.into(),
         })?;
         let mut out = Vec::new();

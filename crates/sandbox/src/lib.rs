@@ -253,7 +253,7 @@ const TABLE_LINES: usize = 100_000;
 /// inside the root (an image whose `/etc` links to the host's reads its own, missing, file),
 /// and only a regular file is read.
 fn table(rootfs: &Path, name: &str) -> Vec<Vec<String>> {
-    let text = imgtool_rootfs::Root::open(rootfs).and_then(|r| r.read(&format!("etc/{name}"), TABLE_LIMIT));
+    let text = imgtool_rootfs::Root::open(rootfs).and_then(|r| r.read(format!("etc/{name}"), TABLE_LIMIT));
     let text = match text {
         Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
         Ok(None) => return Vec::new(),

@@ -127,7 +127,7 @@ fn make_dirs_through_a_dangling_link_creates_its_target_inside() {
     symlink("/var/run-target", root.join("run")).unwrap();
     let r = Root::open(&root).unwrap();
     let mut made = Vec::new();
-    r.make_dirs("run/lock", &mut |d, n| made.push(format!("{}/{n}", d.path().trim_end_matches('/')))).unwrap();
+    r.make_dirs("run/lock", &mut |d, n| made.push(format!("{}/{}", d.path().trim_end_matches('/'), n.display()))).unwrap();
     assert!(root.join("var/run-target/lock").is_dir());
     assert_eq!(made, vec!["/var", "/var/run-target", "/var/run-target/lock"]);
 }
