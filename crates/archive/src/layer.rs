@@ -211,24 +211,69 @@ impl LayerWriter {
     }
 
     /// Append a file's bytes, exactly `size` of them: a file that changed size since it was
-    /// listed would corrupt the tar.
-    fn append_counted(&mut self, h: &mut tar::Header, path: &str, f: File, size: u64, shown: &Path) -> Result<(), Error> {
+    /// listed would corrupt the tar. A file with holes becomes a sparse member.
+    fn append_counted(&mut self, e: &TarEntry, h: &mut tar::Header, f: File, size: u64, shown: &Path) -> Result<(), Error> {
+        let read_err = |source| Error::Io { context: format!("reading {}", shown.display()), source };
+        if let Some(runs) = crate::holes::data_runs(&f, size).map_err(read_err)? {
+            return self.append_sparse(e, h, &f, size, &runs).map_err(|err| match err {
+                Error::Io { source, .. } if source.kind() == io::ErrorKind::UnexpectedEof => Error::Changed { path: shown.to_path_buf() },
+                other => other,
+            });
+        }
+        self.pax(e, &[])?;
         let mut r = f.take(size);
         let mut counted = CountingReader { inner: &mut r, n: 0 };
-        self.tar.append_data(h, path, &mut counted).map_err(io_err(&self.file))?;
+        self.tar.append_data(h, &e.path, &mut counted).map_err(io_err(&self.file))?;
         if counted.n != size {
             return Err(Error::Changed { path: shown.to_path_buf() });
         }
         Ok(())
     }
 
+    /// A sparse member (GNU PAX 1.0): its real name and size in PAX records, a stand-in
+    /// name in the header (what a reader that does not know the format extracts), and the
+    /// sparse map before the runs of data.
+    fn append_sparse(&mut self, e: &TarEntry, h: &mut tar::Header, f: &File, size: u64, runs: &[(u64, u64)]) -> Result<(), Error> {
+        let size_text = size.to_string();
+        let recs: [(&str, &[u8]); 4] = [
+            ("GNU.sparse.major", b"1"),
+            ("GNU.sparse.minor", b"0"),
+            ("GNU.sparse.name", e.path.as_bytes()),
+            ("GNU.sparse.realsize", size_text.as_bytes()),
+        ];
+        self.pax(e, &recs)?;
+        let map = crate::holes::map(runs, size);
+        // GNU tar reads a 1.0 map only under a POSIX header, not an old GNU one.
+        let mut posix = tar::Header::new_ustar();
+        posix.set_entry_type(tar::EntryType::Regular);
+        posix.set_mode(h.mode().unwrap_or(0o644));
+        posix.set_uid(e.uid);
+        posix.set_gid(e.gid);
+        posix.set_mtime(e.mtime);
+        let h = &mut posix;
+        h.set_size(map.len() as u64 + runs.iter().map(|r| r.1).sum::<u64>());
+        let (dir, base) = e.path.rsplit_once('/').map_or(("", e.path.as_str()), |(d, b)| (d, b));
+        let stand_in = if dir.is_empty() { format!("GNUSparseFile.0/{base}") } else { format!("{dir}/GNUSparseFile.0/{base}") };
+        let body = (&map[..]).chain(crate::holes::Runs { file: f, runs, done: 0 });
+        self.tar.append_data(h, stand_in, body).map_err(io_err(&self.file))
+    }
+
+    /// The entry's PAX records (xattrs, then `more`) in one extended header, if any: a
+    /// second header would replace the first for Go's reader.
+    fn pax(&mut self, e: &TarEntry, more: &[(&str, &[u8])]) -> Result<(), Error> {
+        if e.xattrs.is_empty() && more.is_empty() {
+            return Ok(());
+        }
+        let xattrs: Vec<(String, &[u8])> = e.xattrs.iter().map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.as_slice())).collect();
+        let recs = xattrs.iter().map(|(k, v)| (k.as_str(), *v)).chain(more.iter().copied());
+        self.tar.append_pax_extensions(recs).map_err(io_err(&self.file))
+    }
+
     /// Append one entry.
     pub fn append(&mut self, e: &TarEntry) -> Result<(), Error> {
         let file = self.file.to_path_buf();
-        let err = io_err(&file);
-        if !e.xattrs.is_empty() {
-            let recs: Vec<(String, &[u8])> = e.xattrs.iter().map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.as_slice())).collect();
-            self.tar.append_pax_extensions(recs.iter().map(|(k, v)| (k.as_str(), *v))).map_err(err)?;
+        if !matches!(e.kind, EntryKind::File { data: FileData::Rooted(..) | FileData::Path(_), .. }) {
+            self.pax(e, &[])?;
         }
         let err = io_err(&file);
         match &e.kind {
@@ -247,11 +292,11 @@ impl LayerWriter {
                             .open_file(rel)
                             .map_err(|e| Error::Io { context: format!("reading {}", p.display()), source: e.into_io() })?;
                         let f = f.ok_or_else(|| Error::Changed { path: p.clone() })?;
-                        self.append_counted(&mut h, &e.path, f, *size, &p)
+                        self.append_counted(e, &mut h, f, *size, &p)
                     }
                     FileData::Path(p) => {
                         let f = File::open(p).map_err(|s| Error::Io { context: format!("reading {}", p.display()), source: s })?;
-                        self.append_counted(&mut h, &e.path, f, *size, p)
+                        self.append_counted(e, &mut h, f, *size, p)
                     }
                 }
             }
@@ -276,17 +321,6 @@ impl LayerWriter {
                 }
                 self.tar.append_data(&mut h, &e.path, io::empty()).map_err(err)
             }
-        }
-    }
-
-    /// Append an entry copied from another tar (squashing): its header as it is.
-    pub fn append_raw(&mut self, header: &tar::Header, path: &[u8], link: Option<&[u8]>, data: impl Read) -> Result<(), Error> {
-        let file = self.file.to_path_buf();
-        let mut h = header.clone();
-        let path = String::from_utf8_lossy(path).into_owned();
-        match link {
-            Some(l) => self.tar.append_link(&mut h, &path, String::from_utf8_lossy(l).as_ref()).map_err(io_err(&file)),
-            None => self.tar.append_data(&mut h, &path, data).map_err(io_err(&file)),
         }
     }
 

@@ -18,6 +18,7 @@ mod error;
 mod extract;
 mod files;
 mod filter;
+mod holes;
 mod layer;
 mod pgzip;
 mod read;

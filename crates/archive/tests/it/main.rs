@@ -6,6 +6,7 @@
 mod gotar;
 mod mutated;
 mod reader;
+mod sparse;
 
 use std::collections::BTreeMap;
 use std::path::Path;
