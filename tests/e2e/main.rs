@@ -6,6 +6,7 @@ mod compat;
 mod conda;
 mod creds;
 mod docs;
+mod gocorpus;
 mod hostile;
 mod parallel;
 mod paths;

@@ -1,5 +1,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::os::unix::ffi::OsStringExt;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,9 +40,17 @@ fn parents(path: &str, mtime: u64, seen: &mut BTreeSet<String>) -> Vec<TarEntry>
         }
         acc.push_str(c);
         if seen.insert(acc.clone()) {
-            out.push(TarEntry::dir(&acc, 0o755, mtime));
+            out.push(TarEntry::dir(acc.as_str(), 0o755, mtime));
         }
     }
+    out
+}
+
+/// `dest/rel`, as bytes.
+fn join(dest: &str, rel: &OsStr) -> OsString {
+    let mut out = OsString::from(dest);
+    out.push("/");
+    out.push(rel);
     out
 }
 
@@ -112,7 +121,7 @@ impl PathLayer {
                 dest = if dest.is_empty() { name } else { format!("{dest}/{name}") };
             }
             out.extend(parents(&dest, mtime, &mut seen));
-            out.push(self.entry_for(Origin::Host(&self.from), &Stat::from(&root_meta), dest, mtime, &mut HashMap::new())?);
+            out.push(self.entry_for(Origin::Host(&self.from), &Stat::from(&root_meta), dest.into(), mtime, &mut HashMap::new())?);
             return Ok(out);
         }
         // Walk sorted by name so the layer's bytes do not depend on directory order.
@@ -124,9 +133,9 @@ impl PathLayer {
                 context: format!("walking {}", self.from.display()),
                 source: e.into_io_error().unwrap_or_else(|| std::io::Error::other("filesystem loop")),
             })?;
-            let rel = item.path().strip_prefix(&self.from).unwrap_or(item.path());
-            let rel = rel.to_string_lossy().replace('\\', "/");
-            if !exclude.is_empty() && exclude.matches(&rel) {
+            // The name as bytes (it need not be UTF-8); filters see it as text.
+            let rel = item.path().strip_prefix(&self.from).unwrap_or(item.path()).as_os_str().to_os_string();
+            if !exclude.is_empty() && exclude.matches(&rel.to_string_lossy()) {
                 if item.file_type().is_dir() && !exclude.has_exceptions() {
                     it.skip_current_dir();
                 }
@@ -136,29 +145,30 @@ impl PathLayer {
         }
         if !include.is_empty() {
             // Keep matches, and the directories that lead to them.
-            let keep: Vec<&String> = walked.iter().filter(|(r, _, _)| include.matches(r)).map(|(r, _, _)| r).collect();
-            let mut needed: BTreeSet<String> = BTreeSet::new();
+            let keep: Vec<&OsString> = walked.iter().filter(|(r, _, _)| include.matches(&r.to_string_lossy())).map(|(r, _, _)| r).collect();
+            let mut needed: BTreeSet<&[u8]> = BTreeSet::new();
             for r in &keep {
-                let mut acc = String::new();
-                for c in r.split('/') {
-                    if !acc.is_empty() {
-                        acc.push('/');
+                let r = r.as_bytes();
+                for (i, b) in r.iter().enumerate() {
+                    if *b == b'/' {
+                        needed.insert(&r[..i]);
                     }
-                    acc.push_str(c);
-                    needed.insert(acc.clone());
                 }
+                needed.insert(r);
             }
-            walked.retain(|(r, _, _)| needed.contains(r));
+            let needed: BTreeSet<Vec<u8>> = needed.into_iter().map(<[u8]>::to_vec).collect();
+            walked.retain(|(r, _, _)| needed.contains(r.as_bytes()));
         }
         if !dest.is_empty() {
             out.extend(parents(&dest, mtime, &mut seen));
-            let mut top = self.entry_for(Origin::Host(&self.from), &Stat::from(&root_meta), dest.clone(), mtime, &mut HashMap::new())?;
-            top.path = dest.clone();
+            let mut top =
+                self.entry_for(Origin::Host(&self.from), &Stat::from(&root_meta), dest.clone().into(), mtime, &mut HashMap::new())?;
+            top.path = dest.clone().into();
             out.push(top);
         }
         let mut links = HashMap::new();
         for (rel, host, _) in walked {
-            let path = if dest.is_empty() { rel } else { format!("{dest}/{rel}") };
+            let path = if dest.is_empty() { rel } else { join(&dest, &rel) };
             let meta = std::fs::symlink_metadata(&host).map_err(crate::error::io(format!("reading {}", host.display())))?;
             if meta.file_type().is_socket() {
                 tracing::warn!(path = %host.display(), "skipping a socket: tar cannot hold one");
@@ -173,9 +183,9 @@ impl PathLayer {
         &self,
         origin: Origin<'_>,
         st: &Stat,
-        path: String,
+        path: OsString,
         mtime: u64,
-        links: &mut HashMap<(u64, u64), String>,
+        links: &mut HashMap<(u64, u64), OsString>,
     ) -> Result<TarEntry, Error> {
         let kind = match st.kind {
             Kind::Dir => EntryKind::Dir,
@@ -232,7 +242,7 @@ pub enum Origin<'a> {
     Host(&'a Path),
     /// A path inside a root (a build context, a stage, a prefix), read through the rooted
     /// path layer: never resolved on the host.
-    Rooted(&'a Arc<Root>, &'a str),
+    Rooted(&'a Arc<Root>, &'a OsStr),
 }
 
 impl Origin<'_> {
@@ -243,7 +253,7 @@ impl Origin<'_> {
         }
     }
 
-    fn read_link(&self) -> Result<String, Error> {
+    fn read_link(&self) -> Result<OsString, Error> {
         let target = match self {
             Origin::Host(p) => std::fs::read_link(p)
                 .map(|t| t.into_os_string().into_vec())
@@ -252,13 +262,13 @@ impl Origin<'_> {
                 r.read_link(rel).map_err(|e| crate::error::io(format!("reading link {}", self.shown()))(e.into_io()))?
             }
         };
-        Ok(String::from_utf8_lossy(&target).into_owned())
+        Ok(OsString::from_vec(target))
     }
 
     fn data(&self) -> FileData {
         match self {
             Origin::Host(p) => FileData::Path(p.to_path_buf()),
-            Origin::Rooted(r, rel) => FileData::Rooted(Arc::clone(r), rel.to_string()),
+            Origin::Rooted(r, rel) => FileData::Rooted(Arc::clone(r), rel.to_os_string()),
         }
     }
 }
@@ -269,10 +279,10 @@ impl Origin<'_> {
 pub fn host_entry(
     origin: Origin<'_>,
     st: &Stat,
-    path: String,
+    path: OsString,
     mtime: u64,
     owner: Owner,
-    links: &mut HashMap<(u64, u64), String>,
+    links: &mut HashMap<(u64, u64), OsString>,
 ) -> Result<TarEntry, Error> {
     let mut cfg = PathLayer::new("", "");
     cfg.owner = owner;
@@ -348,7 +358,7 @@ impl ContentsLayer {
             out.extend(parents(&path, mtime, &mut seen));
             out.push(TarEntry {
                 kind: EntryKind::File { data: FileData::Bytes(c.data.clone()), size: c.data.len() as u64 },
-                path,
+                path: path.into(),
                 mode: c.mode.unwrap_or(0o644),
                 uid: 0,
                 gid: 0,
@@ -410,7 +420,7 @@ pub fn entries_for_files(root: &Path, files: &[String], dest: &str, mtime: u64, 
             let path = join(&dir_rel);
             if seen.insert(path.clone()) {
                 let st = stat(&dir_rel)?;
-                out.push(cfg.entry_for(Origin::Rooted(&rooted, &dir_rel), &st, path, mtime, &mut links)?);
+                out.push(cfg.entry_for(Origin::Rooted(&rooted, OsStr::new(&dir_rel)), &st, path.into(), mtime, &mut links)?);
             }
         }
         let path = join(&rel);
@@ -418,7 +428,7 @@ pub fn entries_for_files(root: &Path, files: &[String], dest: &str, mtime: u64, 
             continue;
         }
         let st = stat(&rel)?;
-        out.push(cfg.entry_for(Origin::Rooted(&rooted, &rel), &st, path, mtime, &mut links)?);
+        out.push(cfg.entry_for(Origin::Rooted(&rooted, OsStr::new(&rel)), &st, path.into(), mtime, &mut links)?);
     }
     Ok(out)
 }

@@ -1,5 +1,7 @@
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -44,7 +46,7 @@ pub enum FileData {
     /// A regular file inside a root (an image's, a build context), opened through the
     /// rooted path layer when written: a name swapped for a symlink since it was listed
     /// still cannot lead out of the root.
-    Rooted(std::sync::Arc<imgtool_rootfs::Root>, String),
+    Rooted(std::sync::Arc<imgtool_rootfs::Root>, OsString),
 }
 
 /// What a tar entry is.
@@ -59,10 +61,10 @@ pub enum EntryKind {
         /// How many.
         size: u64,
     },
-    /// A symbolic link to this target.
-    Symlink(String),
+    /// A symbolic link to this target (bytes: it need not be UTF-8).
+    Symlink(OsString),
     /// A hard link to an earlier entry of the same layer.
-    Hardlink(String),
+    Hardlink(OsString),
     /// A named pipe.
     Fifo,
     /// A character device (major, minor).
@@ -74,8 +76,9 @@ pub enum EntryKind {
 /// One entry of a layer, with everything that goes into its header.
 #[derive(Debug, Clone)]
 pub struct TarEntry {
-    /// The path in the image, relative, without a leading `/`.
-    pub path: String,
+    /// The path in the image, relative, without a leading `/` (bytes: a Linux name need
+    /// not be UTF-8).
+    pub path: OsString,
     /// What it is.
     pub kind: EntryKind,
     /// Permission bits (including setuid/setgid/sticky).
@@ -92,7 +95,7 @@ pub struct TarEntry {
 
 impl TarEntry {
     /// A directory entry owned by root.
-    pub fn dir(path: &str, mode: u32, mtime: u64) -> Self {
+    pub fn dir(path: impl Into<OsString>, mode: u32, mtime: u64) -> Self {
         Self { path: path.into(), kind: EntryKind::Dir, mode, uid: 0, gid: 0, mtime, xattrs: Vec::new() }
     }
 }
@@ -252,8 +255,12 @@ impl LayerWriter {
         posix.set_mtime(e.mtime);
         let h = &mut posix;
         h.set_size(map.len() as u64 + runs.iter().map(|r| r.1).sum::<u64>());
-        let (dir, base) = e.path.rsplit_once('/').map_or(("", e.path.as_str()), |(d, b)| (d, b));
-        let stand_in = if dir.is_empty() { format!("GNUSparseFile.0/{base}") } else { format!("{dir}/GNUSparseFile.0/{base}") };
+        let path = e.path.as_bytes();
+        let stand_in = match path.iter().rposition(|b| *b == b'/') {
+            Some(i) => [&path[..i], b"/GNUSparseFile.0/", &path[i + 1..]].concat(),
+            None => [&b"GNUSparseFile.0/"[..], path].concat(),
+        };
+        let stand_in = OsString::from_vec(stand_in);
         let body = (&map[..]).chain(crate::holes::Runs { file: f, runs, done: 0 });
         self.tar.append_data(h, stand_in, body).map_err(io_err(&self.file))
     }
@@ -279,7 +286,12 @@ impl LayerWriter {
         match &e.kind {
             EntryKind::Dir => {
                 let mut h = Self::header(e, tar::EntryType::Directory, 0);
-                let p = format!("{}/", e.path.trim_end_matches('/'));
+                let mut p = e.path.as_bytes().to_vec();
+                while p.last() == Some(&b'/') {
+                    p.pop();
+                }
+                p.push(b'/');
+                let p = OsStr::from_bytes(&p);
                 self.tar.append_data(&mut h, p, io::empty()).map_err(err)
             }
             EntryKind::File { data, size } => {

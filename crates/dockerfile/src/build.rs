@@ -1,6 +1,8 @@
 //! The interpreter: stages, instructions, RUN in the sandbox, the step cache.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;

@@ -2,6 +2,8 @@
 //! the cache.
 
 use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -93,6 +95,16 @@ fn join(a: &str, b: &str) -> String {
     if a.is_empty() { b.to_string() } else { format!("{a}/{b}") }
 }
 
+/// `a/b` with `b` as bytes.
+pub(crate) fn join_os(a: &str, b: &OsStr) -> OsString {
+    let mut out = OsString::from(a);
+    if !a.is_empty() && !b.is_empty() {
+        out.push("/");
+    }
+    out.push(b);
+    out
+}
+
 impl Tree {
     /// The tree at `path`, named `name` in errors.
     pub fn open(path: &Path, name: impl Into<String>) -> Result<Self, String> {
@@ -170,9 +182,17 @@ impl Tree {
                 .compile_matcher();
             let mut out = Vec::new();
             for (r, _, st) in self.walk("")? {
-                if !glob.is_match(&r) {
-                    continue;
-                }
+                let r = match r.into_string() {
+                    Ok(r) if glob.is_match(&r) => r,
+                    Ok(_) => continue,
+                    Err(r) if glob.is_match(r.to_string_lossy().as_ref()) => {
+                        return Err(format!(
+                            "{word} matches {:?}, a name that is not UTF-8: copy the directory that holds it instead",
+                            r.to_string_lossy()
+                        ));
+                    }
+                    Err(_) => continue,
+                };
                 // A matched symlink is followed inside the root only; one that leads
                 // nowhere there is copied as the link it is, never read through.
                 let resolved = if st.kind == Kind::Symlink { self.resolve(&r) } else { Some(r.clone()) };
@@ -198,7 +218,8 @@ impl Tree {
     /// Everything under `rel` (a directory), sorted, `.dockerignore` applied; each with its
     /// path relative to the root as named, where it is in the root, and what `stat` says
     /// of it (not following it).
-    pub fn walk(&self, rel: &str) -> Result<Vec<(String, String, Stat)>, String> {
+    /// Names are bytes: they need not be UTF-8 (`.dockerignore` sees them as text).
+    pub fn walk(&self, rel: &str) -> Result<Vec<(OsString, OsString, Stat)>, String> {
         let base = if rel.is_empty() {
             String::new()
         } else {
@@ -208,7 +229,7 @@ impl Tree {
         let listed = self
             .root
             .walk(&base, &mut |within, st| {
-                if !self.ignored(&join(rel, within)) {
+                if !self.ignored(&join(rel, &within.to_string_lossy())) {
                     Visit::Keep
                 } else if st.kind == Kind::Dir && has_exceptions {
                     Visit::Hide
@@ -217,7 +238,7 @@ impl Tree {
                 }
             })
             .map_err(|e| format!("walking {} in {}: {e}", if rel.is_empty() { "/" } else { rel }, self.name))?;
-        Ok(listed.into_iter().map(|(within, st)| (join(rel, &within), join(&base, &within), st)).collect())
+        Ok(listed.into_iter().map(|(within, st)| (join_os(rel, &within), join_os(&base, &within), st)).collect())
     }
 
     /// A digest of what `sources` hold (names, types, modes, contents, link targets), for
@@ -226,7 +247,7 @@ impl Tree {
         let mut h = Hasher::sha256();
         for s in sources {
             let st = self.stat(&s.at, !s.link)?.ok_or_else(|| format!("{}: no longer in {}", s.rel, self.name))?;
-            let mut items = vec![(s.rel.clone(), s.at.clone(), st)];
+            let mut items = vec![(OsString::from(&s.rel), OsString::from(&s.at), st)];
             if s.is_dir {
                 items.extend(self.walk(&s.rel)?);
             }
@@ -240,7 +261,8 @@ impl Tree {
                     // FIFOs, sockets and devices are copied as what they are; never read.
                     _ => format!("s{:?}", st.kind),
                 };
-                h.update(format!("{rel}\0{kind}\0{:o}\0{}\0{}\n", st.mode, st.uid, st.gid).as_bytes());
+                h.update(rel.as_bytes());
+                h.update(format!("\0{kind}\0{:o}\0{}\0{}\n", st.mode, st.uid, st.gid).as_bytes());
             }
         }
         Ok(h.finish().hex().to_string())
@@ -263,7 +285,7 @@ impl FileHashes {
         Self { known, path: Some(path), changed: false }
     }
 
-    fn of(&mut self, root: &Root, at: &str, st: &Stat) -> Result<String, String> {
+    fn of(&mut self, root: &Root, at: &OsStr, st: &Stat) -> Result<String, String> {
         let stamp = format!("{}:{}:{}:{}.{}:{}.{}", st.id.0, st.id.1, st.size, st.mtime.0, st.mtime.1, st.ctime.0, st.ctime.1);
         let shown = root.path().join(at);
         let key = format!("{}|{stamp}", shown.display());

@@ -2,6 +2,8 @@
 //! as layer entries (added and changed paths, deletions as whiteouts).
 
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::sync::Arc;
 
 use imgtool_archive::{EntryKind, FileData, Origin, Owner, TarEntry, host_entry};
@@ -38,9 +40,10 @@ impl From<&Stat> for Stamp {
     }
 }
 
-/// Paths (relative, `/`-separated), their stamps and what `stat` said.
+/// Paths (relative, `/`-separated, bytes: names need not be UTF-8), their stamps and what
+/// `stat` said.
 #[derive(Debug, Default)]
-pub(crate) struct Snapshot(BTreeMap<String, (Stamp, Stat)>);
+pub(crate) struct Snapshot(BTreeMap<OsString, (Stamp, Stat)>);
 
 /// Mount points the runtime makes in the root for the command: not the command's doing.
 const RUNTIME: &[&str] = &["proc", "sys", "dev"];
@@ -52,21 +55,21 @@ pub(crate) fn snapshot(root: &Root) -> std::io::Result<Snapshot> {
     Ok(Snapshot(listed.into_iter().map(|(p, st)| (p, ((&st).into(), st))).collect()))
 }
 
-fn under(path: &str, dir: &str) -> bool {
-    path == dir || path.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
+fn under(path: &OsStr, dir: &OsStr) -> bool {
+    path == dir || path.as_bytes().strip_prefix(dir.as_bytes()).is_some_and(|r| r.starts_with(b"/"))
 }
 
 /// The layer entries that turn `before` into `after` (both of `root`), sorted so parents
 /// come first; every entry gets `mtime`.
 pub(crate) fn changes(root: &Arc<Root>, before: &Snapshot, after: &Snapshot, mtime: u64) -> std::io::Result<Vec<TarEntry>> {
-    let mut out: BTreeMap<Vec<String>, TarEntry> = BTreeMap::new();
-    let key = |p: &str| p.split('/').map(str::to_string).collect::<Vec<_>>();
+    let mut out: BTreeMap<Vec<Vec<u8>>, TarEntry> = BTreeMap::new();
+    let key = |p: &OsStr| p.as_bytes().split(|b| *b == b'/').map(<[u8]>::to_vec).collect::<Vec<_>>();
     let mut links = HashMap::new();
     for (path, (stamp, st)) in &after.0 {
         if before.0.get(path).map(|b| &b.0) == Some(stamp) {
             continue;
         }
-        if !before.0.contains_key(path) && RUNTIME.iter().any(|r| under(path, r) && !before.0.contains_key(*r)) {
+        if !before.0.contains_key(path) && RUNTIME.iter().any(|r| under(path, OsStr::new(r)) && !before.0.contains_key(OsStr::new(r))) {
             continue;
         }
         let mut e =
@@ -75,19 +78,20 @@ pub(crate) fn changes(root: &Arc<Root>, before: &Snapshot, after: &Snapshot, mti
         out.insert(key(path), e);
     }
     // Deleted paths: one whiteout for the topmost deleted directory covers its contents.
-    let mut gone: Vec<&String> = before.0.keys().filter(|p| !after.0.contains_key(*p)).collect();
+    let mut gone: Vec<&OsString> = before.0.keys().filter(|p| !after.0.contains_key(*p)).collect();
     gone.sort();
-    let mut last: Option<&String> = None;
+    let mut last: Option<&OsString> = None;
     for path in gone {
         if last.is_some_and(|l| under(path, l)) {
             continue;
         }
         last = Some(path);
-        let (dir, name) = match path.rsplit_once('/') {
-            Some((d, n)) => (format!("{d}/"), n),
-            None => (String::new(), path.as_str()),
+        let bytes = path.as_bytes();
+        let (dir, name) = match bytes.iter().rposition(|b| *b == b'/') {
+            Some(i) => (&bytes[..=i], &bytes[i + 1..]),
+            None => (&b""[..], bytes),
         };
-        let wh = format!("{dir}.wh.{name}");
+        let wh = OsString::from_vec([dir, b".wh.", name].concat());
         out.insert(
             key(&wh),
             TarEntry {

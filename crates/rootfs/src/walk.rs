@@ -1,6 +1,6 @@
 //! Listing a tree inside a root from directory handles, never through host paths.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 
 use crate::dir::{Dir, Kind, Stat};
 use crate::error::{Error, Result};
@@ -21,12 +21,12 @@ pub enum Visit {
 /// One open directory of the walk and the names in it still to visit (last first).
 struct Frame {
     dir: Dir,
-    prefix: String,
+    prefix: OsString,
     names: Vec<OsString>,
 }
 
 impl Frame {
-    fn new(dir: Dir, prefix: String) -> Result<Frame> {
+    fn new(dir: Dir, prefix: OsString) -> Result<Frame> {
         let mut names = dir.names()?;
         // Sorted bytewise, popped from the end: the walk's order depends only on the names.
         names.sort_by(|a, b| b.cmp(a));
@@ -38,16 +38,17 @@ impl Root {
     /// Everything under the directory `rel` (symlinks in `rel` followed inside the root,
     /// none below it), parents before children and names in byte order, as paths relative
     /// to `rel` with what `stat` says of each. `visit` decides what is listed and entered.
-    /// Only the directories on the current path are held open; names that are not UTF-8
-    /// are refused (they would be read back as other names).
-    pub fn walk(&self, rel: &str, visit: &mut dyn FnMut(&str, &Stat) -> Visit) -> Result<Vec<(String, Stat)>> {
+    /// Only the directories on the current path are held open. Names are bytes, as Linux
+    /// has them (they need not be UTF-8).
+    pub fn walk(&self, rel: impl AsRef<OsStr>, visit: &mut dyn FnMut(&OsStr, &Stat) -> Visit) -> Result<Vec<(OsString, Stat)>> {
+        let rel = rel.as_ref();
         let top = self.dir(rel)?.ok_or_else(|| Error::Io {
             op: "walking",
-            path: crate::root::shown(rel.as_ref()),
+            path: crate::root::shown(rel),
             source: rustix::io::Errno::NOENT.into(),
         })?;
         let mut out = Vec::new();
-        let mut stack = vec![Frame::new(top, String::new())?];
+        let mut stack = vec![Frame::new(top, OsString::new())?];
         while let Some(frame) = stack.last_mut() {
             let Some(name) = frame.names.pop() else {
                 stack.pop();
@@ -55,14 +56,14 @@ impl Root {
             };
             // Gone since it was listed: nothing to copy.
             let Some(st) = frame.dir.stat(&name)? else { continue };
-            let Some(text) = name.to_str() else {
-                return Err(Error::Io {
-                    op: "walking (names that are not UTF-8 are not supported)",
-                    path: format!("{}/{}", frame.dir.path().trim_end_matches('/'), name.to_string_lossy()),
-                    source: rustix::io::Errno::ILSEQ.into(),
-                });
+            let path = if frame.prefix.is_empty() {
+                name.clone()
+            } else {
+                let mut p = frame.prefix.clone();
+                p.push("/");
+                p.push(&name);
+                p
             };
-            let path = if frame.prefix.is_empty() { text.to_string() } else { format!("{}/{text}", frame.prefix) };
             let what = visit(&path, &st);
             if what == Visit::Keep {
                 out.push((path.clone(), st));

@@ -107,11 +107,11 @@ async fn layers_are_reproducible_and_filtered() {
 
     let mut layer = PathLayer::new(&tree, "/app");
     layer.exclude = vec!["**/*.pyc".into(), "sub/x*".into()];
-    let names: Vec<String> = layer.entries(0).unwrap().into_iter().map(|e| e.path).collect();
+    let names: Vec<String> = layer.entries(0).unwrap().into_iter().map(|e| e.path.into_string().unwrap()).collect();
     assert_eq!(names, ["app", "app/a.txt", "app/hard", "app/link", "app/sub", "app/sub/c.txt", "app/sub/deep"]);
     layer.exclude.clear();
     layer.include = vec!["**/*.txt".into()];
-    let names: Vec<String> = layer.entries(0).unwrap().into_iter().map(|e| e.path).collect();
+    let names: Vec<String> = layer.entries(0).unwrap().into_iter().map(|e| e.path.into_string().unwrap()).collect();
     assert_eq!(names, ["app", "app/a.txt", "app/sub", "app/sub/c.txt"]);
 }
 

@@ -114,10 +114,10 @@ impl Builder<'_> {
             return Err(err(format!("with several sources the destination must be a directory ending in /: write {dest_word}/")));
         }
         let mtime = self.mtime();
-        let mut entries: BTreeMap<Vec<String>, TarEntry> = BTreeMap::new();
+        let mut entries: BTreeMap<Vec<Vec<u8>>, TarEntry> = BTreeMap::new();
         let mut links = HashMap::new();
-        let put = |e: TarEntry, entries: &mut BTreeMap<Vec<String>, TarEntry>| {
-            entries.insert(e.path.split('/').map(str::to_string).collect(), e);
+        let put = |e: TarEntry, entries: &mut BTreeMap<Vec<Vec<u8>>, TarEntry>| {
+            entries.insert(components(&e.path), e);
         };
         let fix = |mut e: TarEntry| -> TarEntry {
             if let Some(m) = chmod {
@@ -128,15 +128,7 @@ impl Builder<'_> {
             e.mtime = mtime;
             e
         };
-        let join = |base: &str, rel: &str| {
-            if base.is_empty() {
-                rel.to_string()
-            } else if rel.is_empty() {
-                base.to_string()
-            } else {
-                format!("{base}/{rel}")
-            }
-        };
+        let join = |base: &str, rel: &OsStr| crate::context::join_os(base, rel);
         let archive_kind = |s: &Source| add && !s.link && !s.is_dir && is_archive(&tree.root, &s.at);
         let mut extracted: Vec<tempfile::TempDir> = Vec::new();
         for s in &resolved {
@@ -160,7 +152,8 @@ impl Builder<'_> {
             if s.is_dir {
                 // A directory's contents go into the destination.
                 for (rel, at, st) in tree.walk(&s.rel).map_err(err)? {
-                    let within = if s.rel.is_empty() { rel.clone() } else { rel[s.rel.len() + 1..].to_string() };
+                    let within =
+                        if s.rel.is_empty() { rel.clone() } else { OsStr::from_bytes(&rel.as_bytes()[s.rel.len() + 1..]).to_owned() };
                     let e = host_entry(Origin::Rooted(&tree.root, &at), &st, join(&dest_rel, &within), mtime, owner, &mut links)
                         .map_err(|e| err(e.to_string()))?;
                     put(fix(e), &mut entries);
@@ -168,23 +161,25 @@ impl Builder<'_> {
                 if !dest_rel.is_empty() && rooted.stat(&dest_rel, false).ok().flatten().is_none() {
                     let st = tree.root.stat(&s.at, true).map_err(|e| err(e.to_string()))?;
                     let st = st.ok_or_else(|| err(format!("{}: no longer in {}", s.rel, tree.name)))?;
-                    let e = host_entry(Origin::Rooted(&tree.root, &s.at), &st, dest_rel.clone(), mtime, owner, &mut links)
-                        .map_err(|e| err(e.to_string()))?;
+                    let e =
+                        host_entry(Origin::Rooted(&tree.root, OsStr::new(&s.at)), &st, dest_rel.clone().into(), mtime, owner, &mut links)
+                            .map_err(|e| err(e.to_string()))?;
                     put(fix(e), &mut entries);
                 }
                 continue;
             }
             let name = s.rel.rsplit('/').next().unwrap_or(&s.rel);
-            let target = if dest_is_dir { join(&dest_rel, name) } else { dest_rel.clone() };
+            let target = if dest_is_dir { join(&dest_rel, OsStr::new(name)) } else { dest_rel.clone().into() };
             // A symlink named as a source was followed inside its tree already (`at` is
             // where it leads); one that leads nowhere inside is copied as a link.
             let st = tree.root.stat(&s.at, false).map_err(|e| err(format!("{}: {e}", s.rel)))?;
             let st = st.ok_or_else(|| err(format!("{}: no longer in {}", s.rel, tree.name)))?;
-            let e = host_entry(Origin::Rooted(&tree.root, &s.at), &st, target, mtime, owner, &mut links).map_err(|e| err(e.to_string()))?;
+            let e = host_entry(Origin::Rooted(&tree.root, OsStr::new(&s.at)), &st, target, mtime, owner, &mut links)
+                .map_err(|e| err(e.to_string()))?;
             put(fix(e), &mut entries);
         }
         for (name, body) in &heredoc_files {
-            let target = if dest_is_dir { join(&dest_rel, name) } else { dest_rel.clone() };
+            let target = if dest_is_dir { join(&dest_rel, OsStr::new(name)) } else { dest_rel.clone().into() };
             let (uid, gid) = match owner {
                 Owner::Fixed(u, g) => (u as u64, g as u64),
                 _ => (0, 0),
@@ -208,7 +203,7 @@ impl Builder<'_> {
                     return Err(err(format!("{url}: --checksum={want} does not match what was downloaded ({got})")));
                 }
             }
-            let target = if dest_is_dir { join(&dest_rel, &name) } else { dest_rel.clone() };
+            let target = if dest_is_dir { join(&dest_rel, OsStr::new(&name)) } else { dest_rel.clone().into() };
             let meta = std::fs::metadata(file.path()).map_err(|e| err(e.to_string()))?;
             let mut e =
                 host_entry(Origin::Host(file.path()), &(&meta).into(), target, mtime, owner, &mut links).map_err(|e| err(e.to_string()))?;
@@ -216,10 +211,10 @@ impl Builder<'_> {
             put(fix(e), &mut entries);
             downloads.push(file);
         }
-        let paths: Vec<String> = entries.values().map(|e| e.path.clone()).collect();
+        let paths: Vec<OsString> = entries.values().map(|e| e.path.clone()).collect();
         for p in paths {
             for d in missing_dirs(&rooted, &p, false, mtime) {
-                entries.entry(d.path.split('/').map(str::to_string).collect()).or_insert(d);
+                entries.entry(components(&d.path)).or_insert(d);
             }
         }
         let entries: Vec<TarEntry> = entries.into_values().collect();
@@ -232,28 +227,27 @@ impl Builder<'_> {
 
 /// The directories on the way to `rel` (and `rel` itself when `inclusive`) that `root`
 /// does not have, as root-owned 0755 entries, outermost first.
-pub(super) fn missing_dirs(root: &imgtool_rootfs::Root, rel: &str, inclusive: bool, mtime: u64) -> Vec<TarEntry> {
-    let comps: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
+pub(super) fn missing_dirs(root: &imgtool_rootfs::Root, rel: impl AsRef<OsStr>, inclusive: bool, mtime: u64) -> Vec<TarEntry> {
+    let comps: Vec<&[u8]> = rel.as_ref().as_bytes().split(|b| *b == b'/').filter(|c| !c.is_empty()).collect();
     let upto = if inclusive { comps.len() } else { comps.len().saturating_sub(1) };
     (1..=upto)
-        .map(|n| comps[..n].join("/"))
+        .map(|n| OsString::from_vec(comps[..n].join(&b'/')))
         .filter(|dir| root.stat(dir, false).ok().flatten().is_none())
-        .map(|dir| TarEntry::dir(&dir, 0o755, mtime))
+        .map(|dir| TarEntry::dir(dir, 0o755, mtime))
         .collect()
+}
+
+/// A path's components, as bytes (the order of a tar's entries).
+pub(super) fn components(path: &OsStr) -> Vec<Vec<u8>> {
+    path.as_bytes().split(|b| *b == b'/').map(<[u8]>::to_vec).collect()
 }
 
 /// Whether a file is a tar archive, compressed or not (ADD extracts those; any other
 /// file, a lone `.gz` included, is copied as it is).
 pub(super) fn is_archive(root: &imgtool_rootfs::Root, at: &str) -> bool {
     let Ok(Some(f)) = root.open_file(at) else { return false };
-    let Ok(mut r) = imgtool_core::decompress_sniffed(f) else { return false };
-    let mut head = [0u8; 512];
-    let mut n = 0;
-    while n < head.len() {
-        match std::io::Read::read(&mut r, &mut head[n..]) {
-            Ok(0) | Err(_) => break,
-            Ok(k) => n += k,
-        }
-    }
-    n == head.len() && &head[257..262] == b"ustar"
+    let Ok(r) = imgtool_core::decompress_sniffed(f) else { return false };
+    // As BuildKit decides: an archive is what Go's tar reader reads a first member from
+    // (a V7 tar, with no magic, included; an empty one not).
+    matches!(imgtool_archive::TarReader::new(r).next_member(), Ok(Some(_)))
 }
