@@ -61,3 +61,66 @@ fn sparse_files_are_read_by_go_and_kept_sparse() {
     let size = std::fs::metadata(t.join("root.tar")).unwrap().len();
     assert!(size < 1 << 20, "export wrote {size} bytes of tar for a sparse file");
 }
+
+/// A tree with what layers carry: long names and link targets, links of both kinds, modes,
+/// an empty directory, a name that is not UTF-8, a sparse file.
+fn tool_tree(src: &std::path::Path) {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{FileExt, PermissionsExt};
+    let long = src.join("l".repeat(60)).join("m".repeat(60));
+    for d in [src.join("d"), src.join("empty"), long.clone()] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(src.join("d/f"), "hello\n").unwrap();
+    std::fs::write(src.join("d/x"), "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(src.join("d/x"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    std::fs::set_permissions(src.join("empty"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(long.join("file-with-a-long-name"), "deep\n").unwrap();
+    std::os::unix::fs::symlink("d/f", src.join("link")).unwrap();
+    std::os::unix::fs::symlink(format!("../{}", "t".repeat(120)), src.join("longlink")).unwrap();
+    std::fs::hard_link(src.join("d/f"), src.join("d/hard")).unwrap();
+    std::fs::write(src.join(std::ffi::OsStr::from_bytes(b"caf\xe9")), "latin-1\n").unwrap();
+    let f = std::fs::File::create(src.join("sparse")).unwrap();
+    f.set_len(8 << 20).unwrap();
+    f.write_all_at(b"data", 4 << 20).unwrap();
+}
+
+/// Layers written by GNU tar (GNU and POSIX formats, sparse), Python's tarfile (GNU, PAX)
+/// and Go's archive/tar writer (Docker's and BuildKit's), each exported as the same tree.
+#[test]
+fn layers_written_by_the_tools_people_use_are_read_as_written() {
+    use crate::gocorpus::{differences, listing};
+    require("tar", "tar");
+    require("go", "golang-go");
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    tool_tree(&t.join("src"));
+    let want = listing(&t.join("src"));
+    let sh = |script: &str| run_ok(std::process::Command::new("sh").current_dir(t).args(["-c", script]));
+    sh("tar --format=gnu --sparse -C src -cf gnu.tar .");
+    sh("tar --format=posix --sparse -C src -cf posix.tar .");
+    let py = "import sys, tarfile\nfmt = getattr(tarfile, sys.argv[1])\nwith tarfile.open(sys.argv[2], 'w', format=fmt) as t: t.add('src', arcname='.')";
+    run_ok(std::process::Command::new("python3").current_dir(t).args(["-c", py, "GNU_FORMAT", "python-gnu.tar"]));
+    run_ok(std::process::Command::new("python3").current_dir(t).args(["-c", py, "PAX_FORMAT", "python-pax.tar"]));
+    let go = imgtool_tests::workspace().join("fixtures/gowriter/main.go");
+    run_ok(
+        std::process::Command::new("go")
+            .current_dir(t)
+            .env("GOCACHE", t.join("gocache"))
+            .env("GO111MODULE", "off")
+            .arg("run")
+            .arg(&go)
+            .args(["src", "go.tar"]),
+    );
+    let mut problems = Vec::new();
+    for tool in ["gnu", "posix", "python-gnu", "python-pax", "go"] {
+        let layer = std::fs::read(t.join(format!("{tool}.tar"))).unwrap();
+        imgtool_tests::hostile::add_to_layout(&t.join("lay"), tool, &[layer]);
+        run_ok(imgtool(t).args(["export", &format!("oci:lay:{tool}"), &format!("out-{tool}")]));
+        let got = listing(&t.join(format!("out-{tool}")));
+        if got != want {
+            problems.push(format!("{tool}:\n{}", differences(&want, &got)));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -18,7 +18,7 @@ use crate::imgtool;
 const TESTDATA: &str = "/usr/share/go-1.19/src/archive/tar/testdata";
 
 /// Path -> what a tree holds there: type, permission bits, size, md5, link target.
-fn listing(root: &Path) -> BTreeMap<Vec<u8>, String> {
+pub(crate) fn listing(root: &Path) -> BTreeMap<Vec<u8>, String> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -43,7 +43,7 @@ fn listing(root: &Path) -> BTreeMap<Vec<u8>, String> {
     out
 }
 
-fn differences(a: &BTreeMap<Vec<u8>, String>, b: &BTreeMap<Vec<u8>, String>) -> String {
+pub(crate) fn differences(a: &BTreeMap<Vec<u8>, String>, b: &BTreeMap<Vec<u8>, String>) -> String {
     let keys: std::collections::BTreeSet<_> = a.keys().chain(b.keys()).collect();
     let diff: Vec<String> = keys
         .into_iter()
