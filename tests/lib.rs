@@ -1,13 +1,15 @@
 //! Helpers for the end-to-end tests: the built `imgtool` binary, a busybox rootfs, a real
-//! registry server, and podman with the flags this machine needs.
+//! registry server, a private Docker Engine, and podman with the flags this machine needs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod conda_channel;
+mod dockerd;
 mod fault;
 pub mod hostile;
 mod hostile_cases;
 mod tls;
 
+pub use dockerd::Dockerd;
 pub use fault::{Fault, FaultProxy, Seen};
 pub use hostile_cases::cases as hostile_cases;
 

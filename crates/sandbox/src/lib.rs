@@ -308,20 +308,15 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<(Ids, Vec<u32>)> {
             (Err(_), None) => return Err(Error::User { user: user.into(), why: format!("no group {g:?} in the image's /etc/group") }),
         },
     };
-    // Supplementary groups: those listing the user as a member, then its primary group
-    // (so the process keeps it in getgroups(), as buildah and Docker arrange).
-    let mut extra: Vec<u32> = match (&name, g) {
-        (Some(name), None) => groups
-            .iter()
-            .filter(|f| f.len() > 3 && f[3].split(',').any(|m| m == name))
-            .filter_map(|f| f[2].parse().ok())
-            .filter(|&id| id != gid)
-            .collect(),
+    // Supplementary groups: those listing the user as a member, in file order, when no
+    // group was named; not the primary group. That is runc's rule, so Docker's `run` and
+    // BuildKit's `RUN` (buildah adds the primary group too).
+    let extra: Vec<u32> = match (&name, g) {
+        (Some(name), None) => {
+            groups.iter().filter(|f| f.len() > 3 && f[3].split(',').any(|m| m == name)).filter_map(|f| f[2].parse().ok()).collect()
+        }
         _ => Vec::new(),
     };
-    if !extra.is_empty() {
-        extra.push(gid);
-    }
     Ok((Ids { uid, gid }, extra))
 }
 
@@ -338,8 +333,8 @@ mod tests {
         std::fs::write(root.path().join("etc/group"), "root:x:0:\napp:x:1000:\nwheel:x:10:app\n").unwrap();
         let r = |u: &str| resolve_user(root.path(), u);
         assert_eq!(r("").unwrap(), (Ids { uid: 0, gid: 0 }, vec![]));
-        assert_eq!(r("app").unwrap(), (Ids { uid: 1000, gid: 1000 }, vec![10, 1000]));
-        assert_eq!(r("1000").unwrap(), (Ids { uid: 1000, gid: 1000 }, vec![10, 1000]));
+        assert_eq!(r("app").unwrap(), (Ids { uid: 1000, gid: 1000 }, vec![10]));
+        assert_eq!(r("1000").unwrap(), (Ids { uid: 1000, gid: 1000 }, vec![10]));
         assert_eq!(r("4242").unwrap(), (Ids { uid: 4242, gid: 0 }, vec![]));
         assert_eq!(r("app:wheel").unwrap(), (Ids { uid: 1000, gid: 10 }, vec![]));
         assert_eq!(r("4242:77").unwrap(), (Ids { uid: 4242, gid: 77 }, vec![]));
