@@ -520,3 +520,20 @@ fn a_bare_double_dash_ends_the_flags() {
     assert_eq!(sources, &["a", "b"]);
     assert_eq!(dest, "/x/");
 }
+
+/// Names that are not UTF-8 go through RUN's layer (added, and deleted by a whiteout) and
+/// COPY of a directory as the bytes they are.
+#[tokio::test(flavor = "multi_thread")]
+async fn names_that_are_not_utf8_survive_run_and_copy() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let base = busybox_base(tmp.path()).await;
+    let name = |b: &[u8]| std::ffi::OsStr::from_bytes(b).to_owned();
+    let stage = "ARG BASE\nFROM ${BASE} AS a\nRUN mkdir /n && printf latin > \"/n/$(printf 'caf\\351')\" && printf gone > \"/n/$(printf 'd\\351j\\340')\"\nRUN rm \"/n/$(printf 'd\\351j\\340')\"\n";
+    let (_, root) = build_text(&tmp.path().join("run"), &base, stage, &[], |_| {}).await.unwrap();
+    assert_eq!(std::fs::read(root.join("n").join(name(b"caf\xe9"))).unwrap(), b"latin");
+    assert!(!root.join("n").join(name(b"d\xe9j\xe0")).exists(), "the whiteout of a non-UTF-8 name did not apply");
+    let copy = format!("{stage}FROM ${{BASE}}\nCOPY --from=a /n /copied/\n");
+    let (_, root) = build_text(&tmp.path().join("copy"), &base, &copy, &[], |_| {}).await.unwrap();
+    assert_eq!(std::fs::read(root.join("copied").join(name(b"caf\xe9"))).unwrap(), b"latin");
+}
