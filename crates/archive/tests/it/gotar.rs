@@ -45,7 +45,8 @@ fn name_of(e: &Value) -> Option<PathBuf> {
 /// What is wrong with the extraction of one archive, compared with Go's reading of it.
 fn check(file: &str, want_error: bool, entries: &[Value]) -> Option<String> {
     let tmp = tempfile::tempdir().unwrap();
-    let got = apply_layer(tmp.path(), &archive(file)[..], ExtractOptions { same_owner: true, ..Default::default() }, file);
+    let opts = ExtractOptions { same_owner: true, xattrs: true, ..Default::default() };
+    let got = apply_layer(tmp.path(), &archive(file)[..], opts, file);
     match (want_error, got) {
         (true, Ok(())) => return Some("Go refuses it; we extracted it".into()),
         (true, Err(_)) => return None,
@@ -75,6 +76,13 @@ fn check(file: &str, want_error: bool, entries: &[Value]) -> Option<String> {
                     && md5(&path) != sum
                 {
                     problems.push(format!("{shown}: other contents than Go reads"));
+                }
+                // Extended attributes in the user namespace (any filesystem keeps those).
+                for (k, v) in e["xattrs"].as_object().into_iter().flatten().filter(|(k, _)| k.starts_with("user.")) {
+                    let got = xattr::get(&path, k).ok().flatten();
+                    if got.as_deref() != Some(v.as_str().unwrap_or_default().as_bytes()) {
+                        problems.push(format!("{shown}: xattr {k} is {got:?}, Go reads {v}"));
+                    }
                 }
             }
             ("2", Ok(m)) if m.is_symlink() => {
