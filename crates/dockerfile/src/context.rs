@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,11 +14,12 @@ use imgtool_rootfs::{Kind, Root, Stat, Visit};
 /// One source of a `COPY`: where it is and how the instruction named it.
 #[derive(Debug, Clone)]
 pub(crate) struct Source {
-    /// Relative to the source root, `/`-separated ("" for the root itself).
-    pub rel: String,
+    /// Relative to the source root, `/`-separated ("" for the root itself); bytes, as a
+    /// wildcard may match a name that is not UTF-8.
+    pub rel: OsString,
     /// Where it is in the root: `rel` with its symlinks resolved inside the root (for a
     /// link copied as a link, `rel` itself).
-    pub at: String,
+    pub at: OsString,
     /// Whether it is a directory (after following a symlink named directly).
     pub is_dir: bool,
     /// A symlink that leads nowhere inside the tree: copied as the link it is, and never
@@ -96,8 +97,9 @@ fn join(a: &str, b: &str) -> String {
 }
 
 /// `a/b` with `b` as bytes.
-pub(crate) fn join_os(a: &str, b: &OsStr) -> OsString {
-    let mut out = OsString::from(a);
+pub(crate) fn join_os(a: impl AsRef<OsStr>, b: &OsStr) -> OsString {
+    let a = a.as_ref();
+    let mut out = a.to_os_string();
     if !a.is_empty() && !b.is_empty() {
         out.push("/");
     }
@@ -125,30 +127,36 @@ impl Tree {
         !rel.is_empty() && self.ignore.as_ref().is_some_and(|f| f.matches(rel))
     }
 
-    fn stat(&self, at: &str, follow: bool) -> Result<Option<Stat>, String> {
+    fn stat(&self, at: impl AsRef<OsStr>, follow: bool) -> Result<Option<Stat>, String> {
         self.root.stat(at, follow).map_err(|e| e.to_string())
     }
 
     /// Follow symlinks in `rel` inside the root, the way a container would see it, one
     /// component at a time so that `.dockerignore` applies to every name on the way: where
     /// it is, free of symlinks. `None` if a component is missing or ignored.
-    fn resolve(&self, rel: &str) -> Option<String> {
-        let mut parts: Vec<String> = Vec::new();
-        let mut todo: Vec<String> = rel.split('/').filter(|c| !c.is_empty()).rev().map(str::to_string).collect();
+    fn resolve(&self, rel: &OsStr) -> Option<OsString> {
+        let split = |p: &[u8]| p.split(|b| *b == b'/').filter(|c| !c.is_empty()).rev().map(<[u8]>::to_vec).collect::<Vec<_>>();
+        let mut parts: Vec<Vec<u8>> = Vec::new();
+        let mut todo = split(rel.as_bytes());
         let mut hops = 0;
         while let Some(c) = todo.pop() {
-            match c.as_str() {
-                "." => continue,
-                ".." => {
+            match c.as_slice() {
+                b"." => continue,
+                b".." => {
                     parts.pop();
                     continue;
                 }
                 _ => {}
             }
-            let within = join(&parts.join("/"), &c);
+            let mut within = parts.join(&b'/');
+            if !within.is_empty() {
+                within.push(b'/');
+            }
+            within.extend_from_slice(&c);
+            let within = OsString::from_vec(within);
             // An ignored file is not in the context at all (BuildKit never sends it), so a
             // link to it leads nowhere.
-            if self.ignored(&within) {
+            if self.ignored(&within.to_string_lossy()) {
                 return None;
             }
             let st = self.stat(&within, false).ok()??;
@@ -157,16 +165,16 @@ impl Tree {
                 if hops > 40 {
                     return None;
                 }
-                let t = String::from_utf8(self.root.read_link(&within).ok()?).ok()?;
-                if t.starts_with('/') {
+                let t = self.root.read_link(&within).ok()?;
+                if t.starts_with(b"/") {
                     parts.clear();
                 }
-                todo.extend(t.split('/').filter(|c| !c.is_empty()).rev().map(str::to_string));
+                todo.extend(split(&t));
             } else {
                 parts.push(c);
             }
         }
-        Some(parts.join("/"))
+        Some(OsString::from_vec(parts.join(&b'/')))
     }
 
     /// The sources a `COPY` word names: a path or a glob, relative to the root.
@@ -181,18 +189,11 @@ impl Tree {
                 .map_err(|e| format!("{word}: not a valid pattern: {e}"))?
                 .compile_matcher();
             let mut out = Vec::new();
-            for (r, _, st) in self.walk("")? {
-                let r = match r.into_string() {
-                    Ok(r) if glob.is_match(&r) => r,
-                    Ok(_) => continue,
-                    Err(r) if glob.is_match(r.to_string_lossy().as_ref()) => {
-                        return Err(format!(
-                            "{word} matches {:?}, a name that is not UTF-8: copy the directory that holds it instead",
-                            r.to_string_lossy()
-                        ));
-                    }
-                    Err(_) => continue,
-                };
+            for (r, _, st) in self.walk(OsStr::new(""))? {
+                // Patterns are text: a name that is not UTF-8 is matched as it reads.
+                if !glob.is_match(r.to_string_lossy().as_ref()) {
+                    continue;
+                }
                 // A matched symlink is followed inside the root only; one that leads
                 // nowhere there is copied as the link it is, never read through.
                 let resolved = if st.kind == Kind::Symlink { self.resolve(&r) } else { Some(r.clone()) };
@@ -210,26 +211,27 @@ impl Tree {
             return Err(format!("{word} is excluded by .dockerignore"));
         }
         let missing = || format!("{word}: no such file or directory in {}", self.name);
-        let at = self.resolve(&rel).ok_or_else(missing)?;
+        let at = self.resolve(OsStr::new(&rel)).ok_or_else(missing)?;
         let st = self.stat(&at, true)?.ok_or_else(missing)?;
-        Ok(vec![Source { rel, at, is_dir: st.kind == Kind::Dir, link: false }])
+        Ok(vec![Source { rel: rel.into(), at, is_dir: st.kind == Kind::Dir, link: false }])
     }
 
     /// Everything under `rel` (a directory), sorted, `.dockerignore` applied; each with its
     /// path relative to the root as named, where it is in the root, and what `stat` says
     /// of it (not following it).
     /// Names are bytes: they need not be UTF-8 (`.dockerignore` sees them as text).
-    pub fn walk(&self, rel: &str) -> Result<Vec<(OsString, OsString, Stat)>, String> {
+    pub fn walk(&self, rel: &OsStr) -> Result<Vec<(OsString, OsString, Stat)>, String> {
+        let shown = rel.to_string_lossy();
         let base = if rel.is_empty() {
-            String::new()
+            OsString::new()
         } else {
-            self.resolve(rel).ok_or_else(|| format!("{rel}: no such directory in {}", self.name))?
+            self.resolve(rel).ok_or_else(|| format!("{shown}: no such directory in {}", self.name))?
         };
         let has_exceptions = self.ignore.as_ref().is_some_and(PathFilter::has_exceptions);
         let listed = self
             .root
             .walk(&base, &mut |within, st| {
-                if !self.ignored(&join(rel, &within.to_string_lossy())) {
+                if !self.ignored(&join(&shown, &within.to_string_lossy())) {
                     Visit::Keep
                 } else if st.kind == Kind::Dir && has_exceptions {
                     Visit::Hide
@@ -237,7 +239,7 @@ impl Tree {
                     Visit::Prune
                 }
             })
-            .map_err(|e| format!("walking {} in {}: {e}", if rel.is_empty() { "/" } else { rel }, self.name))?;
+            .map_err(|e| format!("walking {} in {}: {e}", if rel.is_empty() { "/" } else { &shown }, self.name))?;
         Ok(listed.into_iter().map(|(within, st)| (join_os(rel, &within), join_os(&base, &within), st)).collect())
     }
 
@@ -246,8 +248,8 @@ impl Tree {
     pub fn hash(&self, sources: &[Source], hashes: &mut FileHashes) -> Result<String, String> {
         let mut h = Hasher::sha256();
         for s in sources {
-            let st = self.stat(&s.at, !s.link)?.ok_or_else(|| format!("{}: no longer in {}", s.rel, self.name))?;
-            let mut items = vec![(OsString::from(&s.rel), OsString::from(&s.at), st)];
+            let st = self.stat(&s.at, !s.link)?.ok_or_else(|| format!("{}: no longer in {}", s.rel.to_string_lossy(), self.name))?;
+            let mut items = vec![(s.rel.clone(), s.at.clone(), st)];
             if s.is_dir {
                 items.extend(self.walk(&s.rel)?);
             }

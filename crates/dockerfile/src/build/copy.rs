@@ -90,7 +90,7 @@ impl Builder<'_> {
         let key = Self::chain(
             st,
             &serde_json::to_string(&json!({
-                "copy": kw, "from": tree_key, "sources": resolved.iter().map(|s| &s.rel).collect::<Vec<_>>(), "content": content_key,
+                "copy": kw, "from": tree_key, "sources": resolved.iter().map(|s| s.rel.to_string_lossy()).collect::<Vec<_>>(), "content": content_key,
                 "heredocs": heredoc_files, "urls": urls, "dest": dest_abs, "dir": dest_says_dir, "chown": chown, "chmod": chmod,
             }))
             .unwrap_or_default(),
@@ -132,16 +132,17 @@ impl Builder<'_> {
         let archive_kind = |s: &Source| add && !s.link && !s.is_dir && is_archive(&tree.root, &s.at);
         let mut extracted: Vec<tempfile::TempDir> = Vec::new();
         for s in &resolved {
+            let shown = s.rel.to_string_lossy();
             if archive_kind(s) {
                 // ADD of a local archive: its contents land in the destination directory.
                 let dir = tempfile::tempdir_in(&self.opts.spool_dir).map_err(|e| err(e.to_string()))?;
-                let f = tree.root.open_file(&s.at).map_err(|e| err(format!("{}: {e}", s.rel)))?;
-                let f = f.ok_or_else(|| err(format!("{}: no longer a regular file", s.rel)))?;
-                let r = imgtool_core::decompress_sniffed(f).map_err(|e| err(format!("{}: {e}", s.rel)))?;
-                imgtool_archive::apply_layer(dir.path(), r, ExtractOptions { same_owner: true, ..Default::default() }, &s.rel)
-                    .map_err(|e| err(format!("extracting {}: {e}", s.rel)))?;
-                let t = Tree::open(dir.path(), s.rel.clone()).map_err(err)?;
-                for (rel, at, st) in t.walk("").map_err(err)? {
+                let f = tree.root.open_file(&s.at).map_err(|e| err(format!("{shown}: {e}")))?;
+                let f = f.ok_or_else(|| err(format!("{shown}: no longer a regular file")))?;
+                let r = imgtool_core::decompress_sniffed(f).map_err(|e| err(format!("{shown}: {e}")))?;
+                imgtool_archive::apply_layer(dir.path(), r, ExtractOptions { same_owner: true, ..Default::default() }, &shown)
+                    .map_err(|e| err(format!("extracting {shown}: {e}")))?;
+                let t = Tree::open(dir.path(), shown.clone()).map_err(err)?;
+                for (rel, at, st) in t.walk(OsStr::new("")).map_err(err)? {
                     let e = host_entry(Origin::Rooted(&t.root, &at), &st, join(&dest_rel, &rel), mtime, Owner::Preserve, &mut links)
                         .map_err(|e| err(e.to_string()))?;
                     put(fix(e), &mut entries);
@@ -160,22 +161,20 @@ impl Builder<'_> {
                 }
                 if !dest_rel.is_empty() && rooted.stat(&dest_rel, false).ok().flatten().is_none() {
                     let st = tree.root.stat(&s.at, true).map_err(|e| err(e.to_string()))?;
-                    let st = st.ok_or_else(|| err(format!("{}: no longer in {}", s.rel, tree.name)))?;
-                    let e =
-                        host_entry(Origin::Rooted(&tree.root, OsStr::new(&s.at)), &st, dest_rel.clone().into(), mtime, owner, &mut links)
-                            .map_err(|e| err(e.to_string()))?;
+                    let st = st.ok_or_else(|| err(format!("{shown}: no longer in {}", tree.name)))?;
+                    let e = host_entry(Origin::Rooted(&tree.root, &s.at), &st, dest_rel.clone().into(), mtime, owner, &mut links)
+                        .map_err(|e| err(e.to_string()))?;
                     put(fix(e), &mut entries);
                 }
                 continue;
             }
-            let name = s.rel.rsplit('/').next().unwrap_or(&s.rel);
-            let target = if dest_is_dir { join(&dest_rel, OsStr::new(name)) } else { dest_rel.clone().into() };
+            let name = OsStr::from_bytes(s.rel.as_bytes().rsplit(|b| *b == b'/').next().unwrap_or_default());
+            let target = if dest_is_dir { join(&dest_rel, name) } else { dest_rel.clone().into() };
             // A symlink named as a source was followed inside its tree already (`at` is
             // where it leads); one that leads nowhere inside is copied as a link.
-            let st = tree.root.stat(&s.at, false).map_err(|e| err(format!("{}: {e}", s.rel)))?;
-            let st = st.ok_or_else(|| err(format!("{}: no longer in {}", s.rel, tree.name)))?;
-            let e = host_entry(Origin::Rooted(&tree.root, OsStr::new(&s.at)), &st, target, mtime, owner, &mut links)
-                .map_err(|e| err(e.to_string()))?;
+            let st = tree.root.stat(&s.at, false).map_err(|e| err(format!("{shown}: {e}")))?;
+            let st = st.ok_or_else(|| err(format!("{shown}: no longer in {}", tree.name)))?;
+            let e = host_entry(Origin::Rooted(&tree.root, &s.at), &st, target, mtime, owner, &mut links).map_err(|e| err(e.to_string()))?;
             put(fix(e), &mut entries);
         }
         for (name, body) in &heredoc_files {
@@ -244,7 +243,7 @@ pub(super) fn components(path: &OsStr) -> Vec<Vec<u8>> {
 
 /// Whether a file is a tar archive, compressed or not (ADD extracts those; any other
 /// file, a lone `.gz` included, is copied as it is).
-pub(super) fn is_archive(root: &imgtool_rootfs::Root, at: &str) -> bool {
+pub(super) fn is_archive(root: &imgtool_rootfs::Root, at: &OsStr) -> bool {
     let Ok(Some(f)) = root.open_file(at) else { return false };
     let Ok(r) = imgtool_core::decompress_sniffed(f) else { return false };
     // As BuildKit decides: an archive is what Go's tar reader reads a first member from

@@ -522,7 +522,7 @@ fn a_bare_double_dash_ends_the_flags() {
 }
 
 /// Names that are not UTF-8 go through RUN's layer (added, and deleted by a whiteout) and
-/// COPY of a directory as the bytes they are.
+/// COPY (of a directory, and by a wildcard) as the bytes they are.
 #[tokio::test(flavor = "multi_thread")]
 async fn names_that_are_not_utf8_survive_run_and_copy() {
     use std::os::unix::ffi::OsStrExt;
@@ -533,7 +533,8 @@ async fn names_that_are_not_utf8_survive_run_and_copy() {
     let (_, root) = build_text(&tmp.path().join("run"), &base, stage, &[], |_| {}).await.unwrap();
     assert_eq!(std::fs::read(root.join("n").join(name(b"caf\xe9"))).unwrap(), b"latin");
     assert!(!root.join("n").join(name(b"d\xe9j\xe0")).exists(), "the whiteout of a non-UTF-8 name did not apply");
-    let copy = format!("{stage}FROM ${{BASE}}\nCOPY --from=a /n /copied/\n");
+    let copy = format!("{stage}FROM ${{BASE}}\nCOPY --from=a /n /copied/\nCOPY --from=a /n/caf* /globbed/\n");
     let (_, root) = build_text(&tmp.path().join("copy"), &base, &copy, &[], |_| {}).await.unwrap();
     assert_eq!(std::fs::read(root.join("copied").join(name(b"caf\xe9"))).unwrap(), b"latin");
+    assert_eq!(std::fs::read(root.join("globbed").join(name(b"caf\xe9"))).unwrap(), b"latin");
 }
