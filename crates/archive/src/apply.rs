@@ -83,6 +83,9 @@ impl<'a> Applier<'a> {
     pub(crate) fn apply(mut self, tar: impl Read) -> Result<(), Error> {
         let mut tar = TarReader::new(tar);
         while let Some(member) = tar.next_member().map_err(|e| self.bad_tar(e))? {
+            if imgtool_core::is_interrupted() {
+                return Err(Error::Format { place: self.place.into(), why: "interrupted".into() });
+            }
             self.entry(&mut tar, member)?;
         }
         self.finish_dirs()

@@ -279,6 +279,9 @@ impl LayerWriter {
     /// Append one entry.
     pub fn append(&mut self, e: &TarEntry) -> Result<(), Error> {
         let file = self.file.to_path_buf();
+        if imgtool_core::is_interrupted() {
+            return Err(Error::Io { context: format!("writing {}", file.display()), source: io::ErrorKind::Interrupted.into() });
+        }
         if !matches!(e.kind, EntryKind::File { data: FileData::Rooted(..) | FileData::Path(_), .. }) {
             self.pax(e, &[])?;
         }

@@ -42,6 +42,7 @@ fn write_atomic(root: &Path, rel: &str, data: &[u8]) -> Result<(), Error> {
     let dir = dest.parent().unwrap_or(root);
     std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
     let mut t = tempfile::NamedTempFile::new_in(dir).map_err(io(format!("writing in {}", dir.display())))?;
+    let _tracked = imgtool_core::track_path(t.path());
     t.write_all(data).map_err(io(format!("writing {}", dest.display())))?;
     t.as_file().sync_all().map_err(io(format!("writing {}", dest.display())))?;
     t.persist(&dest).map_err(|e| Error::Io { context: format!("renaming into {}", dest.display()), source: e.error })?;
@@ -88,6 +89,9 @@ struct DirWriter {
     final_root: PathBuf,
     work: PathBuf,
     temp: Mutex<Option<tempfile::TempDir>>,
+    _tracked: Option<imgtool_core::Tracked>,
+    /// The writers' lock of an existing layout, shared while this writer lives.
+    writers: Mutex<Option<std::fs::File>>,
 }
 
 impl DirWriter {
@@ -95,7 +99,15 @@ impl DirWriter {
         let place = || format!("oci:{}", dir.display());
         if dir.exists() {
             if dir.join("oci-layout").is_file() {
-                return Ok(Self { final_root: dir.to_path_buf(), work: dir.to_path_buf(), temp: Mutex::new(None) });
+                let writers = crate::gc::writers_lock(dir, false)?;
+                crate::gc::clear_dead_temps(dir);
+                return Ok(Self {
+                    final_root: dir.to_path_buf(),
+                    work: dir.to_path_buf(),
+                    temp: Mutex::new(None),
+                    _tracked: None,
+                    writers: Mutex::new(Some(writers)),
+                });
             }
             let empty = std::fs::read_dir(dir).map_err(io(format!("reading {}", dir.display())))?.next().is_none();
             if !empty {
@@ -111,7 +123,14 @@ impl DirWriter {
             .prefix(&format!(".{name}.imgtool-"))
             .tempdir_in(&parent)
             .map_err(io(format!("creating a temporary directory in {}", parent.display())))?;
-        Ok(Self { final_root: dir.to_path_buf(), work: temp.path().to_path_buf(), temp: Mutex::new(Some(temp)) })
+        let tracked = imgtool_core::track_path(temp.path());
+        Ok(Self {
+            final_root: dir.to_path_buf(),
+            work: temp.path().to_path_buf(),
+            temp: Mutex::new(Some(temp)),
+            _tracked: Some(tracked),
+            writers: Mutex::new(None),
+        })
     }
 
     /// Replace `index.json` of the layout at `final_root`, under its lock, from what it
@@ -143,7 +162,8 @@ impl BlobWriter for DirWriter {
         let dest = self.work.join(path);
         let dir = dest.parent().unwrap_or(&self.work);
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
-        let mut t = tempfile::NamedTempFile::new_in(dir).map_err(io(format!("writing in {}", dir.display())))?;
+        let mut t = crate::gc::blob_temp(dir).map_err(io(format!("writing in {}", dir.display())))?;
+        let _tracked = imgtool_core::track_path(t.path());
         {
             let mut w = BufWriter::with_capacity(1 << 20, t.as_file_mut());
             io::copy(data, &mut w).map_err(io(format!("writing {}", dest.display())))?;
@@ -173,6 +193,8 @@ impl BlobWriter for DirWriter {
                 Ok(())
             }
             Err(_) if self.final_root.join("oci-layout").is_file() => {
+                // As a writer of the layout another made: gc waits until the tag is in.
+                *self.writers.lock().unwrap_or_else(|p| p.into_inner()) = Some(crate::gc::writers_lock(&self.final_root, false)?);
                 join_blobs(temp.path(), &self.final_root)?;
                 self.update(&files, index)
             }
@@ -186,6 +208,7 @@ struct TarWriter {
     final_path: PathBuf,
     tar: Mutex<Option<tar::Builder<BufWriter<tempfile::NamedTempFile>>>>,
     written: Mutex<HashSet<String>>,
+    _tracked: imgtool_core::Tracked,
 }
 
 impl fmt::Debug for TarWriter {
@@ -219,11 +242,12 @@ impl TarWriter {
             .prefix(&format!(".{name}.imgtool-"))
             .tempfile_in(&parent)
             .map_err(io(format!("creating a temporary file in {}", parent.display())))?;
+        let tracked = imgtool_core::track_path(tmp.path());
         let mut tar = tar::Builder::new(BufWriter::with_capacity(1 << 20, tmp));
         for d in ["blobs/", "blobs/sha256/"] {
             tar.append_data(&mut header(0, true), d, io::empty()).map_err(io(format!("writing {}", path.display())))?;
         }
-        Ok(Self { final_path: path.to_path_buf(), tar: Mutex::new(Some(tar)), written: Mutex::new(HashSet::new()) })
+        Ok(Self { final_path: path.to_path_buf(), tar: Mutex::new(Some(tar)), written: Mutex::new(HashSet::new()), _tracked: tracked })
     }
 }
 

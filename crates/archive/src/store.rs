@@ -128,6 +128,7 @@ impl TarStore {
             // decompress once into a temporary file and read that.
             tracing::info!(path = %path.display(), "decompressing the tarball into a temporary file");
             let mut spool = tempfile::NamedTempFile::new().map_err(io("creating a temporary file"))?;
+            let _tracked = imgtool_core::track_path(spool.path());
             let mut r = imgtool_core::decompress(compression, f).map_err(io(format!("reading {}", path.display())))?;
             std::io::copy(&mut r, spool.as_file_mut()).map_err(io(format!("decompressing {}", path.display())))?;
             let spool = spool.into_temp_path();

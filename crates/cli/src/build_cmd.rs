@@ -184,6 +184,7 @@ pub async fn build(args: BuildArgs, reg: &Registries, p: Printer) -> Result<()> 
     };
     let (df, file) = read_dockerfile(args.file.as_deref(), &args.context)?;
     let spool = tempfile::tempdir().context("creating a spool directory")?;
+    let _spool_tracked = imgtool_core::track_path(spool.path());
     let opts = options(&args, spool.path(), reg)?;
     let images = CliImages { reg, base: dockerfile_dir(args.file.as_deref(), &args.context), any_platform: false };
     let bar = p.spinner(format!("building {}", args.context.display()));
@@ -294,6 +295,7 @@ pub async fn run(args: RunArgs, reg: &Registries) -> Result<()> {
         Some(n) => bail!("--network {n}: expected host or none"),
     };
     let root = tempfile::tempdir().context("creating the container's root")?;
+    let _root_tracked = imgtool_core::track_path(root.path());
     let opts =
         imgtool_archive::ExtractOptions { devices: imgtool_archive::Devices::Create, same_owner: true, xattrs: true, package: false };
     imgtool_archive::extract_image(&image, root.path(), opts).await.with_context(|| format!("unpacking {}", args.image))?;

@@ -62,6 +62,7 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
             let reg = &creds.registries(opts, &names(&src), &names(&dst))?;
             let mut image = load(&src, platform.as_deref(), Flavor::Oci, reg).await?;
             let spool = tempfile::tempdir().context("creating a spool directory")?;
+            let _spool_tracked = imgtool_core::track_path(spool.path());
             let mut producers: Vec<Box<dyn LayerProducer>> = Vec::new();
             for spec in &paths {
                 let (from, to) = spec.split_once(':').ok_or_else(|| anyhow!("--path {spec:?}: expected FROM:TO"))?;
@@ -165,6 +166,22 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
             let reg = &creds.registries(opts, &names(&t), &[])?;
             let image = load(&t, platform.as_deref(), Flavor::Oci, reg).await?;
             crate::export::export(&image, &dest, p).await
+        }
+        Command::Gc { layout, dry_run } => {
+            let shown = layout.display().to_string();
+            let report = tokio::task::spawn_blocking(move || imgtool_archive::gc(&layout, dry_run))
+                .await
+                .context("the collector stopped")?
+                .with_context(|| format!("collecting garbage in {shown}"))?;
+            let verb = if dry_run { "would remove" } else { "removed" };
+            for (path, size) in &report.removed {
+                p.record(
+                    serde_json::json!({"path": path, "size": size, "removed": !dry_run}),
+                    format!("{verb} {} ({size} bytes)", path.display()),
+                );
+            }
+            p.status(format!("{shown}: {verb} {} files, {} bytes", report.removed.len(), report.freed()));
+            Ok(())
         }
     }
 }
@@ -325,6 +342,7 @@ async fn pipe(file: &Path, dry_run: bool, p: Printer, opts: &ClientOptions, cred
     }
     let flavor = pl.source.media_types.unwrap_or_default();
     let spool = tempfile::tempdir().context("creating a spool directory")?;
+    let _spool_tracked = imgtool_core::track_path(spool.path());
     // Paths a Dockerfile writes are relative to it.
     let images_for = |args: &crate::build_cmd::BuildArgs| crate::build_cmd::CliImages {
         reg,

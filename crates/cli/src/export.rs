@@ -13,6 +13,7 @@ pub async fn export(image: &Image, dest: &Path, p: Printer) -> Result<()> {
     if is_tar {
         let parent = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let spool = tempfile::tempdir_in(parent).with_context(|| format!("creating a directory in {}", parent.display()))?;
+        let _spool_tracked = imgtool_core::track_path(spool.path());
         let opts = LayerOptions { compression: Compression::None, ..Default::default() };
         let layer = flatten(image, spool.path(), opts, source_date_epoch()).await?;
         layer.file.persist(dest).with_context(|| format!("writing {}", dest.display()))?;
@@ -28,6 +29,7 @@ pub async fn export(image: &Image, dest: &Path, p: Printer) -> Result<()> {
             .prefix(".imgtool-export-")
             .tempdir_in(parent)
             .with_context(|| format!("creating a directory in {}", parent.display()))?;
+        let _scratch_tracked = imgtool_core::track_path(scratch.path());
         let root = running_as_root();
         extract_image(
             image,

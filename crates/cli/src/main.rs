@@ -206,6 +206,15 @@ enum Command {
     /// Conda environments as images, without conda or docker.
     #[command(subcommand)]
     Conda(CondaCommand),
+    /// Remove what an OCI layout no longer needs: blobs no tag reaches, and temporary files
+    /// of writers that died (it waits for imgtool writers of the layout to finish).
+    Gc {
+        /// The OCI layout directory.
+        layout: PathBuf,
+        /// List what would be removed, and remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Flatten an image into a directory or a tar of its root filesystem.
     Export {
         /// The image, as a transport string.
@@ -228,6 +237,18 @@ fn registry_options(cli: &Cli) -> imgtool_registry::ClientOptions {
     let mut o = imgtool_registry::ClientOptions { insecure: cli.insecure_registries.clone(), ..Default::default() };
     o.cert_dirs.splice(0..0, cli.cert_dirs.iter().cloned());
     o
+}
+
+/// The exit code for the first SIGINT (130) or SIGTERM (143); never, if they cannot be caught.
+async fn interrupt() -> i32 {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut int), Ok(mut term)) => tokio::select! {
+            _ = int.recv() => 130,
+            _ = term.recv() => 143,
+        },
+        _ => std::future::pending().await,
+    }
 }
 
 fn main() -> ExitCode {
@@ -258,7 +279,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(commands::run(cli.command, printer, &opts, given)) {
+    let outcome = rt.block_on(async {
+        let work = commands::run(cli.command, printer, &opts, given);
+        tokio::pin!(work);
+        tokio::select! {
+            r = &mut work => r,
+            code = interrupt() => {
+                // Undone while the command's state (and its registrations) still lives, then
+                // exit without waiting for work in other threads: what it made is removed,
+                // what it started is ended; outputs are renamed into place only when complete.
+                printer.status("interrupted: removing temporary files and ending started processes");
+                imgtool_core::interrupted();
+                std::process::exit(code);
+            }
+        }
+    });
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => match e.downcast_ref::<build_cmd::ExitWith>() {
             // The command said what it had to; end with its code.

@@ -118,6 +118,7 @@ async fn download(client: &reqwest::Client, url: &Url, limit: u64) -> std::io::R
         Fetched::Local(f)
     } else {
         let mut out = tempfile::NamedTempFile::new()?;
+        let _tracked = imgtool_core::track_path(out.path());
         let resp =
             client.get(url.clone()).send().await.and_then(reqwest::Response::error_for_status).map_err(|e| other(format!("{url}: {e}")))?;
         let mut body = resp.bytes_stream();

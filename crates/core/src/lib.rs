@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 mod blob;
+mod cleanup;
 mod compression;
 mod config;
 mod copy;
@@ -31,6 +32,7 @@ mod traits;
 mod validate;
 
 pub use blob::{FileBlob, MemoryBlobs, VerifyingReader, read_blob, verify};
+pub use cleanup::{Tracked, interrupted, is_interrupted, on_interrupt, track_path};
 pub use compression::{decompress, decompress_sniffed};
 pub use config::{ConfigEdit, History, ImageConfig, cache_dir, canonical_json, rfc3339, source_date_epoch};
 pub use copy::{CopyEvent, CopyOptions, Progress, copy_blob, copy_image, copy_index, copy_manifest_tree};

@@ -307,10 +307,12 @@ impl FileHashes {
     /// Write the remembered hashes back (best effort: they only save time).
     pub fn save(&self) {
         if let (Some(path), true) = (&self.path, self.changed) {
-            if let Ok(bytes) = serde_json::to_vec(&self.known) {
-                let tmp = path.with_extension("tmp");
-                if std::fs::write(&tmp, bytes).is_ok() {
-                    let _ = std::fs::rename(tmp, path);
+            // A temporary file of its own, renamed over the old one: builds side by side each
+            // replace it whole (the last one wins), never interleaved.
+            let dir = path.parent().unwrap_or(Path::new("."));
+            if let (Ok(bytes), Ok(mut tmp)) = (serde_json::to_vec(&self.known), tempfile::NamedTempFile::new_in(dir)) {
+                if std::io::Write::write_all(&mut tmp, &bytes).is_ok() {
+                    let _ = tmp.persist(path);
                 }
             }
         }

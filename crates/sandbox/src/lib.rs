@@ -130,6 +130,7 @@ pub fn run(rootfs: &Path, spec: &RunSpec, output: Output) -> Result<Outcome> {
     let rootfs = std::fs::canonicalize(rootfs).map_err(io(format!("the sandbox root {}", rootfs.display())))?;
     let ids = resolve_user(&rootfs, &spec.user)?;
     let bundle = tempfile::Builder::new().prefix("imgtool-sandbox-").tempdir().map_err(io("creating a runtime bundle"))?;
+    let _bundle_tracked = imgtool_core::track_path(bundle.path());
     let cwd = if spec.cwd.is_empty() { "/".to_string() } else { spec.cwd.clone() };
     let config = runtime_spec(&rootfs, spec, ids, &cwd)?;
     config.save(bundle.path().join("config.json")).map_err(|e| Error::Spec(e.to_string()))?;
@@ -137,7 +138,15 @@ pub fn run(rootfs: &Path, spec: &RunSpec, output: Output) -> Result<Outcome> {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let id = format!("imgtool-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
     tracing::debug!(id = %id, args = ?spec.args, "starting a sandbox");
-    let mut cmd = std::process::Command::new(runc);
+    // Interrupted, this process exits without waiting: the container (whose PID 1 ignores
+    // SIGINT) is killed and removed first.
+    let _container_tracked = {
+        let (runc, state, id) = (runc.clone(), state.clone(), id.clone());
+        imgtool_core::on_interrupt(move || {
+            let _ = std::process::Command::new(&runc).arg("--root").arg(&state).args(["delete", "--force", &id]).output();
+        })
+    };
+    let mut cmd = std::process::Command::new(&runc);
     cmd.arg("--root").arg(&state).args(["run", "--bundle"]).arg(bundle.path()).arg(&id).stdin(Stdio::null());
     let (code, tail) = match output {
         Output::Inherit => {

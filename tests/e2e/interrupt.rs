@@ -1,0 +1,185 @@
+//! Ctrl-C and SIGTERM: imgtool stops within 3 s with 130 or 143, ends the processes it
+//! started, removes its temporary files, and leaves every output complete or absent.
+
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use imgtool_tests::{Rng, require, run_ok};
+
+use super::{busybox_archive, imgtool};
+
+fn signal(child: &Child, sig: &str) {
+    run_ok(Command::new("kill").args([&format!("-{sig}"), &child.id().to_string()]));
+}
+
+/// Wait for `child` at most `limit`; its exit code (a signal death counts as 128 + signal).
+fn wait_within(child: &mut Child, limit: Duration) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("imgtool did not stop within {limit:?} of the signal");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn running(pattern: &str) -> bool {
+    Command::new("pgrep").args(["-f", pattern]).output().is_ok_and(|o| o.status.success())
+}
+
+/// Names in `dir` (not recursive).
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn an_interrupted_build_ends_its_run_and_leaves_nothing() {
+    require("runc", "runc");
+    require("pgrep", "procps");
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    busybox_archive(t);
+    std::fs::create_dir_all(t.join("ctx")).unwrap();
+    std::fs::create_dir_all(t.join("tmp")).unwrap();
+    // PID 1 of its namespace ignores SIGINT: only killing the container ends it.
+    std::fs::write(t.join("ctx/Dockerfile"), "FROM docker-archive:../bb.tar\nRUN sleep 3737\n").unwrap();
+    for (sig, code) in [("INT", 130), ("TERM", 143)] {
+        let mut child = imgtool(t).env("TMPDIR", t.join("tmp")).args(["build", "-q", "-t", "x:1", "-o", "out.tar", "ctx"]).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !running("sleep 3737") {
+            assert!(Instant::now() < deadline, "the RUN never started");
+            assert!(child.try_wait().unwrap().is_none(), "the build ended before its RUN started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        signal(&child, sig);
+        assert_eq!(wait_within(&mut child, Duration::from_secs(3)), code, "exit code after SIG{sig}");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while running("sleep 3737") {
+            assert!(Instant::now() < deadline, "the RUN's process outlived the build (SIG{sig})");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!t.join("out.tar").exists(), "an output appeared");
+        assert_eq!(names(&t.join("tmp")), Vec::<String>::new(), "temporary files left (SIG{sig})");
+        assert!(names(t).iter().all(|n| !n.contains("imgtool-")), "staging files left: {:?}", names(t));
+    }
+}
+
+/// Copies to a docker-archive and into a new OCI layout, and exports to a directory, each
+/// signalled at a point of a seeded schedule: the output is complete (the command had
+/// finished) or absent, and nothing temporary is left.
+#[test]
+fn interrupted_writers_leave_outputs_complete_or_absent() {
+    require("skopeo", "skopeo");
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    std::fs::create_dir_all(t.join("src")).unwrap();
+    std::fs::create_dir_all(t.join("tmp")).unwrap();
+    // 256 MiB that does not compress, in 64 files, stored uncompressed: long enough to cut.
+    let mut rng = Rng(0x5eed_1234);
+    for i in 0..64 {
+        let data: Vec<u8> = (0..(4 << 20) / 8).flat_map(|_| rng.next_u64().to_le_bytes()).collect();
+        std::fs::write(t.join(format!("src/f{i}")), data).unwrap();
+    }
+    run_ok(imgtool(t).args(["append", "-q", "scratch", "oci:img:big", "--path", "src:/data", "--compression", "none"]));
+    let (mut interrupted, mut finished) = (0, 0);
+    for round in 0..12u64 {
+        let delay = Duration::from_millis(rng.below(600) as u64);
+        let (args, out): (Vec<String>, &str) = match round % 3 {
+            0 => (vec!["copy".into(), "-q".into(), "oci:img:big".into(), "docker-archive:out.tar:big:1".into()], "out.tar"),
+            1 => (vec!["copy".into(), "-q".into(), "oci:img:big".into(), "oci:lay:big".into()], "lay"),
+            _ => (vec!["export".into(), "-q".into(), "oci:img:big".into(), "root".into()], "root"),
+        };
+        let sig = if round % 2 == 0 { ("INT", 130) } else { ("TERM", 143) };
+        let mut child = imgtool(t).env("TMPDIR", t.join("tmp")).args(&args).spawn().unwrap();
+        std::thread::sleep(delay);
+        let code = match child.try_wait().unwrap() {
+            Some(st) => st.code().unwrap_or(-1),
+            None => {
+                signal(&child, sig.0);
+                wait_within(&mut child, Duration::from_secs(3))
+            }
+        };
+        let what = format!("round {round}: {} signalled after {delay:?}", args.join(" "));
+        match code {
+            0 => {
+                finished += 1;
+                match out {
+                    "out.tar" => run_ok(Command::new("skopeo").current_dir(t).args(["inspect", "docker-archive:out.tar"])),
+                    "lay" => run_ok(Command::new("skopeo").current_dir(t).args(["inspect", "oci:lay:big"])),
+                    _ => {
+                        assert_eq!(names(&t.join("root/data")).len(), 64, "{what}: an incomplete export");
+                        String::new()
+                    }
+                };
+            }
+            c if c == sig.1 => {
+                interrupted += 1;
+                assert!(!t.join(out).exists(), "{what}: interrupted, yet {out} exists");
+            }
+            other => panic!("{what}: exit code {other}"),
+        }
+        assert_eq!(names(&t.join("tmp")), Vec::<String>::new(), "{what}: temporary files left");
+        let left: Vec<String> = names(t).into_iter().filter(|n| n.contains("imgtool-")).collect();
+        assert!(left.is_empty(), "{what}: staging files left: {left:?}");
+        for o in ["out.tar", "lay", "root"] {
+            let p = t.join(o);
+            if p.is_dir() {
+                std::fs::remove_dir_all(p).unwrap();
+            } else if p.exists() {
+                std::fs::remove_file(p).unwrap();
+            }
+        }
+    }
+    assert!(interrupted >= 4, "only {interrupted} of 12 rounds were interrupted ({finished} finished first)");
+}
+
+/// `kill -9` of copies into one existing layout at seeded points: every tag the layout lists
+/// reads whole, no file named by a digest holds other bytes, and `gc` then leaves no
+/// temporary file (a killed writer's files are aged as if it died a while ago).
+#[test]
+fn killed_layout_writers_leave_it_readable_and_gc_clears_after_them() {
+    require("skopeo", "skopeo");
+    require("sha256sum", "coreutils");
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    std::fs::create_dir_all(t.join("src")).unwrap();
+    let mut rng = Rng(0x0dd_c0ffee);
+    for i in 0..32 {
+        let data: Vec<u8> = (0..(4 << 20) / 8).flat_map(|_| rng.next_u64().to_le_bytes()).collect();
+        std::fs::write(t.join(format!("src/f{i}")), data).unwrap();
+    }
+    run_ok(imgtool(t).args(["append", "-q", "scratch", "oci:img:big", "--path", "src:/data", "--compression", "none"]));
+    run_ok(imgtool(t).args(["append", "-q", "scratch", "oci:lay:small", "--contents", "/x=1"]));
+    for round in 0..8 {
+        let mut child = imgtool(t).args(["copy", "-q", "oci:img:big", &format!("oci:lay:t{round}")]).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(rng.below(400) as u64));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(t.join("lay/index.json")).unwrap()).unwrap();
+    for m in index["manifests"].as_array().unwrap() {
+        let tag = m["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap();
+        run_ok(Command::new("skopeo").current_dir(t).args(["inspect", &format!("oci:lay:{tag}")]));
+    }
+    let sums = run_ok(Command::new("sh").current_dir(t.join("lay/blobs/sha256")).args(["-c", "sha256sum [0-9a-f]*"]));
+    for line in sums.lines() {
+        let (sum, name) = line.split_once("  ").unwrap();
+        assert_eq!(sum, name, "a file named by a digest holds other bytes");
+    }
+    for n in names(&t.join("lay/blobs/sha256")).into_iter().filter(|n| n.starts_with('.')) {
+        run_ok(Command::new("touch").args(["-d", "5 minutes ago"]).arg(t.join("lay/blobs/sha256").join(n)));
+    }
+    run_ok(imgtool(t).args(["gc", "lay"]));
+    let left: Vec<String> = names(&t.join("lay/blobs/sha256")).into_iter().filter(|n| n.starts_with('.')).collect();
+    assert!(left.is_empty(), "temporary files left after gc: {left:?}");
+    run_ok(Command::new("skopeo").current_dir(t).args(["inspect", "oci:lay:small"]));
+}
