@@ -106,7 +106,8 @@ fn one_tag_written_at_once_by_copies_and_builds_names_one_of_them() {
         }
         assert_eq!(tags(&t.join("out")), ["old", "same"], "round {round}");
         let got = digest("oci:out:same");
-        let built: Vec<String> = (0..4).map(|i| run_ok(imgtool(t).args(["build", "-q", "-t", "x", "-o", "oci:b:x", &format!("ctx{i}")]))).collect();
+        let built: Vec<String> =
+            (0..4).map(|i| run_ok(imgtool(t).args(["build", "-q", "-t", "x", "-o", "oci:b:x", &format!("ctx{i}")]))).collect();
         let built: Vec<String> = built.iter().filter_map(|o| o.split_whitespace().nth(1).map(str::to_string)).collect();
         assert!(candidates.contains(&got) || built.contains(&got), "round {round}: {got} is none of the images written");
         run_ok(std::process::Command::new("skopeo").current_dir(t).args(["inspect", "oci:out:same"]));
