@@ -171,6 +171,9 @@ pub struct LayerWriter {
     tar: tar::Builder<TarSide>,
     file: tempfile::TempPath,
     opts: LayerOptions,
+    /// Removed if the process is interrupted while the layer is written (a cache's spool
+    /// directory outlives the process).
+    _tracked: imgtool_core::Tracked,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
@@ -199,7 +202,8 @@ impl LayerWriter {
         let mut tar = tar::Builder::new(TarSide { diff: Hasher::sha256(), enc });
         tar.mode(tar::HeaderMode::Complete);
         tar.follow_symlinks(false);
-        Ok(Self { tar, file: path, opts })
+        let tracked = imgtool_core::track_path(&path);
+        Ok(Self { tar, file: path, opts, _tracked: tracked })
     }
 
     fn header(e: &TarEntry, ty: tar::EntryType, size: u64) -> tar::Header {
