@@ -13,7 +13,7 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::rc::Rc;
 
-use imgtool_rootfs::{Dir, Kind, Meta, Node, Root};
+use imgtool_rootfs::{Dir, Kind, Meta, Node, Root, join_path};
 
 use crate::Error;
 use crate::extract::{Devices, ExtractOptions};
@@ -39,18 +39,6 @@ pub(crate) fn components(raw: &[u8], place: &str) -> Result<Vec<OsString>, Error
         }
     }
     Ok(out)
-}
-
-/// Components joined with '/' (names are bytes, not necessarily UTF-8).
-fn join(parts: &[OsString]) -> OsString {
-    let mut out = OsString::new();
-    for (i, p) in parts.iter().enumerate() {
-        if i > 0 {
-            out.push("/");
-        }
-        out.push(p);
-    }
-    out
 }
 
 type Id = (u64, u64);
@@ -105,7 +93,7 @@ impl<'a> Applier<'a> {
         let made = &mut self.made;
         let dir = self
             .root
-            .make_dirs(join(dirs), &mut |d, n| {
+            .make_dirs(join_path(dirs), &mut |d, n| {
                 if let Ok(id) = d.id() {
                     made.insert((id, n.into()));
                 }
@@ -242,7 +230,7 @@ impl<'a> Applier<'a> {
         let tparts = components(target, self.place)?;
         let Some((tname, tdirs)) = tparts.split_last() else { return Err(self.unsafe_path(raw, "a hard link with no target")) };
         let missing = || self.unsafe_path(raw, format!("hard link target {} is not in the image", String::from_utf8_lossy(target)));
-        let tparent = self.root.dir(join(tdirs)).map_err(self.fail())?.ok_or_else(missing)?;
+        let tparent = self.root.dir(join_path(tdirs)).map_err(self.fail())?.ok_or_else(missing)?;
         let st = tparent.stat(tname).map_err(self.fail())?.ok_or_else(missing)?;
         if st.kind == Kind::Dir {
             return Err(self.unsafe_path(raw, "a hard link to a directory"));
@@ -292,7 +280,7 @@ impl<'a> Applier<'a> {
         self.last = None;
         for (parts, id, meta) in std::mem::take(&mut self.dirs).into_iter().rev() {
             let Some((name, dirs)) = parts.split_last() else { continue };
-            let Some(parent) = self.root.dir(join(dirs)).map_err(self.fail())? else { continue };
+            let Some(parent) = self.root.dir(join_path(dirs)).map_err(self.fail())? else { continue };
             let Some(d) = parent.open_dir(name).map_err(self.fail())? else { continue };
             if d.id().map_err(self.fail())? != id {
                 continue;

@@ -46,14 +46,6 @@ fn parents(path: &str, mtime: u64, seen: &mut BTreeSet<String>) -> Vec<TarEntry>
     out
 }
 
-/// `dest/rel`, as bytes.
-fn join(dest: &str, rel: &OsStr) -> OsString {
-    let mut out = OsString::from(dest);
-    out.push("/");
-    out.push(rel);
-    out
-}
-
 /// Ownership for files added from the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Owner {
@@ -168,7 +160,7 @@ impl PathLayer {
         }
         let mut links = HashMap::new();
         for (rel, host, _) in walked {
-            let path = if dest.is_empty() { rel } else { join(&dest, &rel) };
+            let path = imgtool_rootfs::join_path(&[OsStr::new(&dest), &rel]);
             let meta = std::fs::symlink_metadata(&host).map_err(crate::error::io(format!("reading {}", host.display())))?;
             if meta.file_type().is_socket() {
                 tracing::warn!(path = %host.display(), "skipping a socket: tar cannot hold one");

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use imgtool_archive::PathFilter;
 use imgtool_core::Hasher;
-use imgtool_rootfs::{Kind, Root, Stat, Visit};
+use imgtool_rootfs::{Kind, Root, Stat, Visit, join_path};
 
 /// One source of a `COPY`: where it is and how the instruction named it.
 #[derive(Debug, Clone)]
@@ -94,17 +94,6 @@ pub(crate) fn clean(p: &str) -> Option<String> {
 
 fn join(a: &str, b: &str) -> String {
     if a.is_empty() { b.to_string() } else { format!("{a}/{b}") }
-}
-
-/// `a/b` with `b` as bytes.
-pub(crate) fn join_os(a: impl AsRef<OsStr>, b: &OsStr) -> OsString {
-    let a = a.as_ref();
-    let mut out = a.to_os_string();
-    if !a.is_empty() && !b.is_empty() {
-        out.push("/");
-    }
-    out.push(b);
-    out
 }
 
 impl Tree {
@@ -240,7 +229,7 @@ impl Tree {
                 }
             })
             .map_err(|e| format!("walking {} in {}: {e}", if rel.is_empty() { "/" } else { &shown }, self.name))?;
-        Ok(listed.into_iter().map(|(within, st)| (join_os(rel, &within), join_os(&base, &within), st)).collect())
+        Ok(listed.into_iter().map(|(within, st)| (join_path(&[rel, &within]), join_path(&[&base, &within]), st)).collect())
     }
 
     /// A digest of what `sources` hold (names, types, modes, contents, link targets), for

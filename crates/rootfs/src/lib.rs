@@ -24,5 +24,5 @@ mod walk;
 
 pub use dir::{Dir, Kind, Meta, Node, Stat};
 pub use error::{Error, Result};
-pub use root::Root;
+pub use root::{Root, join_path};
 pub use walk::Visit;

@@ -36,11 +36,12 @@ pub(crate) fn clean(rel: &OsStr) -> Vec<&OsStr> {
     out
 }
 
-/// Components joined with '/', as bytes.
-fn join(parts: &[&OsStr]) -> OsString {
+/// Path components joined with '/', as bytes (a Linux name need not be UTF-8); empty
+/// components are left out.
+pub fn join_path<S: AsRef<OsStr>>(parts: &[S]) -> OsString {
     let mut out = OsString::new();
-    for (i, p) in parts.iter().enumerate() {
-        if i > 0 {
+    for p in parts.iter().map(AsRef::as_ref).filter(|p| !p.is_empty()) {
+        if !out.is_empty() {
             out.push("/");
         }
         out.push(p);
@@ -50,7 +51,7 @@ fn join(parts: &[&OsStr]) -> OsString {
 
 /// The cleaned path from the root, for messages.
 pub(crate) fn shown(rel: &OsStr) -> String {
-    format!("/{}", join(&clean(rel)).to_string_lossy())
+    format!("/{}", join_path(&clean(rel)).to_string_lossy())
 }
 
 impl Root {
@@ -85,7 +86,7 @@ impl Root {
 
     fn resolve(&self, rel: &OsStr, follow: bool) -> Result<Option<OwnedFd>> {
         let mut p = OsString::from("/");
-        p.push(join(&clean(rel)));
+        p.push(join_path(&clean(rel)));
         let r = if follow { self.inner.resolve(&p) } else { self.inner.resolve_nofollow(&p) };
         match r {
             Ok(h) => Ok(Some(h.into())),
@@ -131,7 +132,7 @@ impl Root {
         // One component at a time from the directory reached so far; only a symlink sends
         // the walk back to the root (to be followed inside it).
         for (i, c) in parts.iter().enumerate() {
-            let prefix = || join(&parts[..=i]);
+            let prefix = || join_path(&parts[..=i]);
             match cur.stat(c)? {
                 Some(st) if st.kind == Kind::Dir => {
                     cur = cur.open_dir(c)?.ok_or_else(|| Error::Io {
@@ -158,7 +159,7 @@ impl Root {
                         return Err(Error::Io { op: "resolving", path: shown(&prefix()), source: rustix::io::Errno::LOOP.into() });
                     }
                     let target = cur.read_link(c)?;
-                    let mut next = if target.starts_with(b"/") { OsString::new() } else { join(&parts[..i]) };
+                    let mut next = if target.starts_with(b"/") { OsString::new() } else { join_path(&parts[..i]) };
                     next.push("/");
                     next.push(OsStr::from_bytes(&target));
                     for rest in &parts[i + 1..] {
@@ -193,7 +194,7 @@ impl Root {
         let parts = clean(rel);
         let not_found = || Error::Io { op: "reading link", path: shown(rel), source: rustix::io::Errno::NOENT.into() };
         let Some((name, parent)) = parts.split_last() else { return Err(not_found()) };
-        self.dir(join(parent))?.ok_or_else(not_found)?.read_link(name)
+        self.dir(join_path(parent))?.ok_or_else(not_found)?.read_link(name)
     }
 
     /// Open the regular file at `rel` for reading (symlinks followed inside the root).

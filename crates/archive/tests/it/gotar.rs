@@ -299,7 +299,7 @@ fn extraction_matches_gnu_tar_where_gnu_tar_and_go_agree_to_read() {
                     // GNU tar leaves a symlink's permission bits at 0777; so does Linux.
                 }
                 "char" | "block" => {
-                    ours["dev"] = serde_json::json!([libc_major(m.rdev()), libc_minor(m.rdev())]);
+                    ours["dev"] = serde_json::json!([libc::major(m.rdev()), libc::minor(m.rdev())]);
                     theirs["dev"] = serde_json::json!([e["devmajor"], e["devminor"]]);
                 }
                 _ => {}
@@ -311,12 +311,4 @@ fn extraction_matches_gnu_tar_where_gnu_tar_and_go_agree_to_read() {
     }
     assert!(compared >= 25, "only {compared} archives compared");
     assert!(problems.is_empty(), "{} differences from GNU tar:\n{}", problems.len(), problems.join("\n"));
-}
-
-fn libc_major(dev: u64) -> u64 {
-    ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0xfff)
-}
-
-fn libc_minor(dev: u64) -> u64 {
-    ((dev >> 12) & 0xffff_ff00) | (dev & 0xff)
 }

@@ -128,7 +128,7 @@ impl Builder<'_> {
             e.mtime = mtime;
             e
         };
-        let join = |base: &str, rel: &OsStr| crate::context::join_os(base, rel);
+        let join = |base: &str, rel: &OsStr| imgtool_rootfs::join_path(&[OsStr::new(base), rel]);
         let archive_kind = |s: &Source| add && !s.link && !s.is_dir && is_archive(&tree.root, &s.at);
         let mut extracted: Vec<tempfile::TempDir> = Vec::new();
         for s in &resolved {
