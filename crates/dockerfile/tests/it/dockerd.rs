@@ -8,7 +8,7 @@ use std::sync::Arc;
 use imgtool_archive::DockerArchiveSource;
 use imgtool_core::Image;
 
-use crate::{busybox_base, cases, config_fields, ours, tree, without_runtime_leftovers};
+use crate::{busybox_base, cases, differences, ours};
 
 /// Cases dockerd's built-in frontend cannot build: it has no heredocs (and a `# syntax=`
 /// line would make it pull a frontend from the internet). buildah and explicit
@@ -75,23 +75,7 @@ async fn the_corpus_builds_like_buildkit() {
             }
         };
         built += 1;
-        let (a, b) = (tree(&my_root), tree(&their_root));
-        let b = without_runtime_leftovers(b, &a);
-        if a != b {
-            let only_ours: Vec<_> = a.iter().filter(|(k, v)| b.get(*k) != Some(v)).take(10).collect();
-            let only_theirs: Vec<_> = b.iter().filter(|(k, v)| a.get(*k) != Some(v)).take(10).collect();
-            // Small files that differ, shown whole.
-            let show = |root: &Path, k: &str| {
-                std::fs::read(root.join(k)).ok().filter(|b| b.len() < 512).map(|b| String::from_utf8_lossy(&b).into_owned())
-            };
-            let texts: Vec<_> = only_ours.iter().map(|(k, _)| (k, show(&my_root, k), show(&their_root, k))).collect();
-            failures
-                .push(format!("{name}: filesystems differ\n  imgtool:  {only_ours:?}\n  BuildKit: {only_theirs:?}\n  contents: {texts:?}"));
-        }
-        let (ca, cb) = (config_fields(&mine), config_fields(&theirs));
-        if ca != cb {
-            failures.push(format!("{name}: configs differ\n  imgtool:  {ca}\n  BuildKit: {cb}"));
-        }
+        failures.extend(differences(&name, "BuildKit", (&mine, &my_root), (&theirs, &their_root), &[]));
     }
     assert!(built >= 15, "only {built} cases were built by both");
     assert!(failures.is_empty(), "{}", failures.join("\n"));

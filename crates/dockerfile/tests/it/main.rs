@@ -206,23 +206,43 @@ async fn the_corpus_builds_like_buildah() {
                 continue;
             }
         };
-        let (mut a, b) = (tree(&my_root), tree(&their_root));
-        let mut b = without_runtime_leftovers(b, &a);
-        for (_, path) in BUILDAH_DIFFERS.iter().filter(|(case, _)| *case == name) {
-            a.remove(*path);
-            b.remove(*path);
-        }
-        if a != b {
-            let only_ours: Vec<_> = a.iter().filter(|(k, v)| b.get(*k) != Some(v)).take(10).collect();
-            let only_theirs: Vec<_> = b.iter().filter(|(k, v)| a.get(*k) != Some(v)).take(10).collect();
-            failures.push(format!("{name}: filesystems differ\n  imgtool: {only_ours:?}\n  buildah: {only_theirs:?}"));
-        }
-        let (ca, cb) = (config_fields(&mine), config_fields(&their));
-        if ca != cb {
-            failures.push(format!("{name}: configs differ\n  imgtool: {ca}\n  buildah: {cb}"));
-        }
+        let skip: Vec<&str> = BUILDAH_DIFFERS.iter().filter(|(case, _)| *case == name).map(|(_, path)| *path).collect();
+        failures.extend(differences(&name, "buildah", (&mine, &my_root), (&their, &their_root), &skip));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// What differs between imgtool's build of case `name` and a reference builder's (`who`):
+/// files (the reference's runtime leftovers and the paths in `skip` left out; small ones
+/// that differ shown whole) and config fields.
+fn differences(
+    name: &str,
+    who: &str,
+    (mine, my_root): (&Image, &Path),
+    (theirs, their_root): (&Image, &Path),
+    skip: &[&str],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let (mut a, b) = (tree(my_root), tree(their_root));
+    let mut b = without_runtime_leftovers(b, &a);
+    for path in skip {
+        a.remove(*path);
+        b.remove(*path);
+    }
+    if a != b {
+        let only_ours: Vec<_> = a.iter().filter(|(k, v)| b.get(*k) != Some(v)).take(10).collect();
+        let only_theirs: Vec<_> = b.iter().filter(|(k, v)| a.get(*k) != Some(v)).take(10).collect();
+        let show = |root: &Path, k: &str| {
+            std::fs::read(root.join(k)).ok().filter(|b| b.len() < 512).map(|b| String::from_utf8_lossy(&b).into_owned())
+        };
+        let texts: Vec<_> = only_ours.iter().map(|(k, _)| (k, show(my_root, k), show(their_root, k))).collect();
+        out.push(format!("{name}: filesystems differ\n  imgtool: {only_ours:?}\n  {who}: {only_theirs:?}\n  contents: {texts:?}"));
+    }
+    let (ca, cb) = (config_fields(mine), config_fields(theirs));
+    if ca != cb {
+        out.push(format!("{name}: configs differ\n  imgtool: {ca}\n  {who}: {cb}"));
+    }
+    out
 }
 
 /// Build `dockerfile` (text) with `files` as its context; the image and its filesystem.
