@@ -147,8 +147,9 @@ fn reachable(layout: &Path) -> Result<HashSet<String>, Error> {
             // Anything but a layer or a config may be a manifest or an index (a descriptor may
             // lack its media type): read it if it is small and JSON with a schemaVersion.
             let plain = media_type.contains("layer") || media_type.contains(".config.") || media_type.contains("container.image");
-            let Some((alg, hex)) = digest.split_once(':') else { continue };
-            let path = layout.join("blobs").join(alg).join(hex);
+            // Only a well-formed digest names a file: "sha256:../../x" must not lead out.
+            let Ok(d) = digest.parse::<imgtool_core::Digest>() else { continue };
+            let path = layout.join("blobs").join(d.algorithm().as_str()).join(d.hex());
             let small = std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() <= DOC_LIMIT);
             if !plain && small {
                 if let Ok(doc) = read_doc(&path) {

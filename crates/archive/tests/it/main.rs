@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod gc;
 mod gotar;
 mod mutated;
 mod reader;
