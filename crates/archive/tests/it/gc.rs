@@ -21,6 +21,6 @@ fn a_digest_that_climbs_out_of_the_layout_is_not_followed() {
     std::fs::write(&index_path, index.to_string()).unwrap();
     let report = imgtool_archive::gc(&layout, false).unwrap();
     let removed: Vec<String> = report.removed.iter().map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
-    assert_eq!(removed, [stray.clone()], "only the stray blob goes");
+    assert_eq!(removed, [stray], "only the stray blob goes");
     assert!(tmp.path().join("outside.json").exists());
 }
