@@ -15,6 +15,7 @@ mod paths;
 mod platforms;
 mod registry;
 mod sandbox;
+mod writers;
 
 use std::path::Path;
 

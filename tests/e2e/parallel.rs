@@ -114,3 +114,54 @@ fn one_tag_written_at_once_by_copies_and_builds_names_one_of_them() {
         run_ok(std::process::Command::new("umoci").current_dir(t).args(["stat", "--image", "out:same"]));
     }
 }
+
+/// Copies, builds and `delete`s of one layout's tags at once, several rounds: every copy's
+/// and build's tag lands and reads whole, every deleted tag is gone, and the blobs of the
+/// images still tagged survive the collection each delete runs.
+#[test]
+fn copies_builds_and_deletes_at_once_keep_what_they_should() {
+    require("skopeo", "skopeo");
+    require("umoci", "umoci");
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    for i in 0..4 {
+        run_ok(imgtool(t).args(["append", "-q", "scratch", &format!("oci:src:{i}"), "--contents", &format!("/n={i}")]));
+        std::fs::create_dir_all(t.join(format!("ctx{i}"))).unwrap();
+        std::fs::write(t.join(format!("ctx{i}/f")), format!("built {i}")).unwrap();
+        std::fs::write(t.join(format!("ctx{i}/Dockerfile")), "FROM scratch\nCOPY f /f\n").unwrap();
+    }
+    for round in 0..3 {
+        // Tags to delete, on images no other tag shares (their blobs are freed).
+        for i in 0..4 {
+            let ctx = t.join(format!("gone{i}"));
+            std::fs::create_dir_all(&ctx).unwrap();
+            std::fs::write(ctx.join("Dockerfile"), format!("FROM scratch\nENV ROUND={round} I={i}\n")).unwrap();
+            run_ok(imgtool(t).args(["build", "-q", "-t", "g", "-o", &format!("oci:lay:d{i}"), &format!("gone{i}")]));
+        }
+        let children: Vec<Child> = (0..12)
+            .map(|i| {
+                let mut c = imgtool(t);
+                match i % 3 {
+                    0 => c.args(["copy", "-q", &format!("oci:src:{}", i / 3), &format!("oci:lay:c{round}-{}", i / 3)]),
+                    1 => c.args(["build", "-q", "-t", "x", "-o", &format!("oci:lay:b{round}-{}", i / 3), &format!("ctx{}", i / 3)]),
+                    _ => c.args(["delete", "-q", &format!("oci:lay:d{}", i / 3)]),
+                };
+                c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "round {round}: {}", transcript(&out));
+        }
+        let mut want: Vec<String> =
+            (0..=round).flat_map(|r| (0..4).flat_map(move |i| [format!("b{r}-{i}"), format!("c{r}-{i}")])).collect();
+        want.sort();
+        assert_eq!(tags(&t.join("lay")), want, "round {round}");
+        for tag in &want {
+            run_ok(std::process::Command::new("skopeo").current_dir(t).args(["inspect", &format!("oci:lay:{tag}")]));
+            run_ok(std::process::Command::new("umoci").current_dir(t).args(["stat", "--image", &format!("lay:{tag}")]));
+        }
+        let report = run_ok(imgtool(t).args(["gc", "-q", "--dry-run", "lay"]));
+        assert_eq!(report, "", "round {round}: blobs of deleted tags were left");
+    }
+}

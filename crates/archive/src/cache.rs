@@ -20,24 +20,29 @@ struct CachedLayer {
     diff_id: Digest,
 }
 
-/// The cache directory: `entries/` (records by key), `blobs/` (layers by digest), `tmp/`.
+/// The cache directory: `entries/` (records by key), `blobs/` (layers by digest), `tmp/`
+/// (a directory for each process using the cache, locked while it lives, removed when it
+/// ends or is interrupted, and by the next user when its process was killed).
 #[derive(Debug, Clone)]
 pub struct LayerCache {
     dir: PathBuf,
+    spool: Arc<imgtool_core::ScratchDir>,
 }
 
 impl LayerCache {
     /// Open (creating) the cache at `dir`.
     pub fn open(dir: &Path) -> Result<Self, Error> {
-        for sub in ["entries", "blobs", "tmp"] {
-            fs::create_dir_all(dir.join(sub)).map_err(crate::error::io(format!("creating the cache {}", dir.display())))?;
+        let err = || crate::error::io(format!("creating the cache {}", dir.display()));
+        for sub in ["entries", "blobs"] {
+            fs::create_dir_all(dir.join(sub)).map_err(err())?;
         }
-        Ok(Self { dir: dir.to_path_buf() })
+        let spool = imgtool_core::private_dir(&dir.join("tmp")).map_err(err())?;
+        Ok(Self { dir: dir.to_path_buf(), spool: Arc::new(spool) })
     }
 
     /// Where to spool layers that will be stored, so storing moves rather than copies.
     pub fn spool_dir(&self) -> PathBuf {
-        self.dir.join("tmp")
+        self.spool.path().to_path_buf()
     }
 
     /// The cache's directory.

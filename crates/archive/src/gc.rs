@@ -8,25 +8,19 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-use rustix::fs::{FlockOperation, flock};
 
 use crate::Error;
 use crate::error::io;
 
 /// How a blob's temporary file is named while it is written.
 const TEMP_PREFIX: &str = ".imgtool-tmp-";
-/// A temporary file younger than this is left alone, locked or not: its writer may not have
-/// locked it yet.
-const GRACE: Duration = Duration::from_secs(60);
 /// The most a manifest or index may be (as imgtool reads them everywhere).
 const DOC_LIMIT: u64 = imgtool_core::MANIFEST_LIMIT;
 
 /// A temporary file for a blob in `dir`, locked for as long as it is open.
 pub(crate) fn blob_temp(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
-    let t = tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(dir)?;
-    flock(t.as_file(), FlockOperation::NonBlockingLockExclusive)?;
+    let t = tempfile::Builder::new().prefix(TEMP_PREFIX).permissions(imgtool_core::output_mode(0o666)).tempfile_in(dir)?;
+    imgtool_core::try_lock(t.as_file())?;
     Ok(t)
 }
 
@@ -35,8 +29,7 @@ pub(crate) fn blob_temp(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
 pub(crate) fn writers_lock(layout: &Path, exclusive: bool) -> Result<File, Error> {
     let path = layout.join(".imgtool-writers.lock");
     let f = File::options().create(true).truncate(false).write(true).open(&path).map_err(io(format!("opening {}", path.display())))?;
-    let op = if exclusive { FlockOperation::LockExclusive } else { FlockOperation::LockShared };
-    flock(&f, op).map_err(|e| Error::Io { context: format!("locking {}", path.display()), source: e.into() })?;
+    imgtool_core::lock(&f, exclusive).map_err(io(format!("locking {}", path.display())))?;
     Ok(f)
 }
 
@@ -44,28 +37,6 @@ pub(crate) fn writers_lock(layout: &Path, exclusive: bool) -> Result<File, Error
 /// named them before they were locked).
 fn is_temp(name: &str) -> bool {
     name.starts_with(TEMP_PREFIX) || name.strip_prefix(".tmp").is_some_and(|r| r.len() == 6 && r.bytes().all(|b| b.is_ascii_alphanumeric()))
-}
-
-/// Temporary files in `dir` whose writer is gone, with their sizes.
-fn dead_temps(dir: &Path) -> Vec<(PathBuf, u64)> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut out = Vec::new();
-    for e in entries.flatten() {
-        if !e.file_name().to_str().is_some_and(is_temp) {
-            continue;
-        }
-        let Ok(meta) = e.metadata() else { continue };
-        let old = meta.modified().ok().and_then(|m| m.elapsed().ok()).is_some_and(|age| age > GRACE);
-        if !meta.is_file() || !old {
-            continue;
-        }
-        // Locked means a live writer; the lock goes with the file when it is closed.
-        let Ok(f) = File::open(e.path()) else { continue };
-        if flock(&f, FlockOperation::NonBlockingLockExclusive).is_ok() {
-            out.push((e.path(), meta.len()));
-        }
-    }
-    out
 }
 
 fn blob_dirs(layout: &Path) -> Vec<PathBuf> {
@@ -77,10 +48,7 @@ fn blob_dirs(layout: &Path) -> Vec<PathBuf> {
 /// writer calls it on its way, and a failure only leaves the file for later).
 pub(crate) fn clear_dead_temps(layout: &Path) {
     for dir in blob_dirs(layout).into_iter().chain([layout.to_path_buf()]) {
-        for (p, _) in dead_temps(&dir) {
-            tracing::debug!(path = %p.display(), "removing a dead writer's temporary file");
-            let _ = std::fs::remove_file(p);
-        }
+        imgtool_core::clear_dead_scratch(&dir, is_temp);
     }
 }
 
@@ -111,7 +79,7 @@ pub fn gc(layout: &Path, dry_run: bool) -> Result<GcReport, Error> {
     let mut report = GcReport::default();
     for dir in blob_dirs(layout) {
         let alg = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        report.removed.extend(dead_temps(&dir));
+        report.removed.extend(imgtool_core::dead_scratch(&dir, is_temp));
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -130,6 +98,28 @@ pub fn gc(layout: &Path, dry_run: bool) -> Result<GcReport, Error> {
         }
     }
     Ok(report)
+}
+
+/// Remove the tag `name` from the OCI layout at `layout`: the entries of its `index.json`
+/// that answer to it (by ref name, or the name containerd records), replaced under the
+/// layout's lock. The digests untagged; the blobs stay until [`gc`].
+pub fn remove_tag(layout: &Path, name: &str) -> Result<Vec<imgtool_core::Digest>, Error> {
+    let place = || format!("oci:{}:{name}", layout.display());
+    if !layout.join("oci-layout").is_file() {
+        return Err(Error::Format { place: place(), why: format!("{} is not an OCI layout (no oci-layout file)", layout.display()) });
+    }
+    let _lock = crate::sink::lock_layout(layout)?;
+    let raw = std::fs::read(layout.join("index.json")).map_err(io(format!("reading {}/index.json", layout.display())))?;
+    let mut index: imgtool_core::Index = serde_json::from_slice(&raw)
+        .map_err(|e| Error::Format { place: format!("{}/index.json", layout.display()), why: e.to_string() })?;
+    let (gone, kept): (Vec<_>, Vec<_>) = index.manifests.into_iter().partition(|d| crate::source::entry_matches(d, name));
+    index.manifests = kept;
+    if gone.is_empty() {
+        let names = crate::source::names_of(&index);
+        return Err(Error::Format { place: place(), why: format!("no such tag; the layout holds: {names}") });
+    }
+    crate::sink::write_atomic(layout, "index.json", &serde_json::to_vec(&index).unwrap_or_default())?;
+    Ok(gone.into_iter().map(|d| d.digest).collect())
 }
 
 /// Every digest reachable from `index.json`: its descriptors, and through every manifest

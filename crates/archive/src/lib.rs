@@ -33,7 +33,7 @@ pub use error::Error;
 pub use extract::{Devices, ExtractOptions, apply_layer, apply_layer_in, apply_layers, extract_image, flatten};
 pub use files::{ContentsLayer, FileContents, Origin, Owner, PathLayer, entries_for_files, host_entry, image_path};
 pub use filter::PathFilter;
-pub use gc::{GcReport, gc};
+pub use gc::{GcReport, gc, remove_tag};
 pub use layer::{EntryKind, FileData, LayerOptions, LayerWriter, SpooledLayer, TarEntry, write_layer};
 pub use pgzip::ParallelGzip;
 pub use read::{CopyError, Defect, Fragment, Member, MemberKind, TarError, TarReader};

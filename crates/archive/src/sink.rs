@@ -37,11 +37,14 @@ trait BlobWriter: Send + Sync + fmt::Debug {
 
 /// Write `data` to `root/rel` through a synced temporary file and a rename: a reader sees
 /// the old file or the new one, never half of one.
-fn write_atomic(root: &Path, rel: &str, data: &[u8]) -> Result<(), Error> {
+pub(crate) fn write_atomic(root: &Path, rel: &str, data: &[u8]) -> Result<(), Error> {
     let dest = root.join(rel);
     let dir = dest.parent().unwrap_or(root);
     std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
-    let mut t = tempfile::NamedTempFile::new_in(dir).map_err(io(format!("writing in {}", dir.display())))?;
+    let mut t = tempfile::Builder::new()
+        .permissions(imgtool_core::output_mode(0o666))
+        .tempfile_in(dir)
+        .map_err(io(format!("writing in {}", dir.display())))?;
     let _tracked = imgtool_core::track_path(t.path());
     t.write_all(data).map_err(io(format!("writing {}", dest.display())))?;
     t.as_file().sync_all().map_err(io(format!("writing {}", dest.display())))?;
@@ -51,12 +54,11 @@ fn write_atomic(root: &Path, rel: &str, data: &[u8]) -> Result<(), Error> {
 
 /// The layout's writer lock, held while its `index.json` is read, changed and replaced,
 /// so that writers side by side each keep their tags (other tools ignore the file).
-fn lock_layout(root: &Path) -> Result<std::fs::File, Error> {
+pub(crate) fn lock_layout(root: &Path) -> Result<std::fs::File, Error> {
     let path = root.join(".imgtool-index.lock");
     let f =
         std::fs::File::options().create(true).truncate(false).write(true).open(&path).map_err(io(format!("opening {}", path.display())))?;
-    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
-        .map_err(|e| Error::Io { context: format!("locking {}", path.display()), source: e.into() })?;
+    imgtool_core::lock(&f, true).map_err(io(format!("locking {}", path.display())))?;
     Ok(f)
 }
 
@@ -77,19 +79,12 @@ fn join_blobs(from: &Path, to: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-fn parent_and_name(path: &Path) -> (PathBuf, String) {
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let name = path.file_name().map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
-    (parent, name)
-}
-
 /// Writes a layout into a directory.
 #[derive(Debug)]
 struct DirWriter {
     final_root: PathBuf,
     work: PathBuf,
-    temp: Mutex<Option<tempfile::TempDir>>,
-    _tracked: Option<imgtool_core::Tracked>,
+    temp: Mutex<Option<imgtool_core::ScratchDir>>,
     /// The writers' lock of an existing layout, shared while this writer lives.
     writers: Mutex<Option<std::fs::File>>,
 }
@@ -101,11 +96,11 @@ impl DirWriter {
             if dir.join("oci-layout").is_file() {
                 let writers = crate::gc::writers_lock(dir, false)?;
                 crate::gc::clear_dead_temps(dir);
+                imgtool_core::clear_dead_beside(dir);
                 return Ok(Self {
                     final_root: dir.to_path_buf(),
                     work: dir.to_path_buf(),
                     temp: Mutex::new(None),
-                    _tracked: None,
                     writers: Mutex::new(Some(writers)),
                 });
             }
@@ -117,20 +112,8 @@ impl DirWriter {
                 });
             }
         }
-        let (parent, name) = parent_and_name(dir);
-        std::fs::create_dir_all(&parent).map_err(io(format!("creating {}", parent.display())))?;
-        let temp = tempfile::Builder::new()
-            .prefix(&format!(".{name}.imgtool-"))
-            .tempdir_in(&parent)
-            .map_err(io(format!("creating a temporary directory in {}", parent.display())))?;
-        let tracked = imgtool_core::track_path(temp.path());
-        Ok(Self {
-            final_root: dir.to_path_buf(),
-            work: temp.path().to_path_buf(),
-            temp: Mutex::new(Some(temp)),
-            _tracked: Some(tracked),
-            writers: Mutex::new(None),
-        })
+        let temp = imgtool_core::temp_dir_beside(dir).map_err(io(format!("creating a directory beside {}", dir.display())))?;
+        Ok(Self { final_root: dir.to_path_buf(), work: temp.path().to_path_buf(), temp: Mutex::new(Some(temp)), writers: Mutex::new(None) })
     }
 
     /// Replace `index.json` of the layout at `final_root`, under its lock, from what it
@@ -187,12 +170,12 @@ impl BlobWriter for DirWriter {
             // An empty directory is replaced by the rename itself.
             let _ = std::fs::remove_dir(&self.final_root);
         }
-        match std::fs::rename(temp.path(), &self.final_root) {
+        match imgtool_core::publish(|| std::fs::rename(temp.path(), &self.final_root)) {
             Ok(()) => {
                 let _ = temp.keep();
                 Ok(())
             }
-            Err(_) if self.final_root.join("oci-layout").is_file() => {
+            Err(e) if e.kind() != io::ErrorKind::Interrupted && self.final_root.join("oci-layout").is_file() => {
                 // As a writer of the layout another made: gc waits until the tag is in.
                 *self.writers.lock().unwrap_or_else(|p| p.into_inner()) = Some(crate::gc::writers_lock(&self.final_root, false)?);
                 join_blobs(temp.path(), &self.final_root)?;
@@ -236,13 +219,7 @@ impl TarWriter {
                 why: "is a directory; a tarball output needs a file name".into(),
             });
         }
-        let (parent, name) = parent_and_name(path);
-        std::fs::create_dir_all(&parent).map_err(io(format!("creating {}", parent.display())))?;
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}.imgtool-"))
-            .tempfile_in(&parent)
-            .map_err(io(format!("creating a temporary file in {}", parent.display())))?;
-        let tracked = imgtool_core::track_path(tmp.path());
+        let (tmp, tracked) = imgtool_core::temp_file_beside(path).map_err(io(format!("creating a file beside {}", path.display())))?;
         let mut tar = tar::Builder::new(BufWriter::with_capacity(1 << 20, tmp));
         for d in ["blobs/", "blobs/sha256/"] {
             tar.append_data(&mut header(0, true), d, io::empty()).map_err(io(format!("writing {}", path.display())))?;
@@ -313,8 +290,8 @@ impl BlobWriter for TarWriter {
         let w = tar.into_inner().map_err(io(ctx.clone()))?;
         let tmp = w.into_inner().map_err(|e| io(ctx.clone())(e.into_error()))?;
         tmp.as_file().sync_all().map_err(io(ctx.clone()))?;
-        tmp.persist(&self.final_path)
-            .map_err(|e| Error::Io { context: format!("renaming into {}", self.final_path.display()), source: e.error })?;
+        imgtool_core::publish(|| tmp.persist(&self.final_path).map_err(|e| e.error))
+            .map_err(io(format!("renaming into {}", self.final_path.display())))?;
         Ok(())
     }
 }

@@ -31,7 +31,7 @@ fn read_index(store: &dyn Store) -> Result<Option<Index>, Error> {
 
 /// Does an index entry answer to `selector`: its ref name, or the tag or full name
 /// containerd records.
-fn entry_matches(d: &Descriptor, selector: &str) -> bool {
+pub(crate) fn entry_matches(d: &Descriptor, selector: &str) -> bool {
     if d.annotations.get(REF_NAME).is_some_and(|r| r == selector) {
         return true;
     }
@@ -43,7 +43,7 @@ fn entry_matches(d: &Descriptor, selector: &str) -> bool {
         }
 }
 
-fn names_of(index: &Index) -> String {
+pub(crate) fn names_of(index: &Index) -> String {
     let names: Vec<&str> = index
         .manifests
         .iter()

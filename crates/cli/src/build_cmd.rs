@@ -183,8 +183,7 @@ pub async fn build(args: BuildArgs, reg: &Registries, p: Printer) -> Result<()> 
         (None, false, _) => bail!("say where the image goes: -o OUT (a path is a docker-archive) or --push with -t NAME:TAG"),
     };
     let (df, file) = read_dockerfile(args.file.as_deref(), &args.context)?;
-    let spool = tempfile::tempdir().context("creating a spool directory")?;
-    let _spool_tracked = imgtool_core::track_path(spool.path());
+    let spool = imgtool_core::spool().context("creating a spool directory")?;
     let opts = options(&args, spool.path(), reg)?;
     let images = CliImages { reg, base: dockerfile_dir(args.file.as_deref(), &args.context), any_platform: false };
     let bar = p.spinner(format!("building {}", args.context.display()));
@@ -192,7 +191,7 @@ pub async fn build(args: BuildArgs, reg: &Registries, p: Printer) -> Result<()> 
         Ok(i) => i,
         Err(e) => {
             p.done(bar, "build failed".into());
-            eprintln!("error: {}", e.in_file(&file));
+            p.error(e.in_file(&file));
             return Err(ExitWith(e.exit_code().unwrap_or(1)).into());
         }
     };

@@ -61,8 +61,7 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
             let (src, dst) = (parse(&src)?, parse(&dst)?);
             let reg = &creds.registries(opts, &names(&src), &names(&dst))?;
             let mut image = load(&src, platform.as_deref(), Flavor::Oci, reg).await?;
-            let spool = tempfile::tempdir().context("creating a spool directory")?;
-            let _spool_tracked = imgtool_core::track_path(spool.path());
+            let spool = imgtool_core::spool().context("creating a spool directory")?;
             let mut producers: Vec<Box<dyn LayerProducer>> = Vec::new();
             for spec in &paths {
                 let (from, to) = spec.split_once(':').ok_or_else(|| anyhow!("--path {spec:?}: expected FROM:TO"))?;
@@ -126,6 +125,9 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
             crate::registry_cmds::config(&image, platform.as_deref(), &creds.registries(opts, &[], &named(&image))?, p).await
         }
         Command::Digest { image } => crate::registry_cmds::digest(&image, &creds.registries(opts, &[], &named(&image))?, p).await,
+        Command::Delete { image } if ["oci:", "oci-archive:", "docker-archive:"].iter().any(|t| image.starts_with(t)) => {
+            crate::layout_cmds::delete(&image, p).await
+        }
         Command::Delete { image } => crate::registry_cmds::delete(&image, &creds.registries(opts, &[], &named(&image))?, p).await,
         Command::Tag { image, new_tag } => {
             crate::registry_cmds::tag(&image, &new_tag, &creds.registries(opts, &[], &named(&image))?, p).await
@@ -167,22 +169,7 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
             let image = load(&t, platform.as_deref(), Flavor::Oci, reg).await?;
             crate::export::export(&image, &dest, p).await
         }
-        Command::Gc { layout, dry_run } => {
-            let shown = layout.display().to_string();
-            let report = tokio::task::spawn_blocking(move || imgtool_archive::gc(&layout, dry_run))
-                .await
-                .context("the collector stopped")?
-                .with_context(|| format!("collecting garbage in {shown}"))?;
-            let verb = if dry_run { "would remove" } else { "removed" };
-            for (path, size) in &report.removed {
-                p.record(
-                    serde_json::json!({"path": path, "size": size, "removed": !dry_run}),
-                    format!("{verb} {} ({size} bytes)", path.display()),
-                );
-            }
-            p.status(format!("{shown}: {verb} {} files, {} bytes", report.removed.len(), report.freed()));
-            Ok(())
-        }
+        Command::Gc { layout, dry_run } => crate::layout_cmds::gc(layout, dry_run, p).await,
     }
 }
 
@@ -341,8 +328,7 @@ async fn pipe(file: &Path, dry_run: bool, p: Printer, opts: &ClientOptions, cred
         return Ok(());
     }
     let flavor = pl.source.media_types.unwrap_or_default();
-    let spool = tempfile::tempdir().context("creating a spool directory")?;
-    let _spool_tracked = imgtool_core::track_path(spool.path());
+    let spool = imgtool_core::spool().context("creating a spool directory")?;
     // Paths a Dockerfile writes are relative to it.
     let images_for = |args: &crate::build_cmd::BuildArgs| crate::build_cmd::CliImages {
         reg,

@@ -105,8 +105,7 @@ pub async fn build(args: CondaBuild, reg: &Registries, p: Printer) -> Result<()>
             })
             .collect::<Result<_>>()?
     };
-    let spool = tempfile::tempdir().context("creating a spool directory")?;
-    let _spool_tracked = imgtool_core::track_path(spool.path());
+    let spool = imgtool_core::spool().context("creating a spool directory")?;
     let mut images = Vec::new();
     for platform in &platforms {
         let image = match (&base, platform) {

@@ -11,25 +11,19 @@ use crate::printer::Printer;
 pub async fn export(image: &Image, dest: &Path, p: Printer) -> Result<()> {
     let is_tar = dest.extension().is_some_and(|e| e == "tar");
     if is_tar {
-        let parent = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let spool = tempfile::tempdir_in(parent).with_context(|| format!("creating a directory in {}", parent.display()))?;
-        let _spool_tracked = imgtool_core::track_path(spool.path());
+        // Spooled beside the destination, so the finished tar is renamed onto it.
+        let spool = imgtool_core::temp_dir_beside(dest).with_context(|| format!("creating a directory beside {}", dest.display()))?;
         let opts = LayerOptions { compression: Compression::None, ..Default::default() };
         let layer = flatten(image, spool.path(), opts, source_date_epoch()).await?;
-        layer.file.persist(dest).with_context(|| format!("writing {}", dest.display()))?;
+        std::fs::set_permissions(&layer.file, imgtool_core::output_mode(0o666)).with_context(|| format!("writing {}", dest.display()))?;
+        imgtool_core::publish(|| layer.file.persist(dest).map_err(|e| e.error)).with_context(|| format!("writing {}", dest.display()))?;
     } else {
         if dest.exists() && std::fs::read_dir(dest)?.next().is_some() {
             bail!("{} exists and is not empty; export into a new or empty directory", dest.display());
         }
         // Into a new directory beside the destination, renamed into place when every layer
         // is applied and verified: a bad layer leaves nothing half-extracted behind.
-        let parent = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-        let scratch = tempfile::Builder::new()
-            .prefix(".imgtool-export-")
-            .tempdir_in(parent)
-            .with_context(|| format!("creating a directory in {}", parent.display()))?;
-        let _scratch_tracked = imgtool_core::track_path(scratch.path());
+        let scratch = imgtool_core::temp_dir_beside(dest).with_context(|| format!("creating a directory beside {}", dest.display()))?;
         let root = running_as_root();
         extract_image(
             image,
@@ -42,11 +36,10 @@ pub async fn export(image: &Image, dest: &Path, p: Printer) -> Result<()> {
         }
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755))?;
-        let done = scratch.keep();
-        if let Err(e) = std::fs::rename(&done, dest) {
-            let _ = std::fs::remove_dir_all(&done);
-            return Err(e).with_context(|| format!("moving the exported tree to {}", dest.display()));
-        }
+        // On a failure the tree stays where it is, and goes with `scratch`.
+        imgtool_core::publish(|| std::fs::rename(scratch.path(), dest))
+            .with_context(|| format!("moving the exported tree to {}", dest.display()))?;
+        let _ = scratch.keep();
     }
     p.record(
         serde_json::json!({"destination": dest.display().to_string(), "layers": image.layers().len()}),

@@ -6,6 +6,7 @@ mod conda_cmd;
 mod creds;
 mod export;
 mod images;
+mod layout_cmds;
 mod pipeline;
 mod printer;
 mod registry_cmds;
@@ -168,7 +169,8 @@ enum Command {
         /// The image reference.
         image: String,
     },
-    /// Delete an image's manifest from its registry (every tag on it goes with it).
+    /// Delete an image's manifest from its registry (every tag on it goes with it), or a tag
+    /// from an OCI layout (oci:DIR:TAG), freeing the blobs no other tag reaches.
     Delete {
         /// The image reference.
         image: String,
@@ -239,16 +241,23 @@ fn registry_options(cli: &Cli) -> imgtool_registry::ClientOptions {
     o
 }
 
-/// The exit code for the first SIGINT (130) or SIGTERM (143); never, if they cannot be caught.
-async fn interrupt() -> i32 {
+/// Watch for SIGINT and SIGTERM from now on, in a task of its own (a command may keep its
+/// thread busy for a while): on the first, undo what the command made and registered (see
+/// `imgtool_core::interrupted`) and exit with 130 or 143 without waiting for the command.
+/// Outputs are renamed into place only when complete, so none is left half-written.
+fn watch_interrupts(rt: &tokio::runtime::Runtime, printer: printer::Printer) {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
-        (Ok(mut int), Ok(mut term)) => tokio::select! {
+    let _entered = rt.enter();
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else { return };
+    rt.spawn(async move {
+        let code = tokio::select! {
             _ = int.recv() => 130,
             _ = term.recv() => 143,
-        },
-        _ => std::future::pending().await,
-    }
+        };
+        printer.status("interrupted: removing temporary files and ending started processes");
+        imgtool_core::interrupted();
+        std::process::exit(code);
+    });
 }
 
 fn main() -> ExitCode {
@@ -279,28 +288,21 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let outcome = rt.block_on(async {
-        let work = commands::run(cli.command, printer, &opts, given);
-        tokio::pin!(work);
-        tokio::select! {
-            r = &mut work => r,
-            code = interrupt() => {
-                // Undone while the command's state (and its registrations) still lives, then
-                // exit without waiting for work in other threads: what it made is removed,
-                // what it started is ended; outputs are renamed into place only when complete.
-                printer.status("interrupted: removing temporary files and ending started processes");
-                imgtool_core::interrupted();
-                std::process::exit(code);
-            }
+    watch_interrupts(&rt, printer);
+    let outcome = rt.block_on(commands::run(cli.command, printer, &opts, given));
+    if imgtool_core::is_interrupted() {
+        // The watcher is undoing the command's work and will exit with the signal's code.
+        loop {
+            std::thread::park();
         }
-    });
+    }
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => match e.downcast_ref::<build_cmd::ExitWith>() {
             // The command said what it had to; end with its code.
             Some(build_cmd::ExitWith(code)) => ExitCode::from(u8::try_from(*code).unwrap_or(1)),
             None => {
-                eprintln!("error: {e:#}");
+                printer.error(format!("{e:#}"));
                 ExitCode::FAILURE
             }
         },

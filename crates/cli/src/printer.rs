@@ -31,6 +31,14 @@ impl Printer {
         out(line.as_ref());
     }
 
+    /// An error on stderr. Silent once the process is being interrupted: what fails then
+    /// fails because its files and processes are being removed, which is no news.
+    pub fn error(&self, line: impl AsRef<str>) {
+        if !imgtool_core::is_interrupted() {
+            eprintln!("error: {}", line.as_ref());
+        }
+    }
+
     /// A status line on stderr (silent with --quiet).
     pub fn status(&self, line: impl AsRef<str>) {
         if !self.quiet && !self.json {

@@ -75,7 +75,8 @@ fn other(msg: String) -> std::io::Error {
 /// A package's bytes: a local channel's file as it is, or a download.
 enum Fetched {
     Local(std::fs::File),
-    Downloaded(tempfile::NamedTempFile),
+    /// The download, in a spool directory of its own (the next run removes it if this one is killed).
+    Downloaded(tempfile::NamedTempFile, imgtool_core::ScratchDir),
 }
 
 impl Fetched {
@@ -84,7 +85,7 @@ impl Fetched {
         use std::io::Seek;
         let mut f = match self {
             Fetched::Local(f) => f,
-            Fetched::Downloaded(t) => t.reopen()?,
+            Fetched::Downloaded(t, _spool) => t.reopen()?,
         };
         f.rewind()?;
         Ok(f)
@@ -117,8 +118,8 @@ async fn download(client: &reqwest::Client, url: &Url, limit: u64) -> std::io::R
         }
         Fetched::Local(f)
     } else {
-        let mut out = tempfile::NamedTempFile::new()?;
-        let _tracked = imgtool_core::track_path(out.path());
+        let spool = imgtool_core::spool()?;
+        let mut out = tempfile::NamedTempFile::new_in(spool.path())?;
         let resp =
             client.get(url.clone()).send().await.and_then(reqwest::Response::error_for_status).map_err(|e| other(format!("{url}: {e}")))?;
         let mut body = resp.bytes_stream();
@@ -128,7 +129,7 @@ async fn download(client: &reqwest::Client, url: &Url, limit: u64) -> std::io::R
             out.write_all(&chunk)?;
         }
         out.flush()?;
-        Fetched::Downloaded(out)
+        Fetched::Downloaded(out, spool)
     };
     Ok((fetched, rattler_digest::digest::Digest::finalize(hasher)))
 }

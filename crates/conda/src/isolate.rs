@@ -69,7 +69,7 @@ pub(crate) async fn run(job: LinkJob) -> Result<()> {
     std::fs::create_dir_all(&job.staging).map_err(io(format!("creating {}", job.staging.display())))?;
     let canon = |p: &Path| std::fs::canonicalize(p).map_err(io(format!("resolving {}", p.display())));
     let job = LinkJob { staging: canon(&job.staging)?, cache: canon(&job.cache)?, ..job };
-    let mount_point = tempfile::Builder::new().prefix("imgtool-link-").tempdir().map_err(io("creating a mount point"))?;
+    let mount_point = imgtool_core::spool().map_err(io("creating a mount point"))?;
     let request = Request { job, root: mount_point.path().to_path_buf() };
     let input = serde_json::to_vec(&request).map_err(|e| Error::Install(format!("encoding the link request: {e}")))?;
     let mut child = tokio::process::Command::new("/proc/self/exe")

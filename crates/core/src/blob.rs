@@ -85,7 +85,7 @@ pub async fn read_blob(source: &dyn BlobSource, desc: &Descriptor, limit: u64) -
 pub struct FileBlob {
     path: PathBuf,
     desc: Descriptor,
-    _guard: Option<Arc<tempfile::TempPath>>,
+    _guard: Option<Arc<(tempfile::TempPath, crate::Tracked)>>,
 }
 
 impl FileBlob {
@@ -94,9 +94,10 @@ impl FileBlob {
         Self { path: path.into(), desc, _guard: None }
     }
 
-    /// Serve a temporary file, deleting it when the last handle goes.
+    /// Serve a temporary file, deleting it when the last handle goes, or on an interrupt.
     pub fn temporary(path: tempfile::TempPath, desc: Descriptor) -> Self {
-        Self { path: path.to_path_buf(), desc, _guard: Some(Arc::new(path)) }
+        let tracked = crate::track_path(&path);
+        Self { path: path.to_path_buf(), desc, _guard: Some(Arc::new((path, tracked))) }
     }
 
     /// Where the bytes are.

@@ -19,6 +19,10 @@ enum Item {
 static ITEMS: Mutex<BTreeMap<u64, Item>> = Mutex::new(BTreeMap::new());
 static NEXT: AtomicU64 = AtomicU64::new(0);
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Held (shared) while an output is renamed into place, and (exclusive) while the interrupt
+/// flag is raised: a rename either completes before the temporaries are removed, or never
+/// starts. Without it, removing a staging directory could follow it into its new name.
+static PUBLISHING: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
 /// Whether the process is being interrupted: long loops (extraction, layer writing) stop
 /// at their next entry, so they add nothing while their files are removed.
@@ -58,10 +62,23 @@ pub fn on_interrupt(undo: impl Fn() + Send + Sync + 'static) -> Tracked {
     add(Item::Undo(Box::new(undo)))
 }
 
+/// Make an output visible (`rename` it into place) unless the process is being
+/// interrupted, in which case nothing is renamed and an `Interrupted` error comes back.
+pub fn publish<T>(rename: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T> {
+    let _gate = PUBLISHING.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if is_interrupted() {
+        return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "interrupted"));
+    }
+    rename()
+}
+
 /// Undo everything registered, newest first: processes are ended before the files they
 /// may be writing are removed. Called once, by the signal handler, before it exits.
 pub fn interrupted() {
-    INTERRUPTED.store(true, Ordering::Relaxed);
+    {
+        let _gate = PUBLISHING.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        INTERRUPTED.store(true, Ordering::Relaxed);
+    }
     let all = std::mem::take(&mut *items());
     let (undos, paths): (Vec<_>, Vec<_>) = all.into_values().rev().partition(|i| matches!(i, Item::Undo(_)));
     for item in undos.into_iter().chain(paths) {
@@ -113,5 +130,8 @@ mod tests {
         assert!(kept.exists() && gone.exists());
         assert!(ran.load(Ordering::SeqCst));
         assert!(is_interrupted());
+        let renamed = publish(|| std::fs::rename(&kept, &gone));
+        assert_eq!(renamed.unwrap_err().kind(), std::io::ErrorKind::Interrupted);
+        assert!(kept.exists(), "an output was published after the interrupt");
     }
 }

@@ -28,11 +28,12 @@ mod image;
 mod manifest;
 mod media;
 mod reference;
+mod scratch;
 mod traits;
 mod validate;
 
 pub use blob::{FileBlob, MemoryBlobs, VerifyingReader, read_blob, verify};
-pub use cleanup::{Tracked, interrupted, is_interrupted, on_interrupt, track_path};
+pub use cleanup::{Tracked, interrupted, is_interrupted, on_interrupt, publish, track_path};
 pub use compression::{decompress, decompress_sniffed};
 pub use config::{ConfigEdit, History, ImageConfig, cache_dir, canonical_json, rfc3339, source_date_epoch};
 pub use copy::{CopyEvent, CopyOptions, Progress, copy_blob, copy_image, copy_index, copy_manifest_tree};
@@ -42,5 +43,9 @@ pub use image::{CONFIG_LIMIT, Image, Layer, MANIFEST_LIMIT, SharedImage, choose_
 pub use manifest::{Descriptor, Index, Manifest, ParsedManifest, Platform};
 pub use media::{Compression, Flavor, MediaType};
 pub use reference::{DOCKER_HUB, Reference};
+pub use scratch::{
+    SCRATCH_GRACE, ScratchDir, clear_dead_beside, clear_dead_scratch, dead_scratch, lock, output_mode, private_dir, spool, temp_dir_beside,
+    temp_file_beside, try_lock,
+};
 pub use traits::{BlobSource, BlobStream, BuildContext, ImageSink, LayerProducer, NewLayer, SharedSource};
 pub use validate::validate;

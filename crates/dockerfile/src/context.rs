@@ -298,8 +298,7 @@ impl FileHashes {
         if let (Some(path), true) = (&self.path, self.changed) {
             // A temporary file of its own, renamed over the old one: builds side by side each
             // replace it whole (the last one wins), never interleaved.
-            let dir = path.parent().unwrap_or(Path::new("."));
-            if let (Ok(bytes), Ok(mut tmp)) = (serde_json::to_vec(&self.known), tempfile::NamedTempFile::new_in(dir)) {
+            if let (Ok(bytes), Ok((mut tmp, _tracked))) = (serde_json::to_vec(&self.known), imgtool_core::temp_file_beside(path)) {
                 if std::io::Write::write_all(&mut tmp, &bytes).is_ok() {
                     let _ = tmp.persist(path);
                 }

@@ -150,10 +150,13 @@ fn write_object(file: &Path, m: &Map<String, Value>) -> Result<()> {
     let io = |e: std::io::Error| Error::Config { registry: String::new(), why: format!("writing {}: {e}", file.display()) };
     let dir = file.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io)?;
-    let mut tmp = tempfile_in(dir).map_err(io)?;
-    tmp.1.write_all(serde_json::to_string_pretty(&Value::Object(m.clone())).unwrap_or_default().as_bytes()).map_err(io)?;
-    tmp.1.sync_all().map_err(io)?;
-    std::fs::rename(&tmp.0, file).map_err(io)
+    let (path, mut f) = tempfile_in(dir).map_err(io)?;
+    let text = serde_json::to_string_pretty(&Value::Object(m.clone())).unwrap_or_default();
+    let written = f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).and_then(|()| std::fs::rename(&path, file));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&path);
+    }
+    written.map_err(io)
 }
 
 /// A new file beside the target, readable by its owner only (it will hold secrets).
@@ -170,31 +173,48 @@ fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
     Err(std::io::Error::other("no free temporary name"))
 }
 
+/// Read, change and replace `file` while holding an `flock` on its directory, so logins
+/// and logouts side by side each keep their change (the file itself is replaced, so it
+/// cannot carry the lock). `change` says whether it changed anything.
+fn update(file: &Path, change: impl FnOnce(&mut Map<String, Value>) -> bool) -> Result<bool> {
+    let io = |e: std::io::Error| Error::Config { registry: String::new(), why: format!("locking {}: {e}", file.display()) };
+    let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let lock = std::fs::File::open(dir).map_err(io)?;
+    imgtool_core::lock(&lock, true).map_err(io)?;
+    let mut m = read_object(file)?;
+    let changed = change(&mut m);
+    if changed {
+        write_object(file, &m)?;
+    }
+    Ok(changed)
+}
+
 /// Store `username`/`password` for `registry` in `file` (keeping everything else in it).
 pub fn store_login(file: &Path, registry: &str, username: &str, password: &Secret) -> Result<()> {
-    let mut m = read_object(file)?;
-    let auths = m.entry("auths").or_insert_with(|| json!({}));
-    if !auths.is_object() {
-        *auths = json!({});
-    }
     let key = if registry == imgtool_core::DOCKER_HUB { "https://index.docker.io/v1/" } else { registry };
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{}", password.expose()));
-    auths.as_object_mut().expect("made an object above").insert(key.into(), json!({ "auth": auth }));
-    write_object(file, &m)
+    update(file, |m| {
+        let auths = m.entry("auths").or_insert_with(|| json!({}));
+        if !auths.is_object() {
+            *auths = json!({});
+        }
+        auths.as_object_mut().expect("made an object above").insert(key.into(), json!({ "auth": auth }));
+        true
+    })?;
+    Ok(())
 }
 
 /// Remove `registry` from `file`; `Ok(false)` when it was not there.
 pub fn remove_login(file: &Path, registry: &str) -> Result<bool> {
-    let mut m = read_object(file)?;
-    let Some(auths) = m.get_mut("auths").and_then(Value::as_object_mut) else { return Ok(false) };
-    let mut removed = false;
-    for k in keys(registry) {
-        removed |= auths.remove(&k).is_some();
-    }
-    if removed {
-        write_object(file, &m)?;
-    }
-    Ok(removed)
+    update(file, |m| {
+        let Some(auths) = m.get_mut("auths").and_then(Value::as_object_mut) else { return false };
+        let mut removed = false;
+        for k in keys(registry) {
+            removed |= auths.remove(&k).is_some();
+        }
+        removed
+    })
 }
 
 #[cfg(test)]
@@ -234,5 +254,31 @@ mod tests {
         assert_eq!(files.lookup("ghcr.io").unwrap(), Some(Credential::IdentityToken(Secret::new("refresh-me"))));
         let err = files.lookup("helped.example").unwrap_err().to_string();
         assert!(err.contains("docker-credential-imgtool-test-missing"), "{err}");
+    }
+
+    #[test]
+    fn logins_side_by_side_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("auth.json");
+        store_login(&file, "gone.example", "u", &Secret::new("p")).unwrap();
+        let threads: Vec<_> = (0..16)
+            .map(|i| {
+                let file = file.clone();
+                std::thread::spawn(move || {
+                    store_login(&file, &format!("r{i}.example"), "u", &Secret::new("p")).unwrap();
+                    if i == 0 {
+                        assert!(remove_login(&file, "gone.example").unwrap());
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        let files = AuthFiles { paths: vec![file.clone()] };
+        for i in 0..16 {
+            assert!(files.lookup(&format!("r{i}.example")).unwrap().is_some(), "the login to r{i} was lost");
+        }
+        assert_eq!(files.lookup("gone.example").unwrap(), None);
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["auth.json"], "temporary files left");
     }
 }
