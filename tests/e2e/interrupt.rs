@@ -42,8 +42,10 @@ fn names(dir: &Path) -> Vec<String> {
     v
 }
 
+/// A build during its `RUN`, and `imgtool run`, each signalled: the container is ended with
+/// the command.
 #[test]
-fn an_interrupted_build_ends_its_run_and_leaves_nothing() {
+fn an_interrupted_build_or_run_ends_its_container_and_leaves_nothing() {
     require("runc", "runc");
     require("pgrep", "procps");
     let tmp = tempfile::tempdir().unwrap();
@@ -53,19 +55,21 @@ fn an_interrupted_build_ends_its_run_and_leaves_nothing() {
     std::fs::create_dir_all(t.join("tmp")).unwrap();
     // PID 1 of its namespace ignores SIGINT: only killing the container ends it.
     std::fs::write(t.join("ctx/Dockerfile"), "FROM docker-archive:../bb.tar\nRUN sleep 3737\n").unwrap();
-    for (sig, code) in [("INT", 130), ("TERM", 143)] {
-        let mut child = imgtool(t).env("TMPDIR", t.join("tmp")).args(["build", "-q", "-t", "x:1", "-o", "out.tar", "ctx"]).spawn().unwrap();
+    let build = ["build", "-q", "-t", "x:1", "-o", "out.tar", "ctx"];
+    let run = ["run", "bb.tar", "--", "sleep", "3737"];
+    for (args, sig, code) in [(&build[..], "INT", 130), (&build[..], "TERM", 143), (&run[..], "INT", 130), (&run[..], "TERM", 143)] {
+        let mut child = imgtool(t).env("TMPDIR", t.join("tmp")).args(args).spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         while !running("sleep 3737") {
-            assert!(Instant::now() < deadline, "the RUN never started");
-            assert!(child.try_wait().unwrap().is_none(), "the build ended before its RUN started");
+            assert!(Instant::now() < deadline, "the container never started ({})", args[0]);
+            assert!(child.try_wait().unwrap().is_none(), "{} ended before its container started", args[0]);
             std::thread::sleep(Duration::from_millis(20));
         }
         signal(&child, sig);
-        assert_eq!(wait_within(&mut child, Duration::from_secs(3)), code, "exit code after SIG{sig}");
+        assert_eq!(wait_within(&mut child, Duration::from_secs(3)), code, "exit code of {} after SIG{sig}", args[0]);
         let deadline = Instant::now() + Duration::from_secs(2);
         while running("sleep 3737") {
-            assert!(Instant::now() < deadline, "the RUN's process outlived the build (SIG{sig})");
+            assert!(Instant::now() < deadline, "the container's process outlived {} (SIG{sig})", args[0]);
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(!t.join("out.tar").exists(), "an output appeared");
