@@ -19,7 +19,7 @@ const DOC_LIMIT: u64 = imgtool_core::MANIFEST_LIMIT;
 
 /// A temporary file for a blob in `dir`, locked for as long as it is open.
 pub(crate) fn blob_temp(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
-    let t = tempfile::Builder::new().prefix(TEMP_PREFIX).permissions(imgtool_core::output_mode(0o666)).tempfile_in(dir)?;
+    let t = tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(dir)?;
     imgtool_core::try_lock(t.as_file())?;
     Ok(t)
 }
@@ -27,8 +27,19 @@ pub(crate) fn blob_temp(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
 /// The layout's writers' lock: shared by writers for as long as they write, exclusive for
 /// [`gc`]. Other tools ignore the file.
 pub(crate) fn writers_lock(layout: &Path, exclusive: bool) -> Result<File, Error> {
-    let path = layout.join(".imgtool-writers.lock");
-    let f = File::options().create(true).truncate(false).write(true).open(&path).map_err(io(format!("opening {}", path.display())))?;
+    lock_file(&layout.join(".imgtool-writers.lock"), exclusive)
+}
+
+/// Open (creating) and lock a lock file in a layout, never through a symlink planted there.
+pub(crate) fn lock_file(path: &Path, exclusive: bool) -> Result<File, Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+        .map_err(io(format!("opening {}", path.display())))?;
     imgtool_core::lock(&f, exclusive).map_err(io(format!("locking {}", path.display())))?;
     Ok(f)
 }
@@ -39,17 +50,35 @@ fn is_temp(name: &str) -> bool {
     name.starts_with(TEMP_PREFIX) || name.strip_prefix(".tmp").is_some_and(|r| r.len() == 6 && r.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
-fn blob_dirs(layout: &Path) -> Vec<PathBuf> {
-    let Ok(algs) = std::fs::read_dir(layout.join("blobs")) else { return Vec::new() };
-    algs.flatten().filter(|a| a.file_type().is_ok_and(|t| t.is_dir())).map(|a| a.path()).collect()
+/// A directory inside the layout, opened from its parent's handle without following a
+/// symlink: nothing planted in a layout leads gc outside it.
+fn open_dir_at(parent: &File, name: &str) -> io::Result<File> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    Ok(File::from(rustix::fs::openat(parent, name, flags, Mode::empty())?))
+}
+
+/// `blobs/ALG` of the layout, for each algorithm imgtool knows, opened safely.
+fn blob_dirs(layout: &Path) -> Vec<(imgtool_core::Algorithm, File)> {
+    let Ok(blobs) = File::open(layout).and_then(|root| open_dir_at(&root, "blobs")) else { return Vec::new() };
+    let mut out = Vec::new();
+    for alg in [imgtool_core::Algorithm::Sha256, imgtool_core::Algorithm::Sha512] {
+        if let Ok(d) = open_dir_at(&blobs, alg.as_str()) {
+            out.push((alg, d));
+        }
+    }
+    out
 }
 
 /// Remove what writers that died left in the layout's blob directories (best effort: a
 /// writer calls it on its way, and a failure only leaves the file for later).
 pub(crate) fn clear_dead_temps(layout: &Path) {
-    for dir in blob_dirs(layout).into_iter().chain([layout.to_path_buf()]) {
-        imgtool_core::clear_dead_scratch(&dir, is_temp);
+    for (_, dir) in blob_dirs(layout) {
+        for e in imgtool_core::dead_scratch_at(&dir, is_temp).into_iter().filter(|e| !e.is_dir) {
+            let _ = rustix::fs::unlinkat(&dir, e.name.as_os_str(), rustix::fs::AtFlags::empty());
+        }
     }
+    imgtool_core::clear_dead_scratch(layout, is_temp);
 }
 
 /// What [`gc`] removed (or, with `dry_run`, would remove).
@@ -77,26 +106,37 @@ pub fn gc(layout: &Path, dry_run: bool) -> Result<GcReport, Error> {
     let _writers = writers_lock(layout, true)?;
     let keep = reachable(layout)?;
     let mut report = GcReport::default();
-    for dir in blob_dirs(layout) {
-        let alg = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        report.removed.extend(imgtool_core::dead_scratch(&dir, is_temp));
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || keep.contains(&format!("{alg}:{name}")) {
+    let mut doomed = Vec::new();
+    for (i, (alg, dir)) in blob_dirs(layout).iter().enumerate() {
+        let shown = layout.join("blobs").join(alg.as_str());
+        for e in imgtool_core::dead_scratch_at(dir, is_temp).into_iter().filter(|e| !e.is_dir) {
+            report.removed.push((shown.join(&e.name), e.size));
+            doomed.push((i, e.name));
+        }
+        let Ok(mut entries) = rustix::fs::Dir::read_from(dir) else { continue };
+        while let Some(Ok(e)) = entries.next() {
+            let Ok(name) = e.file_name().to_str() else { continue };
+            // Only a file named by a digest of this algorithm is a blob to judge.
+            let digest = format!("{}:{name}", alg.as_str());
+            if digest.parse::<imgtool_core::Digest>().is_err() || keep.contains(&digest) {
                 continue;
             }
-            if e.file_type().is_ok_and(|t| t.is_file()) {
-                report.removed.push((e.path(), e.metadata().map(|m| m.len()).unwrap_or(0)));
+            let Ok(st) = rustix::fs::statat(dir, e.file_name(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW) else { continue };
+            if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile {
+                report.removed.push((shown.join(name), st.st_size as u64));
+                doomed.push((i, name.into()));
             }
+        }
+    }
+    if !dry_run {
+        let dirs = blob_dirs(layout);
+        for (i, name) in &doomed {
+            let Some((alg, dir)) = dirs.get(*i) else { continue };
+            rustix::fs::unlinkat(dir, name.as_os_str(), rustix::fs::AtFlags::empty())
+                .map_err(|e| io(format!("removing {}", layout.join("blobs").join(alg.as_str()).join(name).display()))(e.into()))?;
         }
     }
     report.removed.sort();
-    if !dry_run {
-        for (p, _) in &report.removed {
-            std::fs::remove_file(p).map_err(io(format!("removing {}", p.display())))?;
-        }
-    }
     Ok(report)
 }
 
@@ -118,7 +158,8 @@ pub fn remove_tag(layout: &Path, name: &str) -> Result<Vec<imgtool_core::Digest>
         let names = crate::source::names_of(&index);
         return Err(Error::Format { place: place(), why: format!("no such tag; the layout holds: {names}") });
     }
-    crate::sink::write_atomic(layout, "index.json", &serde_json::to_vec(&index).unwrap_or_default())?;
+    let raw = serde_json::to_vec(&index).map_err(|e| Error::Format { place: place(), why: format!("writing the index: {e}") })?;
+    crate::sink::write_atomic(layout, "index.json", &raw)?;
     Ok(gone.into_iter().map(|d| d.digest).collect())
 }
 

@@ -41,25 +41,17 @@ pub(crate) fn write_atomic(root: &Path, rel: &str, data: &[u8]) -> Result<(), Er
     let dest = root.join(rel);
     let dir = dest.parent().unwrap_or(root);
     std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
-    let mut t = tempfile::Builder::new()
-        .permissions(imgtool_core::output_mode(0o666))
-        .tempfile_in(dir)
-        .map_err(io(format!("writing in {}", dir.display())))?;
+    let mut t = crate::gc::blob_temp(dir).map_err(io(format!("writing in {}", dir.display())))?;
     let _tracked = imgtool_core::track_path(t.path());
     t.write_all(data).map_err(io(format!("writing {}", dest.display())))?;
     t.as_file().sync_all().map_err(io(format!("writing {}", dest.display())))?;
-    t.persist(&dest).map_err(|e| Error::Io { context: format!("renaming into {}", dest.display()), source: e.error })?;
-    Ok(())
+    imgtool_core::publish_file(t, &dest).map_err(io(format!("renaming into {}", dest.display())))
 }
 
 /// The layout's writer lock, held while its `index.json` is read, changed and replaced,
 /// so that writers side by side each keep their tags (other tools ignore the file).
 pub(crate) fn lock_layout(root: &Path) -> Result<std::fs::File, Error> {
-    let path = root.join(".imgtool-index.lock");
-    let f =
-        std::fs::File::options().create(true).truncate(false).write(true).open(&path).map_err(io(format!("opening {}", path.display())))?;
-    imgtool_core::lock(&f, true).map_err(io(format!("locking {}", path.display())))?;
-    Ok(f)
+    crate::gc::lock_file(&root.join(".imgtool-index.lock"), true)
 }
 
 /// Move the blobs of the layout at `from` into the layout at `to`, keeping those it has.
@@ -152,6 +144,8 @@ impl BlobWriter for DirWriter {
             io::copy(data, &mut w).map_err(io(format!("writing {}", dest.display())))?;
             w.flush().map_err(io(format!("writing {}", dest.display())))?;
         }
+        // Blobs are named by what they hold: no gate, a blob renamed into place is whole.
+        t.as_file().set_permissions(imgtool_core::output_mode(0o666)).map_err(io(format!("writing {}", dest.display())))?;
         t.persist(&dest).map_err(|e| Error::Io { context: format!("renaming into {}", dest.display()), source: e.error })?;
         Ok(())
     }
@@ -170,7 +164,7 @@ impl BlobWriter for DirWriter {
             // An empty directory is replaced by the rename itself.
             let _ = std::fs::remove_dir(&self.final_root);
         }
-        match imgtool_core::publish(|| std::fs::rename(temp.path(), &self.final_root)) {
+        match temp.publish_to(&self.final_root) {
             Ok(()) => {
                 let _ = temp.keep();
                 Ok(())
@@ -290,8 +284,7 @@ impl BlobWriter for TarWriter {
         let w = tar.into_inner().map_err(io(ctx.clone()))?;
         let tmp = w.into_inner().map_err(|e| io(ctx.clone())(e.into_error()))?;
         tmp.as_file().sync_all().map_err(io(ctx.clone()))?;
-        imgtool_core::publish(|| tmp.persist(&self.final_path).map_err(|e| e.error))
-            .map_err(io(format!("renaming into {}", self.final_path.display())))?;
+        imgtool_core::publish_file(tmp, &self.final_path).map_err(io(format!("renaming into {}", self.final_path.display())))?;
         Ok(())
     }
 }

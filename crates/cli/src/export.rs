@@ -34,11 +34,8 @@ pub async fn export(image: &Image, dest: &Path, p: Printer) -> Result<()> {
         if dest.exists() {
             std::fs::remove_dir(dest).with_context(|| format!("replacing the empty directory {}", dest.display()))?;
         }
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755))?;
         // On a failure the tree stays where it is, and goes with `scratch`.
-        imgtool_core::publish(|| std::fs::rename(scratch.path(), dest))
-            .with_context(|| format!("moving the exported tree to {}", dest.display()))?;
+        scratch.publish_to(dest).with_context(|| format!("moving the exported tree to {}", dest.display()))?;
         let _ = scratch.keep();
     }
     p.record(

@@ -13,6 +13,7 @@ mod registry_cmds;
 mod sandbox_args;
 mod transport;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -254,8 +255,18 @@ fn watch_interrupts(rt: &tokio::runtime::Runtime, printer: printer::Printer) {
             _ = int.recv() => 130,
             _ = term.recv() => 143,
         };
-        printer.status("interrupted: removing temporary files and ending started processes");
-        imgtool_core::interrupted();
+        if !printer.quiet && !printer.json {
+            // Not eprintln!: with stderr gone (a pipe whose reader was interrupted too) it
+            // would panic, and the signal would be lost.
+            let _ = writeln!(std::io::stderr(), "interrupted: removing temporary files and ending started processes");
+        }
+        // The undoing may wait on a runtime (`runc delete`): a second signal ends it at once.
+        let undo = tokio::task::spawn_blocking(imgtool_core::interrupted);
+        tokio::select! {
+            _ = undo => {}
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
         std::process::exit(code);
     });
 }

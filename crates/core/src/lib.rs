@@ -44,8 +44,8 @@ pub use manifest::{Descriptor, Index, Manifest, ParsedManifest, Platform};
 pub use media::{Compression, Flavor, MediaType};
 pub use reference::{DOCKER_HUB, Reference};
 pub use scratch::{
-    SCRATCH_GRACE, ScratchDir, clear_dead_beside, clear_dead_scratch, dead_scratch, lock, output_mode, private_dir, spool, temp_dir_beside,
-    temp_file_beside, try_lock,
+    DeadEntry, SCRATCH_GRACE, ScratchDir, clear_dead_beside, clear_dead_scratch, dead_scratch, dead_scratch_at, lock, output_mode,
+    private_dir, publish_file, spool, temp_dir_beside, temp_file_beside, try_lock,
 };
 pub use traits::{BlobSource, BlobStream, BuildContext, ImageSink, LayerProducer, NewLayer, SharedSource};
 pub use validate::validate;

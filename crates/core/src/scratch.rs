@@ -28,25 +28,55 @@ pub fn lock(f: &File, exclusive: bool) -> io::Result<()> {
 /// locked it yet.
 pub const SCRATCH_GRACE: Duration = Duration::from_secs(60);
 
-/// Entries of `dir` whose names `is_ours` accepts, older than [`SCRATCH_GRACE`], that no
-/// process locks: files with their sizes, directories with 0.
+/// Entries of `dir` whose names `is_ours` accepts, older than [`SCRATCH_GRACE`], owned by
+/// this user, that no process locks: files with their sizes, directories with 0. Others may
+/// write `dir` (`/tmp`): an entry is opened without following a symlink and without waiting
+/// (a FIFO), and must still be the file or directory first looked at.
 pub fn dead_scratch(dir: &Path, is_ours: impl Fn(&str) -> bool) -> Vec<(PathBuf, u64)> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(d) = File::open(dir) else { return Vec::new() };
+    dead_scratch_at(&d, is_ours).into_iter().map(|e| (dir.join(e.name), e.size)).collect()
+}
+
+/// One of [`dead_scratch_at`]'s finds.
+#[derive(Debug)]
+pub struct DeadEntry {
+    /// Its name in the directory.
+    pub name: std::ffi::OsString,
+    /// Its size (0 for a directory).
+    pub size: u64,
+    /// Whether it is a directory.
+    pub is_dir: bool,
+}
+
+/// As [`dead_scratch`], in the open directory `dir`, every name resolved from it: a caller
+/// that must not follow a symlink anywhere on the way (inside an OCI layout others write)
+/// removes the finds with `unlinkat` on the same handle.
+pub fn dead_scratch_at(dir: &File, is_ours: impl Fn(&str) -> bool) -> Vec<DeadEntry> {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(mut entries) = rustix::fs::Dir::read_from(dir) else { return Vec::new() };
+    let me = rustix::process::geteuid().as_raw();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     let mut out = Vec::new();
-    for e in entries.flatten() {
-        if !e.file_name().to_str().is_some_and(&is_ours) {
+    while let Some(Ok(e)) = entries.next() {
+        let name = std::ffi::OsStr::from_bytes(e.file_name().to_bytes()).to_os_string();
+        if !name.to_str().is_some_and(&is_ours) {
             continue;
         }
-        // Never followed: a symlink named like ours is not ours.
-        let Ok(meta) = e.metadata() else { continue };
-        let old = meta.modified().ok().and_then(|m| m.elapsed().ok()).is_some_and(|age| age > SCRATCH_GRACE);
-        if !old || !(meta.is_file() || meta.is_dir()) {
+        let Ok(st) = rustix::fs::statat(dir, e.file_name(), AtFlags::SYMLINK_NOFOLLOW) else { continue };
+        let kind = FileType::from_raw_mode(st.st_mode);
+        #[allow(clippy::unnecessary_cast, reason = "time_t is not i64 on every target")]
+        let old = now - st.st_mtime as i64 > SCRATCH_GRACE.as_secs() as i64;
+        if !old || !matches!(kind, FileType::RegularFile | FileType::Directory) || st.st_uid != me {
             continue;
         }
-        // The lock goes with the writer's open file; a failure to open means "not ours to judge".
-        let Ok(f) = File::open(e.path()) else { continue };
-        if try_lock(&f).is_ok() {
-            out.push((e.path(), if meta.is_file() { meta.len() } else { 0 }));
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        let Ok(fd) = rustix::fs::openat(dir, e.file_name(), flags, Mode::empty()) else { continue };
+        let same = rustix::fs::fstat(&fd).is_ok_and(|now| now.st_dev == st.st_dev && now.st_ino == st.st_ino);
+        // The lock goes with the writer's open file: free means the writer is gone.
+        if same && try_lock(&File::from(fd)).is_ok() {
+            let is_dir = kind == FileType::Directory;
+            out.push(DeadEntry { name, size: if is_dir { 0 } else { st.st_size as u64 }, is_dir });
         }
     }
     out
@@ -86,6 +116,13 @@ fn named_by(prefix: &str) -> impl Fn(&str) -> bool + '_ {
     move |name| name.strip_prefix(prefix).is_some_and(|r| r.len() == 6 && r.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
+/// Give a temporary file the mode of a new output (through its handle) and rename it to
+/// `dest`, unless the process is being interrupted.
+pub fn publish_file(t: tempfile::NamedTempFile, dest: &Path) -> io::Result<()> {
+    t.as_file().set_permissions(output_mode(0o666))?;
+    crate::publish(|| t.persist(dest).map(drop).map_err(|e| e.error))
+}
+
 /// Remove dead writers' temporaries beside `target` (a writer that joins an existing
 /// output calls it: those that make a temporary call it anyway).
 pub fn clear_dead_beside(target: &Path) {
@@ -100,25 +137,27 @@ pub fn temp_file_beside(target: &Path) -> io::Result<(tempfile::NamedTempFile, T
     let (parent, prefix) = beside(target);
     std::fs::create_dir_all(&parent)?;
     clear_dead_scratch(&parent, named_by(&prefix));
-    let t = tempfile::Builder::new().prefix(&prefix).permissions(output_mode(0o666)).tempfile_in(&parent)?;
+    let t = tempfile::Builder::new().prefix(&prefix).tempfile_in(&parent)?;
     let tracked = crate::track_path(t.path());
     try_lock(t.as_file())?;
     Ok((t, tracked))
 }
 
-/// A temporary directory beside `target`, as [`temp_file_beside`] makes files. Both have
-/// the modes of new outputs ([`output_mode`]), as they become outputs by a rename.
+/// A temporary directory beside `target`, as [`temp_file_beside`] makes files. Both are
+/// private to this user while they are written (0600, 0700: nobody else can put a file in
+/// a layout being built), and get the modes of new outputs ([`output_mode`]) through their
+/// own handle when published ([`publish_file`], [`ScratchDir::publish_to`]).
 pub fn temp_dir_beside(target: &Path) -> io::Result<ScratchDir> {
     let (parent, prefix) = beside(target);
     std::fs::create_dir_all(&parent)?;
-    ScratchDir::new(&parent, &prefix, Some(output_mode(0o777)))
+    ScratchDir::new(&parent, &prefix)
 }
 
 /// This process's own directory inside the shared directory `shared` (`.imgtool-XXXXXX`),
 /// for files it will rename into place there. Dead processes' directories are removed first.
 pub fn private_dir(shared: &Path) -> io::Result<ScratchDir> {
     std::fs::create_dir_all(shared)?;
-    ScratchDir::new(shared, ".imgtool-", None)
+    ScratchDir::new(shared, ".imgtool-")
 }
 
 /// This process's spool directory: `imgtool-UID/.imgtool-XXXXXX` in the system's
@@ -131,7 +170,7 @@ pub fn spool() -> io::Result<ScratchDir> {
 
 fn spool_in(tmp: &Path) -> io::Result<ScratchDir> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    let uid = std::fs::metadata("/proc/self")?.uid();
+    let uid = rustix::process::geteuid().as_raw();
     let base = tmp.join(format!("imgtool-{uid}"));
     if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(&base)
         && e.kind() != io::ErrorKind::AlreadyExists
@@ -139,38 +178,36 @@ fn spool_in(tmp: &Path) -> io::Result<ScratchDir> {
         return Err(e);
     }
     let ours = std::fs::symlink_metadata(&base).is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o022 == 0);
-    if ours { ScratchDir::new(&base, ".imgtool-", None) } else { ScratchDir::fresh(tmp, "imgtool-spool-") }
+    if ours {
+        return ScratchDir::new(&base, ".imgtool-");
+    }
+    tracing::warn!(path = %base.display(), "not a private directory of this user's: spooling elsewhere, which is not cleared after a kill");
+    ScratchDir::fresh(tmp, "imgtool-spool-")
 }
 
 /// A locked temporary directory: removed when dropped, or on an interrupt, unless kept.
 #[derive(Debug)]
 pub struct ScratchDir {
     dir: Option<tempfile::TempDir>,
-    _lock: File,
+    lock: File,
     _tracked: Tracked,
 }
 
 impl ScratchDir {
-    fn new(parent: &Path, prefix: &str, mode: Option<std::fs::Permissions>) -> io::Result<Self> {
+    fn new(parent: &Path, prefix: &str) -> io::Result<Self> {
         clear_dead_scratch(parent, named_by(prefix));
-        Self::make(parent, prefix, mode)
+        Self::fresh(parent, prefix)
     }
 
     /// A new one, leaving whatever else is in `parent` alone.
     fn fresh(parent: &Path, prefix: &str) -> io::Result<Self> {
-        Self::make(parent, prefix, None)
-    }
-
-    fn make(parent: &Path, prefix: &str, mode: Option<std::fs::Permissions>) -> io::Result<Self> {
-        let mut b = tempfile::Builder::new();
-        if let Some(m) = mode {
-            b.permissions(m);
-        }
-        let dir = b.prefix(prefix).tempdir_in(parent)?;
+        use std::os::unix::fs::PermissionsExt;
+        let private = std::fs::Permissions::from_mode(0o700);
+        let dir = tempfile::Builder::new().prefix(prefix).permissions(private).tempdir_in(parent)?;
         let tracked = crate::track_path(dir.path());
         let lock = File::open(dir.path())?;
         try_lock(&lock)?;
-        Ok(Self { dir: Some(dir), _lock: lock, _tracked: tracked })
+        Ok(Self { dir: Some(dir), lock, _tracked: tracked })
     }
 
     /// Where it is.
@@ -178,19 +215,31 @@ impl ScratchDir {
         self.dir.as_ref().map_or(Path::new(""), tempfile::TempDir::path)
     }
 
-    /// Stop removing it (it is about to be renamed into place); its path.
+    /// Give it the mode of a new output and rename it to `dest` (unless the process is being
+    /// interrupted). On success, [`keep`](Self::keep) it.
+    pub fn publish_to(&self, dest: &Path) -> io::Result<()> {
+        self.lock.set_permissions(output_mode(0o777))?;
+        crate::publish(|| std::fs::rename(self.path(), dest))
+    }
+
+    /// Stop removing it (it was renamed into place); its path.
     pub fn keep(mut self) -> PathBuf {
         self.dir.take().map(tempfile::TempDir::keep).unwrap_or_default()
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
+    /// Make `p` (not what it points to) look as if its writer died minutes ago.
     fn age(p: &Path) {
+        use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, utimensat};
         let old = std::time::SystemTime::now() - 2 * SCRATCH_GRACE;
-        File::open(p).unwrap().set_modified(old).unwrap();
+        let secs = old.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let t = Timespec { tv_sec: secs, tv_nsec: 0 };
+        utimensat(CWD, p, &Timestamps { last_access: t, last_modification: t }, AtFlags::SYMLINK_NOFOLLOW).unwrap();
     }
 
     #[test]
@@ -208,15 +257,23 @@ mod tests {
         std::fs::write(&young, "").unwrap();
         let other = tmp.path().join(".other.tar.imgtool-AbC123");
         std::fs::write(&other, "").unwrap();
-        std::os::unix::fs::symlink("/etc", tmp.path().join(".out.tar.imgtool-link00")).unwrap();
-        for p in [live.path(), kept_dir.path(), &dead, &dead_dir, &other] {
+        // Planted by someone else: a link to a file outside, and a FIFO (opening one for
+        // reading would wait for a writer for ever).
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("keep"), "not ours").unwrap();
+        let link = tmp.path().join(".out.tar.imgtool-link00");
+        std::os::unix::fs::symlink(outside.path().join("keep"), &link).unwrap();
+        let fifo = tmp.path().join(".out.tar.imgtool-fifo00");
+        rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0).unwrap();
+        for p in [live.path(), kept_dir.path(), &dead, &dead_dir, &other, &link, &fifo] {
             age(p);
         }
         let (_next, _t2) = temp_file_beside(&target).unwrap();
         assert!(live.path().exists() && kept_dir.path().exists(), "a live writer's temporary was removed");
         assert!(!dead.exists() && !dead_dir.exists(), "a dead writer's temporaries stayed");
         assert!(young.exists() && other.exists(), "a young one or another target's was removed");
-        assert!(Path::new("/etc/passwd").exists());
+        assert!(std::fs::symlink_metadata(&link).is_ok() && fifo.exists(), "what is neither a file nor a directory was removed");
+        assert_eq!(std::fs::read_to_string(outside.path().join("keep")).unwrap(), "not ours");
     }
 
     #[test]
@@ -235,9 +292,26 @@ mod tests {
     }
 
     #[test]
+    fn temporaries_are_private_until_published_with_output_modes() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = temp_dir_beside(&tmp.path().join("lay")).unwrap();
+        assert_eq!(mode(dir.path()), 0o700);
+        dir.publish_to(&tmp.path().join("lay")).unwrap();
+        let _ = dir.keep();
+        assert_eq!(mode(&tmp.path().join("lay")), output_mode(0o777).mode());
+        let (file, _t) = temp_file_beside(&tmp.path().join("out.tar")).unwrap();
+        assert_eq!(mode(file.path()), 0o600);
+        publish_file(file, &tmp.path().join("out.tar")).unwrap();
+        assert_eq!(mode(&tmp.path().join("out.tar")), output_mode(0o666).mode());
+    }
+
+    #[test]
     fn the_spool_is_private_and_refuses_a_directory_made_by_another() {
         use std::os::unix::fs::PermissionsExt;
-        let s = spool().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let s = spool_in(tmp.path()).unwrap();
         let base = s.path().parent().unwrap();
         assert_eq!(std::fs::metadata(base).unwrap().permissions().mode() & 0o777, 0o700);
         assert!(s.path().file_name().unwrap().to_str().unwrap().starts_with(".imgtool-"));

@@ -142,7 +142,10 @@ fn read_object(file: &Path) -> Result<Map<String, Value>> {
             Ok(Value::Object(m)) => Ok(m),
             _ => Err(Error::Config { registry: String::new(), why: format!("{} is not a JSON object; fix or remove it", file.display()) }),
         },
-        _ => Ok(Map::new()),
+        Ok(_) => Ok(Map::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Map::new()),
+        // Unreadable is not empty: writing now would drop every login in it.
+        Err(e) => Err(Error::Config { registry: String::new(), why: format!("reading {}: {e}", file.display()) }),
     }
 }
 
@@ -151,6 +154,7 @@ fn write_object(file: &Path, m: &Map<String, Value>) -> Result<()> {
     let dir = file.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io)?;
     let (path, mut f) = tempfile_in(dir).map_err(io)?;
+    let _tracked = imgtool_core::track_path(&path);
     let text = serde_json::to_string_pretty(&Value::Object(m.clone())).unwrap_or_default();
     let written = f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).and_then(|()| std::fs::rename(&path, file));
     if written.is_err() {
@@ -177,11 +181,22 @@ fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
 /// and logouts side by side each keep their change (the file itself is replaced, so it
 /// cannot carry the lock). `change` says whether it changed anything.
 fn update(file: &Path, change: impl FnOnce(&mut Map<String, Value>) -> bool) -> Result<bool> {
-    let io = |e: std::io::Error| Error::Config { registry: String::new(), why: format!("locking {}: {e}", file.display()) };
+    let fail = |why: String| Error::Config { registry: String::new(), why };
     let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let lock = std::fs::File::open(dir).map_err(io)?;
-    imgtool_core::lock(&lock, true).map_err(io)?;
+    std::fs::create_dir_all(dir).map_err(|e| fail(format!("creating {}: {e}", dir.display())))?;
+    let lock = std::fs::File::open(dir).map_err(|e| fail(format!("opening {}: {e}", dir.display())))?;
+    // Logins take milliseconds: a lock held for long is someone else's doing.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while let Err(e) = imgtool_core::try_lock(&lock) {
+        if e.kind() != std::io::ErrorKind::WouldBlock || std::time::Instant::now() > deadline {
+            return Err(fail(format!(
+                "cannot lock {} to change {}: {e}; another process holds it (keep the auth file in a directory of your own)",
+                dir.display(),
+                file.display()
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let mut m = read_object(file)?;
     let changed = change(&mut m);
     if changed {

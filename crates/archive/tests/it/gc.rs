@@ -24,3 +24,41 @@ fn a_digest_that_climbs_out_of_the_layout_is_not_followed() {
     assert_eq!(removed, [stray], "only the stray blob goes");
     assert!(tmp.path().join("outside.json").exists());
 }
+
+/// Someone who can write a shared layout plants a `blobs` symlink to another directory (and
+/// lock-file symlinks): gc and writers must not reach through them.
+#[test]
+fn a_blobs_symlink_leads_gc_nowhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("lay");
+    add_to_layout(&layout, "kept", &[b"kept layer".to_vec()]);
+    // Elsewhere, files that look like blobs no tag of this layout reaches.
+    let victim = tmp.path().join("victim");
+    std::fs::create_dir_all(victim.join("sha256")).unwrap();
+    let named = "1".repeat(64);
+    std::fs::write(victim.join("sha256").join(&named), "someone else's").unwrap();
+    std::fs::rename(layout.join("blobs"), tmp.path().join("real-blobs")).unwrap();
+    std::os::unix::fs::symlink(&victim, layout.join("blobs")).unwrap();
+    let report = imgtool_archive::gc(&layout, false).unwrap();
+    assert!(report.removed.is_empty(), "gc went through the symlink: {:?}", report.removed);
+    assert!(victim.join("sha256").join(&named).exists(), "a file outside the layout was removed");
+    std::fs::remove_file(layout.join(".imgtool-writers.lock")).unwrap();
+    std::os::unix::fs::symlink(victim.join("created-by-lock"), layout.join(".imgtool-writers.lock")).unwrap();
+    assert!(imgtool_archive::gc(&layout, false).is_err(), "a lock file symlink was followed");
+    assert!(!victim.join("created-by-lock").exists(), "a lock file was created through a symlink");
+}
+
+/// A directory where a blob or a temporary file should be does not stop gc half-way.
+#[test]
+fn directories_among_blobs_are_left_and_gc_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("lay");
+    add_to_layout(&layout, "kept", &[b"kept layer".to_vec()]);
+    let stray = "2".repeat(64);
+    std::fs::write(layout.join("blobs/sha256").join(&stray), "stray").unwrap();
+    std::fs::create_dir(layout.join("blobs/sha256").join("3".repeat(64))).unwrap();
+    std::fs::create_dir(layout.join("blobs/sha256/.imgtool-tmp-abcdef")).unwrap();
+    let report = imgtool_archive::gc(&layout, false).unwrap();
+    let removed: Vec<String> = report.removed.iter().map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(removed, [stray]);
+}
