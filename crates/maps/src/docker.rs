@@ -1,0 +1,292 @@
+//! [`Engine`] on the Docker Engine API (Docker's own, or podman's compatible service), with
+//! bollard, reached the way Docker's CLI reaches it: `DOCKER_HOST` (`unix://`, `tcp://`),
+//! TLS from `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, ContainerStateStatusEnum, ContainerSummaryStateEnum, HealthStatusEnum};
+use bollard::query_parameters as q;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+
+use crate::Error;
+use crate::engine::{Engine, ExecOutcome, Health, RunState, Seen};
+
+/// Seconds an engine call may take before it is given up (loads of big images included).
+const TIMEOUT: u64 = 600;
+/// What is kept of an exec's output.
+const OUTPUT_TAIL: usize = 4096;
+
+/// A Docker Engine API endpoint.
+#[derive(Debug, Clone)]
+pub struct DockerEngine {
+    docker: Docker,
+    host: String,
+}
+
+impl DockerEngine {
+    /// Connect to `host` (`unix:///path`, `tcp://HOST:PORT`, `http://`, `https://`), or to
+    /// what `DOCKER_HOST` says, or to `/var/run/docker.sock`; TLS when `DOCKER_TLS_VERIFY` is
+    /// set or the scheme is `https`, with `ca.pem`, `cert.pem` and `key.pem` from
+    /// `DOCKER_CERT_PATH` (default `~/.docker`). The API version is agreed with the engine.
+    pub async fn connect(host: Option<&str>) -> Result<Self, Error> {
+        let host = host
+            .map(str::to_string)
+            .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".into());
+        let fail = |why: String| Error::Engine { engine: host.clone(), call: "connect", target: String::new(), why };
+        let tls = std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| !v.is_empty() && v != "0") || host.starts_with("https://");
+        let docker = if let Some(path) = host.strip_prefix("unix://") {
+            Docker::connect_with_socket(path, TIMEOUT, bollard::API_DEFAULT_VERSION)
+        } else if let Some(rest) =
+            host.strip_prefix("tcp://").or_else(|| host.strip_prefix("http://")).or_else(|| host.strip_prefix("https://"))
+        {
+            if tls {
+                let certs = std::env::var_os("DOCKER_CERT_PATH")
+                    .map(PathBuf::from)
+                    .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))
+                    .ok_or_else(|| fail("TLS is asked for and neither DOCKER_CERT_PATH nor HOME is set".into()))?;
+                Docker::connect_with_ssl(
+                    &format!("https://{rest}"),
+                    &certs.join("key.pem"),
+                    &certs.join("cert.pem"),
+                    &certs.join("ca.pem"),
+                    TIMEOUT,
+                    bollard::API_DEFAULT_VERSION,
+                )
+            } else {
+                Docker::connect_with_http(&format!("http://{rest}"), TIMEOUT, bollard::API_DEFAULT_VERSION)
+            }
+        } else {
+            return Err(fail("expected unix:///PATH, tcp://HOST:PORT, http:// or https://".into()));
+        };
+        let docker = docker.map_err(|e| fail(e.to_string()))?;
+        let docker = docker.negotiate_version().await.map_err(|e| fail(format!("the engine does not answer: {e}")))?;
+        Ok(Self { docker, host })
+    }
+
+    fn err(&self, call: &'static str, target: &str) -> impl FnOnce(bollard::errors::Error) -> Error + '_ {
+        let target = target.to_string();
+        move |e| Error::Engine { engine: self.host.clone(), call, target, why: why(&e) }
+    }
+}
+
+/// The engine's own message, without bollard's wrapping.
+fn why(e: &bollard::errors::Error) -> String {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { status_code, message } => format!("{message} (HTTP {status_code})"),
+        other => other.to_string(),
+    }
+}
+
+fn not_found(e: &bollard::errors::Error) -> bool {
+    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+}
+
+fn filters(label: &str, value: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([("label".to_string(), vec![format!("{label}={value}")])])
+}
+
+#[async_trait]
+impl Engine for DockerEngine {
+    fn describe(&self) -> String {
+        self.host.clone()
+    }
+
+    async fn containers(&self, label: &str, value: &str) -> Result<Vec<Seen>, Error> {
+        let opts = q::ListContainersOptions { all: true, filters: Some(filters(label, value)), ..Default::default() };
+        self.list(opts).await
+    }
+
+    async fn all_containers(&self) -> Result<Vec<Seen>, Error> {
+        self.list(q::ListContainersOptions { all: true, ..Default::default() }).await
+    }
+
+    async fn image_id(&self, reference: &str) -> Result<Option<String>, Error> {
+        match self.docker.inspect_image(reference).await {
+            Ok(i) => Ok(i.id),
+            Err(e) if not_found(&e) => Ok(None),
+            Err(e) => Err(self.err("inspect image", reference)(e)),
+        }
+    }
+
+    async fn load(&self, tarball: BoxStream<'static, std::io::Result<bytes::Bytes>>) -> Result<(), Error> {
+        let mut answers = self.docker.import_image_stream(q::ImportImageOptions { quiet: true, ..Default::default() }, tarball, None);
+        while let Some(a) = answers.next().await {
+            let a = a.map_err(self.err("load", "an image"))?;
+            if let Some(e) = a.error_detail.and_then(|d| d.message) {
+                return Err(Error::Engine { engine: self.host.clone(), call: "load", target: "an image".into(), why: e });
+            }
+        }
+        Ok(())
+    }
+
+    async fn create(&self, name: &str, body: &serde_json::Value) -> Result<String, Error> {
+        let config: ContainerCreateBody = serde_json::from_value(body.clone()).map_err(|e| Error::Engine {
+            engine: self.host.clone(),
+            call: "create",
+            target: name.into(),
+            why: format!("the create options do not fit the Engine API: {e}"),
+        })?;
+        let opts = q::CreateContainerOptions { name: Some(name.to_string()), ..Default::default() };
+        Ok(self.docker.create_container(Some(opts), config).await.map_err(self.err("create", name))?.id)
+    }
+
+    async fn start(&self, id: &str) -> Result<(), Error> {
+        self.docker.start_container(id, None::<q::StartContainerOptions>).await.map_err(self.err("start", id))
+    }
+
+    async fn stop(&self, id: &str, timeout: Option<i64>) -> Result<(), Error> {
+        let opts = q::StopContainerOptions { t: timeout.map(|t| t.clamp(0, i64::from(i32::MAX)) as i32), ..Default::default() };
+        match self.docker.stop_container(id, Some(opts)).await {
+            // 304: it was not running.
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            r => r.map_err(self.err("stop", id)),
+        }
+    }
+
+    async fn kill(&self, id: &str, signal: &str) -> Result<(), Error> {
+        self.docker.kill_container(id, Some(q::KillContainerOptions { signal: signal.into() })).await.map_err(self.err("kill", id))
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), Error> {
+        let opts = q::RemoveContainerOptions { force: true, v: true, ..Default::default() };
+        match self.docker.remove_container(id, Some(opts)).await {
+            Err(e) if not_found(&e) => Ok(()),
+            r => r.map_err(self.err("remove", id)),
+        }
+    }
+
+    async fn health(&self, id: &str) -> Result<Health, Error> {
+        let c = self.docker.inspect_container(id, None::<q::InspectContainerOptions>).await.map_err(self.err("inspect", id))?;
+        let state = c.state.unwrap_or_default();
+        Ok(match state.health.and_then(|h| h.status) {
+            Some(HealthStatusEnum::HEALTHY) => Health::Healthy,
+            Some(HealthStatusEnum::UNHEALTHY) => Health::Unhealthy,
+            Some(HealthStatusEnum::STARTING) => Health::Starting,
+            _ => Health::None,
+        })
+    }
+
+    async fn exec(&self, id: &str, cmd: &[String], user: Option<&str>) -> Result<ExecOutcome, Error> {
+        let config = bollard::exec::CreateExecOptions::<String> {
+            cmd: Some(cmd.to_vec()),
+            user: user.map(str::to_string),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let exec = self.docker.create_exec(id, config).await.map_err(self.err("exec", id))?.id;
+        let mut output = Vec::new();
+        if let bollard::exec::StartExecResults::Attached { output: mut stream, .. } =
+            self.docker.start_exec(&exec, None).await.map_err(self.err("exec", id))?
+        {
+            while let Some(chunk) = stream.next().await {
+                output.extend_from_slice(&chunk.map_err(self.err("exec", id))?.into_bytes());
+                if output.len() > 2 * OUTPUT_TAIL {
+                    output.drain(..output.len() - OUTPUT_TAIL);
+                }
+            }
+        }
+        let code = self.docker.inspect_exec(&exec).await.map_err(self.err("exec", id))?.exit_code.unwrap_or(-1);
+        let start = output.len().saturating_sub(OUTPUT_TAIL);
+        Ok(ExecOutcome { code, output: String::from_utf8_lossy(&output[start..]).into_owned() })
+    }
+
+    async fn put_archive(&self, id: &str, path: &str, tar: Vec<u8>) -> Result<(), Error> {
+        let opts = q::UploadToContainerOptions { path: path.into(), copy_uidgid: Some("1".into()), ..Default::default() };
+        self.docker.upload_to_container(id, Some(opts), bollard::body_full(tar.into())).await.map_err(self.err("put archive", id))
+    }
+
+    async fn ensure_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<(), Error> {
+        if self.docker.inspect_volume(name).await.is_ok() {
+            return Ok(());
+        }
+        let req = bollard::models::VolumeCreateRequest {
+            name: Some(name.into()),
+            labels: Some(labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            ..Default::default()
+        };
+        self.docker.create_volume(req).await.map(drop).map_err(self.err("create volume", name))
+    }
+
+    async fn volumes(&self, label: &str, value: &str) -> Result<Vec<String>, Error> {
+        let opts = q::ListVolumesOptions { filters: Some(filters(label, value)) };
+        let list = self.docker.list_volumes(Some(opts)).await.map_err(self.err("list volumes", ""))?;
+        Ok(list.volumes.unwrap_or_default().into_iter().map(|v| v.name).collect())
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<(), Error> {
+        match self.docker.remove_volume(name, None::<q::RemoveVolumeOptions>).await {
+            Err(e) if not_found(&e) => Ok(()),
+            r => r.map_err(self.err("remove volume", name)),
+        }
+    }
+
+    async fn ensure_network(&self, name: &str, driver: Option<&str>, labels: &BTreeMap<String, String>) -> Result<(), Error> {
+        if self.docker.inspect_network(name, None::<q::InspectNetworkOptions>).await.is_ok() {
+            return Ok(());
+        }
+        let req = bollard::models::NetworkCreateRequest {
+            name: name.into(),
+            driver: driver.map(str::to_string),
+            labels: Some(labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            ..Default::default()
+        };
+        self.docker.create_network(req).await.map(drop).map_err(self.err("create network", name))
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<(), Error> {
+        match self.docker.remove_network(name).await {
+            Err(e) if not_found(&e) => Ok(()),
+            r => r.map_err(self.err("remove network", name)),
+        }
+    }
+
+    async fn remove_image(&self, id: &str) -> Result<(), Error> {
+        self.docker.remove_image(id, None::<q::RemoveImageOptions>, None).await.map(drop).map_err(self.err("remove image", id))
+    }
+
+    async fn dangling_images(&self) -> Result<Vec<String>, Error> {
+        let f = HashMap::from([("dangling".to_string(), vec!["true".to_string()])]);
+        let opts = q::ListImagesOptions { filters: Some(f), ..Default::default() };
+        let list = self.docker.list_images(Some(opts)).await.map_err(self.err("list images", ""))?;
+        Ok(list.into_iter().map(|i| i.id).collect())
+    }
+}
+
+impl DockerEngine {
+    async fn list(&self, opts: q::ListContainersOptions) -> Result<Vec<Seen>, Error> {
+        let list = self.docker.list_containers(Some(opts)).await.map_err(self.err("list containers", ""))?;
+        let mut out = Vec::new();
+        for c in list {
+            let id = c.id.unwrap_or_default();
+            let name = c.names.unwrap_or_default().into_iter().next().unwrap_or_default().trim_start_matches('/').to_string();
+            let state = match c.state {
+                Some(ContainerSummaryStateEnum::RUNNING | ContainerSummaryStateEnum::RESTARTING | ContainerSummaryStateEnum::PAUSED) => {
+                    RunState::Running
+                }
+                Some(ContainerSummaryStateEnum::CREATED) => RunState::Created,
+                Some(ContainerSummaryStateEnum::EXITED) => RunState::Exited(self.exit_code(&id).await?),
+                Some(other) => RunState::Other(other.to_string()),
+                None => RunState::Other("unknown".into()),
+            };
+            let labels = c.labels.unwrap_or_default().into_iter().collect();
+            out.push(Seen { id, name, state, image_id: c.image_id.unwrap_or_default(), labels });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn exit_code(&self, id: &str) -> Result<i64, Error> {
+        let c = self.docker.inspect_container(id, None::<q::InspectContainerOptions>).await.map_err(self.err("inspect", id))?;
+        let state = c.state.unwrap_or_default();
+        Ok(match state.status {
+            Some(ContainerStateStatusEnum::EXITED) => state.exit_code.unwrap_or(0),
+            _ => 0,
+        })
+    }
+}
