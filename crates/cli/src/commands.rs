@@ -169,6 +169,7 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
             let image = load(&t, platform.as_deref(), Flavor::Oci, reg).await?;
             crate::export::export(&image, &dest, p).await
         }
+        Command::Map(args) => crate::map_cmd::run(args, p).await,
         Command::Gc { layout, dry_run } => crate::layout_cmds::gc(layout, dry_run, p).await,
     }
 }

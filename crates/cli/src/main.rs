@@ -7,6 +7,7 @@ mod creds;
 mod export;
 mod images;
 mod layout_cmds;
+mod map_cmd;
 mod pipeline;
 mod printer;
 mod registry_cmds;
@@ -209,6 +210,9 @@ enum Command {
     /// Conda environments as images, without conda or docker.
     #[command(subcommand)]
     Conda(CondaCommand),
+    /// Bring a container map (docker-map's YAML, or TOML) up, update it, take it down, or say
+    /// how it stands, on a Docker Engine (DOCKER_HOST, --host).
+    Map(map_cmd::MapArgs),
     /// Remove what an OCI layout no longer needs: blobs no tag reaches, and temporary files
     /// of writers that died (it waits for imgtool writers of the layout to finish).
     Gc {

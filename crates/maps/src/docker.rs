@@ -201,16 +201,16 @@ impl Engine for DockerEngine {
         self.docker.upload_to_container(id, Some(opts), bollard::body_full(tar.into())).await.map_err(self.err("put archive", id))
     }
 
-    async fn ensure_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<(), Error> {
+    async fn ensure_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<bool, Error> {
         if self.docker.inspect_volume(name).await.is_ok() {
-            return Ok(());
+            return Ok(false);
         }
         let req = bollard::models::VolumeCreateRequest {
             name: Some(name.into()),
             labels: Some(labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
             ..Default::default()
         };
-        self.docker.create_volume(req).await.map(drop).map_err(self.err("create volume", name))
+        self.docker.create_volume(req).await.map(|_| true).map_err(self.err("create volume", name))
     }
 
     async fn volumes(&self, label: &str, value: &str) -> Result<Vec<String>, Error> {
@@ -237,6 +237,12 @@ impl Engine for DockerEngine {
             ..Default::default()
         };
         self.docker.create_network(req).await.map(drop).map_err(self.err("create network", name))
+    }
+
+    async fn networks(&self, label: &str, value: &str) -> Result<Vec<String>, Error> {
+        let opts = q::ListNetworksOptions { filters: Some(filters(label, value)) };
+        let list = self.docker.list_networks(Some(opts)).await.map_err(self.err("list networks", ""))?;
+        Ok(list.into_iter().filter_map(|n| n.name).collect())
     }
 
     async fn remove_network(&self, name: &str) -> Result<(), Error> {

@@ -85,14 +85,16 @@ pub trait Engine: Send + Sync {
     async fn exec(&self, id: &str, cmd: &[String], user: Option<&str>) -> Result<ExecOutcome, Error>;
     /// Extract a tar stream at `path` in a container, keeping the owners it names.
     async fn put_archive(&self, id: &str, path: &str, tar: Vec<u8>) -> Result<(), Error>;
-    /// Create the named volume unless it exists.
-    async fn ensure_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<(), Error>;
+    /// Create the named volume unless it exists; whether it was created.
+    async fn ensure_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<bool, Error>;
     /// Named volumes carrying `label=value`.
     async fn volumes(&self, label: &str, value: &str) -> Result<Vec<String>, Error>;
     /// Remove a named volume.
     async fn remove_volume(&self, name: &str) -> Result<(), Error>;
     /// Create the network unless it exists.
     async fn ensure_network(&self, name: &str, driver: Option<&str>, labels: &BTreeMap<String, String>) -> Result<(), Error>;
+    /// Networks carrying `label=value`.
+    async fn networks(&self, label: &str, value: &str) -> Result<Vec<String>, Error>;
     /// Remove a network.
     async fn remove_network(&self, name: &str) -> Result<(), Error>;
     /// Remove an image (`cleanup_images`).

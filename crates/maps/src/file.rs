@@ -118,7 +118,7 @@ pub(crate) struct RawContainer {
 #[serde(untagged)]
 enum RawVolume {
     Path(String),
-    Full(RawVolumeFull),
+    Full(Box<RawVolumeFull>),
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -18,8 +18,13 @@ mod engine;
 mod error;
 mod file;
 mod model;
+mod options;
+mod plan;
 mod resolve;
+mod run;
 mod shapes;
+mod spec;
+mod units;
 
 pub use docker::DockerEngine;
 pub use engine::{Engine, ExecOutcome, Health, RunState, Seen};
@@ -29,3 +34,7 @@ pub use model::{
     Attach, Bind, Command, ContainerConfig, ContainerMap, Endpoint, ExecCommand, ExecPolicy, HealthCheck, HostPath, Link, NetworkConfig,
     NetworkMode, Options, Port, Use, VolumeConfig,
 };
+pub use plan::{Action, Observed, Op, Step, VolumeSpecOut, plan};
+pub use run::{RunOptions, execute, observe};
+pub use spec::{CONFIG_LABEL, MAP_LABEL, UNIT_LABEL, VolumeSpec};
+pub use units::Unit;

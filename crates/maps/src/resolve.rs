@@ -19,9 +19,11 @@ impl ContainerMap {
                 continue;
             }
             let merged = self.extended(name, &mut Vec::new()).map_err(invalid)?;
+            crate::options::check(&merged.create_options, &merged.host_config).map_err(|e| invalid(format!("container {name}: {e}")))?;
             out.containers.insert(name.clone(), merged);
         }
         out.check_integrity().map_err(invalid)?;
+        out.check_cycles()?;
         Ok(out)
     }
 

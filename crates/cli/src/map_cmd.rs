@@ -1,0 +1,135 @@
+//! `imgtool map ACTION MAPFILE [CONTAINER[.INSTANCE]...]`: docker-map's MappingDockerClient.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use imgtool_maps::{Action, ContainerMap, DockerEngine, Op, RunOptions, Step, execute, observe, plan};
+
+use crate::printer::Printer;
+
+/// What `imgtool map` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MapAction {
+    /// Create and start the containers named (all, when none are), what they need first.
+    Startup,
+    /// Re-create exactly the containers that no longer match the map; start stopped ones.
+    Update,
+    /// Stop and remove, dependents first.
+    Shutdown,
+    /// Stop, dependents first.
+    Stop,
+    /// Stop and start.
+    Restart,
+    /// Remove stopped containers, dependents first.
+    Remove,
+    /// Create what is missing, without starting it.
+    Create,
+    /// Start what is stopped.
+    Start,
+    /// Send --signal (default SIGKILL).
+    Kill,
+    /// One line per container: its state, and what differs from the map.
+    Status,
+    /// What `update` would do, and why, doing nothing.
+    Plan,
+}
+
+#[derive(Debug, Args)]
+pub struct MapArgs {
+    /// What to do.
+    #[arg(value_enum)]
+    action: MapAction,
+    /// The map file (docker-map's YAML, or the same in a .toml file).
+    file: PathBuf,
+    /// Containers (`config`, `config.instance`) or groups; all when none is named.
+    targets: Vec<String>,
+    /// The engine: unix:///PATH or tcp://HOST:PORT (default: DOCKER_HOST, then
+    /// unix:///var/run/docker.sock). TLS: DOCKER_TLS_VERIFY and DOCKER_CERT_PATH.
+    #[arg(short = 'H', long)]
+    host: Option<String>,
+    /// With startup and update: wait at most SECONDS for each container with a health check
+    /// to be healthy before starting what depends on it.
+    #[arg(long, value_name = "SECONDS")]
+    wait: Option<u64>,
+    /// With kill: the signal.
+    #[arg(long, default_value = "SIGKILL")]
+    signal: String,
+}
+
+fn target(op: &Op) -> &str {
+    match op {
+        Op::Network { name, .. } | Op::Create { name, .. } | Op::Start { name } | Op::Stop { name, .. } | Op::Remove { name } => name,
+        Op::Kill { name, .. } | Op::Exec { name, .. } => name,
+        Op::Volume(v) => &v.name,
+    }
+}
+
+fn verb(op: &Op) -> &'static str {
+    match op {
+        Op::Network { .. } => "network",
+        Op::Volume(_) => "volume",
+        Op::Create { .. } => "create",
+        Op::Start { .. } => "start",
+        Op::Stop { .. } => "stop",
+        Op::Remove { .. } => "remove",
+        Op::Kill { .. } => "kill",
+        Op::Exec { .. } => "exec",
+    }
+}
+
+fn record(p: Printer, s: &Step, done: bool) {
+    let json = serde_json::json!({"op": verb(&s.op), "target": target(&s.op), "reason": s.reason, "done": done});
+    p.record(json, format!("{} {} ({})", verb(&s.op), target(&s.op), s.reason));
+}
+
+pub async fn run(args: MapArgs, p: Printer) -> Result<()> {
+    let map = ContainerMap::load(&args.file)?.resolved()?;
+    let engine = DockerEngine::connect(args.host.as_deref()).await?;
+    let seen = observe(&map, &engine).await?;
+    let action = match args.action {
+        MapAction::Startup => Action::Startup,
+        MapAction::Update | MapAction::Plan | MapAction::Status => Action::Update,
+        MapAction::Shutdown => Action::Shutdown,
+        MapAction::Stop => Action::Stop,
+        MapAction::Restart => Action::Restart,
+        MapAction::Remove => Action::Remove,
+        MapAction::Create => Action::Create,
+        MapAction::Start => Action::Start,
+        MapAction::Kill => Action::Kill(args.signal.clone()),
+    };
+    if args.action == MapAction::Status {
+        for unit in map.targets(&args.targets)? {
+            let name = unit.container_name(&map);
+            let steps = plan(&map, &Action::Update, &[unit.id()], &seen)?;
+            let differs: Vec<&str> =
+                steps.iter().filter(|s| target(&s.op) == name && matches!(s.op, Op::Create { .. })).map(|s| s.reason.as_str()).collect();
+            let state = seen.containers.get(&name).map_or_else(|| "missing".to_string(), |c| format!("{:?}", c.state).to_lowercase());
+            let differs = if differs.is_empty() { "as the map says".to_string() } else { differs.join("; ") };
+            p.record(
+                serde_json::json!({"container": name, "state": state, "image": map.image_of(&unit.config), "differs": differs}),
+                format!("{name}  {state}  {}  {differs}", map.image_of(&unit.config)),
+            );
+        }
+        return Ok(());
+    }
+    let steps = plan(&map, &action, &args.targets, &seen)?;
+    if args.action == MapAction::Plan {
+        for s in &steps {
+            record(p, s, false);
+        }
+        if steps.is_empty() {
+            p.status(format!("{}: nothing to do", map.name));
+        }
+        return Ok(());
+    }
+    let opts = RunOptions { wait_healthy: args.wait.map(Duration::from_secs) };
+    execute(&map, &engine, &steps, &opts, &mut |s| record(p, s, true))
+        .await
+        .with_context(|| format!("map {} from {}", map.name, args.file.display()))?;
+    if steps.is_empty() {
+        p.status(format!("{}: nothing to do", map.name));
+    }
+    Ok(())
+}

@@ -1,0 +1,257 @@
+//! The executor: what an engine has of a map ([`observe`]), and a plan run against it
+//! ([`execute`]), step by step, stopping at the first failure with the container, engine and
+//! call named. A failed `create` or `start` of a container leaves no container of that step.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::Error;
+use crate::engine::{Engine, Health};
+use crate::model::ContainerMap;
+use crate::plan::{Observed, Op, Step, VolumeSpecOut};
+use crate::spec::MAP_LABEL;
+
+/// Where a new volume is mounted in the container that sets its owner and mode.
+const PREPARE_MOUNT: &str = "imgtool-volume";
+
+/// What the engine has of `map`: its containers (by their map label), and the image id of
+/// every image the map names.
+pub async fn observe(map: &ContainerMap, engine: &dyn Engine) -> Result<Observed, Error> {
+    let mut seen = Observed::default();
+    for c in engine.containers(MAP_LABEL, &map.name).await? {
+        seen.containers.insert(c.name.clone(), c);
+    }
+    seen.volumes = engine.volumes(MAP_LABEL, &map.name).await?.into_iter().collect();
+    seen.networks = engine.networks(MAP_LABEL, &map.name).await?.into_iter().collect();
+    for config in map.containers.keys() {
+        let image = map.image_of(config);
+        if let std::collections::btree_map::Entry::Vacant(e) = seen.images.entry(image) {
+            let id = engine.image_id(e.key()).await?;
+            e.insert(id);
+        }
+    }
+    Ok(seen)
+}
+
+/// How [`execute`] runs a plan.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Wait at most this long for each started container with a health check to be healthy
+    /// before going on (`startup --wait`).
+    pub wait_healthy: Option<Duration>,
+}
+
+/// Run `steps` on `engine`, in order; `done` hears of each step as it completes. When a step
+/// fails, the containers and volumes this run created are removed again (newest first), so a
+/// failed startup leaves nothing of itself behind.
+pub async fn execute(
+    map: &ContainerMap,
+    engine: &dyn Engine,
+    steps: &[Step],
+    opts: &RunOptions,
+    done: &mut dyn FnMut(&Step),
+) -> Result<(), Error> {
+    let mut made = Made::default();
+    let outcome = run_steps(map, engine, steps, opts, done, &mut made).await;
+    if outcome.is_err() {
+        for id in made.containers.iter().rev() {
+            let _ = engine.remove(id).await;
+        }
+        for v in made.volumes.iter().rev() {
+            let _ = engine.remove_volume(v).await;
+        }
+    }
+    outcome
+}
+
+/// What a run created.
+#[derive(Default)]
+struct Made {
+    containers: Vec<String>,
+    volumes: Vec<String>,
+}
+
+async fn run_steps(
+    map: &ContainerMap,
+    engine: &dyn Engine,
+    steps: &[Step],
+    opts: &RunOptions,
+    done: &mut dyn FnMut(&Step),
+    made: &mut Made,
+) -> Result<(), Error> {
+    let mut ids: BTreeMap<String, String> = BTreeMap::new();
+    for step in steps {
+        let id = |name: &String| ids.get(name).cloned().unwrap_or_else(|| name.clone());
+        match &step.op {
+            Op::Network { name, driver } => {
+                let labels = BTreeMap::from([(MAP_LABEL.to_string(), map.name.clone())]);
+                engine.ensure_network(name, driver.as_deref(), &labels).await?;
+            }
+            Op::Volume(v) => {
+                if engine.ensure_volume(&v.name, &v.labels).await? {
+                    made.volumes.push(v.name.clone());
+                    if v.owner.is_some() || v.mode.is_some() {
+                        prepare_volume(map, engine, v).await?;
+                    }
+                }
+            }
+            Op::Create { name, body } => {
+                let new = engine.create(name, body).await?;
+                made.containers.push(new.clone());
+                ids.insert(name.clone(), new);
+            }
+            Op::Start { name } => {
+                let target = id(name);
+                engine.start(&target).await?;
+                if let Some(limit) = opts.wait_healthy {
+                    wait_healthy(engine, &target, name, limit).await?;
+                }
+            }
+            Op::Stop { name, timeout, signal } => match signal.as_deref() {
+                None | Some("SIGTERM") | Some("TERM") | Some("15") => engine.stop(&id(name), *timeout).await?,
+                Some(sig) => {
+                    engine.kill(&id(name), sig).await?;
+                    engine.stop(&id(name), *timeout).await?;
+                }
+            },
+            Op::Remove { name } => engine.remove(&id(name)).await?,
+            Op::Kill { name, signal } => engine.kill(&id(name), signal).await?,
+            Op::Exec { name, cmd, user } => {
+                let out = engine.exec(&id(name), cmd, user.as_deref()).await?;
+                if out.code != 0 {
+                    return Err(Error::Exec { container: name.clone(), cmd: cmd.clone(), code: out.code, output: out.output });
+                }
+            }
+        }
+        done(step);
+    }
+    Ok(())
+}
+
+async fn wait_healthy(engine: &dyn Engine, id: &str, name: &str, limit: Duration) -> Result<(), Error> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let h = engine.health(id).await?;
+        if matches!(h, Health::Healthy | Health::None) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Unhealthy { container: name.into(), seconds: limit.as_secs(), state: format!("{h:?}").to_lowercase() });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Set a new volume's owner and mode without running anything: a container of the map's own
+/// image that mounts the volume is created and never started, and the engine extracts a
+/// one-entry tar (the mount point, with that owner and mode) onto it.
+async fn prepare_volume(map: &ContainerMap, engine: &dyn Engine, v: &VolumeSpecOut) -> Result<(), Error> {
+    let fail = |why: String| Error::Invalid { map: map.name.clone(), why: format!("volume {}: {why}", v.name) };
+    let config = map
+        .containers
+        .iter()
+        .find(|(cfg, c)| c.attaches.iter().any(|a| crate::spec::volume_name(map, cfg, &a.alias) == v.name))
+        .map(|(cfg, _)| cfg.clone())
+        .ok_or_else(|| fail("no container attaches it".into()))?;
+    let (uid, gid) = match &v.owner {
+        Some(o) => owner(o).map_err(fail)?,
+        None => (0, 0),
+    };
+    let mode = match &v.mode {
+        Some(m) => mode(m, 0o755).map_err(fail)?,
+        None => 0o755,
+    };
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_uid(uid.into());
+    h.set_gid(gid.into());
+    h.set_mode(mode);
+    h.set_size(0);
+    tar.append_data(&mut h, format!("{PREPARE_MOUNT}/"), std::io::empty()).map_err(|e| fail(e.to_string()))?;
+    let tar = tar.into_inner().map_err(|e| fail(e.to_string()))?;
+    let body = serde_json::json!({
+        "Image": map.image_of(&config),
+        "Entrypoint": ["/imgtool-never-started"],
+        "Labels": {MAP_LABEL: map.name},
+        "HostConfig": {"Binds": [format!("{}:/{PREPARE_MOUNT}:rw", v.name)], "NetworkMode": "none"},
+    });
+    let name = format!("{}.prepare", v.name);
+    let id = engine.create(&name, &body).await?;
+    let put = engine.put_archive(&id, "/", tar).await;
+    engine.remove(&id).await?;
+    put
+}
+
+/// `uid` or `uid:gid` (a lone uid is also the group, as docker-map has it).
+fn owner(s: &str) -> Result<(u32, u32), String> {
+    let num =
+        |p: &str| p.parse::<u32>().map_err(|_| format!("owner {s:?}: give numbers (uid or uid:gid); names mean nothing outside the image"));
+    match s.split_once(':') {
+        Some((u, g)) => Ok((num(u)?, num(g)?)),
+        None => Ok((num(s)?, num(s)?)),
+    }
+}
+
+/// A `chmod` mode for a directory: octal, or symbolic (`u=rwX,g=rX,o=`), from `base`.
+pub(crate) fn mode(s: &str, base: u32) -> Result<u32, String> {
+    if !s.is_empty() && s.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return u32::from_str_radix(s, 8)
+            .map_err(|_| format!("mode {s:?} is too large"))
+            .and_then(|m| if m > 0o7777 { Err(format!("mode {s:?} is too large")) } else { Ok(m) });
+    }
+    let bad = || format!("mode {s:?}: expected octal (750) or clauses like u=rwX,g=rX,o=");
+    let mut m = base;
+    for clause in s.split(',') {
+        let op_at = clause.find(['=', '+', '-']).ok_or_else(bad)?;
+        let (who, rest) = clause.split_at(op_at);
+        let (op, perms) = rest.split_at(1);
+        let mut mask = 0;
+        for w in if who.is_empty() { "a".chars() } else { who.chars() } {
+            mask |= match w {
+                'u' => 0o4700,
+                'g' => 0o2070,
+                'o' => 0o0007,
+                'a' => 0o6777,
+                _ => return Err(bad()),
+            };
+        }
+        let mut bits = 0;
+        for p in perms.chars() {
+            // A directory: X is x.
+            bits |= match p {
+                'r' => 0o444,
+                'w' => 0o222,
+                'x' | 'X' => 0o111,
+                's' => 0o6000,
+                't' => 0o1000,
+                _ => return Err(bad()),
+            };
+        }
+        let bits = bits & mask;
+        m = match op {
+            "=" => (m & !(mask & 0o777)) | bits,
+            "+" => m | bits,
+            _ => m & !bits,
+        };
+    }
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_as_chmod_reads_them_for_a_directory() {
+        assert_eq!(mode("u=rwX,g=rX,o=", 0o755), Ok(0o750));
+        assert_eq!(mode("750", 0o755), Ok(0o750));
+        assert_eq!(mode("o+w", 0o755), Ok(0o757));
+        assert_eq!(mode("go-rx", 0o755), Ok(0o700));
+        assert!(mode("u=rwq", 0o755).is_err());
+        assert!(mode("99999", 0o755).is_err());
+        assert_eq!(owner("2000"), Ok((2000, 2000)));
+        assert_eq!(owner("1:2"), Ok((1, 2)));
+        assert!(owner("www-data").is_err());
+    }
+}

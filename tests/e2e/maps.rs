@@ -1,0 +1,221 @@
+//! Container maps on a real Docker Engine: docker-map's getting-started map (nginx-like and
+//! uwsgi-like containers on a busybox image imgtool built, a socket shared through an
+//! attached volume owned by user 2000 with `u=rwX,g=rX,o=`) brought up, updated and taken
+//! down, with the Docker CLI as the observer.
+
+use std::path::Path;
+use std::process::Command;
+
+use imgtool_tests::{Dockerd, run_ok, transcript};
+
+use super::{busybox_archive, imgtool};
+
+const MAP: &str = r#"name: main
+host_root: site
+nginx:
+  image: nginx
+  binds: {nginx_config: ro}
+  uses: uwsgi_socket
+  attaches: nginx_log
+  exposes: {80: 8080}
+  stop_signal: SIGKILL
+  create_options:
+    command: sh -c 'while ! [ -e /var/lib/uwsgi/socket/ready ]; do sleep 0.1; done; id -u > /var/log/nginx/started; exec sleep 3600'
+uwsgi:
+  binds: [{uwsgi_config: ro}, {app_config: ro}, app_data]
+  attaches: [uwsgi_log, app_log, uwsgi_socket]
+  user: 2000
+  permissions: u=rwX,g=rX,o=
+  stop_signal: SIGKILL
+  create_options:
+    command: sh -c 'touch /var/lib/uwsgi/socket/ready; exec sleep 3600'
+volumes:
+  nginx_config: /etc/nginx
+  nginx_log: /var/log/nginx
+  uwsgi_config: /etc/uwsgi
+  uwsgi_socket: /var/lib/uwsgi/socket
+  uwsgi_log: /var/log/uwsgi
+  app_config: /var/lib/app/config
+  app_log: /var/lib/app/log
+  app_data: /var/lib/app/data
+host:
+  nginx_config: config/nginx
+  uwsgi_config: config/uwsgi
+  app_config: config/app
+  app_data: data/app
+"#;
+
+fn docker(d: &Dockerd, args: &[&str]) -> String {
+    run_ok(d.docker().args(args))
+}
+
+fn map(t: &Path, d: &Dockerd, args: &[&str]) -> std::process::Output {
+    let mut c = imgtool(t);
+    c.env("DOCKER_HOST", format!("unix://{}", d.socket().display())).arg("map").args(args);
+    c.output().unwrap()
+}
+
+fn map_ok(t: &Path, d: &Dockerd, args: &[&str]) -> String {
+    let out = map(t, d, args);
+    assert!(out.status.success(), "imgtool map {}: {}", args.join(" "), transcript(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Container name -> id, of the map's containers.
+fn ids(d: &Dockerd) -> std::collections::BTreeMap<String, String> {
+    docker(d, &["ps", "-a", "--filter", "label=io.imgtool.map=main", "--format", "{{.Names}} {{.ID}}"])
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(n, i)| (n.to_string(), i.to_string())))
+        .collect()
+}
+
+/// Container events (`ACTION NAME`) between two moments, as the engine recorded them.
+fn events(d: &Dockerd, since: &str) -> Vec<String> {
+    let until = docker(d, &["system", "info", "--format", "{{.SystemTime}}"]);
+    let out = docker(
+        d,
+        &[
+            "events",
+            "--since",
+            since,
+            "--until",
+            until.trim(),
+            "--filter",
+            "type=container",
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.name}}",
+        ],
+    );
+    out.lines().map(str::to_string).collect()
+}
+
+fn now(d: &Dockerd) -> String {
+    docker(d, &["system", "info", "--format", "{{.SystemTime}}"]).trim().to_string()
+}
+
+#[test]
+fn docker_maps_example_comes_up_updates_exactly_and_goes_down() {
+    let d = Dockerd::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let archive = busybox_archive(t);
+    docker(&d, &["load", "-i", archive.to_str().unwrap()]);
+    docker(&d, &["tag", "busybox:latest", "nginx:latest"]);
+    docker(&d, &["tag", "busybox:latest", "uwsgi:latest"]);
+    for dir in ["config/nginx", "config/uwsgi", "config/app", "data/app"] {
+        std::fs::create_dir_all(t.join("site").join(dir)).unwrap();
+    }
+    let map_file = t.join("main.yml");
+    std::fs::write(&map_file, MAP.replace("host_root: site", &format!("host_root: {}", t.join("site").display()))).unwrap();
+
+    // Startup: uwsgi (whose volume nginx uses) first.
+    let since = now(&d);
+    map_ok(t, &d, &["startup", "main.yml"]);
+    let starts: Vec<String> = events(&d, &since).into_iter().filter(|e| e.starts_with("start ")).collect();
+    assert_eq!(starts, ["start main.uwsgi", "start main.nginx"]);
+    // The attached volumes are user 2000's, mode u=rwX,g=rX,o= (750), seen from inside.
+    let stat = docker(&d, &["exec", "main.uwsgi", "stat", "-c", "%u:%g %a", "/var/lib/uwsgi/socket", "/var/log/uwsgi", "/var/lib/app/log"]);
+    assert_eq!(stat.lines().collect::<Vec<_>>(), ["2000:2000 750"; 3]);
+    // nginx saw what uwsgi (as user 2000) wrote in the shared socket volume.
+    let mut started = String::new();
+    for _ in 0..100 {
+        started = Command::new("/usr/bin/docker")
+            .env("DOCKER_HOST", format!("unix://{}", d.socket().display()))
+            .args(["exec", "main.nginx", "cat", "/var/log/nginx/started"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        if !started.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(started.trim(), "0", "nginx never saw uwsgi's socket");
+    let inspect = docker(&d, &["inspect", "--format", "{{json .HostConfig.PortBindings}}", "main.nginx"]);
+    assert!(inspect.contains("\"HostPort\":\"8080\""), "{inspect}");
+
+    // An update with nothing changed plans nothing and does nothing.
+    let before = ids(&d);
+    let since = now(&d);
+    assert_eq!(map_ok(t, &d, &["plan", "main.yml"]), "");
+    assert_eq!(map_ok(t, &d, &["update", "main.yml"]), "");
+    assert_eq!(events(&d, &since), Vec::<String>::new(), "a no-change update touched containers");
+    assert_eq!(ids(&d), before);
+
+    // nginx's command changes: only nginx is re-created.
+    std::fs::write(&map_file, std::fs::read_to_string(&map_file).unwrap().replacen("exec sleep 3600", "exec sleep 3601", 1)).unwrap();
+    let plan = map_ok(t, &d, &["plan", "main.yml"]);
+    assert!(plan.contains("create main.nginx (its configuration changed)") && !plan.contains("main.uwsgi"), "{plan}");
+    map_ok(t, &d, &["update", "main.yml"]);
+    let after = ids(&d);
+    assert_ne!(after["main.nginx"], before["main.nginx"]);
+    assert_eq!(after["main.uwsgi"], before["main.uwsgi"]);
+
+    // uwsgi's changes: it and nginx, which uses its volume, are re-created.
+    std::fs::write(
+        &map_file,
+        std::fs::read_to_string(&map_file)
+            .unwrap()
+            .replace("touch /var/lib/uwsgi/socket/ready;", "touch /var/lib/uwsgi/socket/ready; true;"),
+    )
+    .unwrap();
+    map_ok(t, &d, &["update", "main.yml"]);
+    let again = ids(&d);
+    assert_ne!(again["main.nginx"], after["main.nginx"]);
+    assert_ne!(again["main.uwsgi"], after["main.uwsgi"]);
+
+    // A stopped container whose configuration matches is only started.
+    docker(&d, &["stop", "main.nginx"]);
+    let plan = map_ok(t, &d, &["plan", "main.yml"]);
+    assert_eq!(plan.trim(), "start main.nginx (stopped)");
+    map_ok(t, &d, &["update", "main.yml"]);
+    assert_eq!(ids(&d), again);
+    let status = map_ok(t, &d, &["status", "main.yml"]);
+    assert!(status.lines().all(|l| l.contains(" running ") && l.ends_with("as the map says")), "{status}");
+
+    // Shutdown of uwsgi takes nginx, which needs it, down first.
+    let since = now(&d);
+    map_ok(t, &d, &["shutdown", "main.yml", "uwsgi"]);
+    let gone: Vec<String> = events(&d, &since).into_iter().filter(|e| e.starts_with("destroy ")).collect();
+    assert_eq!(gone, ["destroy main.nginx", "destroy main.uwsgi"]);
+    assert!(ids(&d).is_empty());
+}
+
+#[test]
+fn bad_maps_and_engines_get_clear_errors_and_leave_nothing() {
+    let d = Dockerd::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let archive = busybox_archive(t);
+    docker(&d, &["load", "-i", archive.to_str().unwrap()]);
+    let cases = [
+        (
+            "cycle.yml",
+            "name: m\na: {image: busybox, links: b}\nb: {image: busybox, links: a}\n",
+            "depend on each other in a circle: a -> b -> a",
+        ),
+        ("alias.yml", "name: m\na: {image: busybox, uses: sock}\n", "No shared or attached volumes found for used volume(s): sock."),
+        ("key.yml", "name: m\na:\n  image: busybox\n  exposez: [80]\n", "unknown field `exposez`"),
+    ];
+    for (file, text, want) in cases {
+        std::fs::write(t.join(file), text).unwrap();
+        let out = map(t, &d, &["startup", file]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(want), "{file}: {}", transcript(&out));
+    }
+    std::fs::write(t.join("ok.yml"), "name: m\na: {image: busybox}\n").unwrap();
+    let out = imgtool(t).args(["map", "status", "ok.yml", "--host", "unix:///nonexistent/docker.sock"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("unix:///nonexistent/docker.sock"), "{}", transcript(&out));
+    // A startup whose second container's image does not exist leaves nothing of itself.
+    std::fs::write(
+        t.join("missing.yml"),
+        "name: m\nfirst:\n  image: busybox\n  attaches: data\n  user: 1000\n  create_options: {command: sleep 3600}\nsecond:\n  image: not-there\n  uses: data\nvolumes: {data: /data}\n",
+    )
+    .unwrap();
+    let out = map(t, &d, &["startup", "missing.yml"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("m.second") && err.contains("create"), "{}", transcript(&out));
+    assert_eq!(docker(&d, &["ps", "-aq"]), "", "a failed startup left containers");
+    assert_eq!(docker(&d, &["volume", "ls", "-q"]), "", "a failed startup left volumes");
+}
