@@ -81,3 +81,75 @@ impl Drop for Dockerd {
         let _ = self.child.wait();
     }
 }
+
+/// podman's Docker-compatible API service of its own (vfs storage, cgroupfs, file events)
+/// on a socket in a temporary directory, stopped on drop: the second engine for maps.
+pub struct PodmanService {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl PodmanService {
+    /// Start one and wait until it answers (at most a minute).
+    pub fn start() -> Self {
+        require("podman", "podman");
+        let dir = tempfile::Builder::new().prefix("podman-").tempdir_in("/tmp").unwrap();
+        let log = std::fs::File::create(dir.path().join("podman.log")).unwrap();
+        let mut cmd = Command::new("podman");
+        cmd.args(Self::flags(dir.path()))
+            .args(["system", "service", "--time=0"])
+            .arg(format!("unix://{}", dir.path().join("sock").display()))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        let child = cmd.spawn().unwrap();
+        let me = PodmanService { child, dir };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::os::unix::net::UnixStream::connect(me.socket()).is_err() {
+            assert!(Instant::now() < deadline, "podman's service did not answer within a minute:\n{}", me.log());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        me
+    }
+
+    fn flags(d: &std::path::Path) -> Vec<String> {
+        let p = |s: &str| d.join(s).display().to_string();
+        vec![
+            "--root".into(),
+            p("root"),
+            "--runroot".into(),
+            p("run"),
+            "--storage-driver".into(),
+            "vfs".into(),
+            "--cgroup-manager".into(),
+            "cgroupfs".into(),
+            "--events-backend".into(),
+            "file".into(),
+        ]
+    }
+
+    /// podman's CLI on this service's storage.
+    pub fn podman(&self) -> Command {
+        let mut c = Command::new("podman");
+        c.args(Self::flags(self.dir.path()));
+        c
+    }
+
+    /// The service's socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("sock")
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("podman.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for PodmanService {
+    fn drop(&mut self) {
+        // Its containers first: they outlive the service otherwise.
+        let _ = self.podman().args(["rm", "-af", "-t", "0"]).output();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -9,7 +9,7 @@ pub mod hostile;
 mod hostile_cases;
 mod tls;
 
-pub use dockerd::Dockerd;
+pub use dockerd::{Dockerd, PodmanService};
 pub use fault::{Fault, FaultProxy, Seen};
 pub use hostile_cases::cases as hostile_cases;
 

@@ -25,6 +25,8 @@ const OUTPUT_TAIL: usize = 4096;
 pub struct DockerEngine {
     docker: Docker,
     host: String,
+    /// podman's compatible service, which differs where noted.
+    podman: bool,
 }
 
 impl DockerEngine {
@@ -65,7 +67,9 @@ impl DockerEngine {
         };
         let docker = docker.map_err(|e| fail(e.to_string()))?;
         let docker = docker.negotiate_version().await.map_err(|e| fail(format!("the engine does not answer: {e}")))?;
-        Ok(Self { docker, host })
+        let version = docker.version().await.map_err(|e| fail(format!("the engine does not answer: {e}")))?;
+        let podman = version.components.unwrap_or_default().iter().any(|c| c.name.to_ascii_lowercase().contains("podman"));
+        Ok(Self { docker, host, podman })
     }
 
     fn err(&self, call: &'static str, target: &str) -> impl FnOnce(bollard::errors::Error) -> Error + '_ {
@@ -197,16 +201,23 @@ impl Engine for DockerEngine {
     }
 
     async fn put_archive(&self, id: &str, path: &str, tar: Vec<u8>) -> Result<(), Error> {
-        let opts = q::UploadToContainerOptions { path: path.into(), copy_uidgid: Some("1".into()), ..Default::default() };
+        // Without copyUIDGID both engines keep the tar's owners; with it, both give everything
+        // to the container's user (Docker looking the user up by name, which fails for a uid).
+        let opts = q::UploadToContainerOptions { path: path.into(), ..Default::default() };
         self.docker.upload_to_container(id, Some(opts), bollard::body_full(tar.into())).await.map_err(self.err("put archive", id))
     }
 
-    async fn ensure_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<bool, Error> {
+    async fn ensure_volume(&self, name: &str, labels: &BTreeMap<String, String>, owner: Option<(u32, u32)>) -> Result<bool, Error> {
         if self.docker.inspect_volume(name).await.is_ok() {
             return Ok(false);
         }
+        let driver_opts = match owner {
+            Some((uid, gid)) if self.podman => Some(HashMap::from([("o".to_string(), format!("uid={uid},gid={gid}"))])),
+            _ => None,
+        };
         let req = bollard::models::VolumeCreateRequest {
             name: Some(name.into()),
+            driver_opts,
             labels: Some(labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
             ..Default::default()
         };

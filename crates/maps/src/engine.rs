@@ -85,8 +85,10 @@ pub trait Engine: Send + Sync {
     async fn exec(&self, id: &str, cmd: &[String], user: Option<&str>) -> Result<ExecOutcome, Error>;
     /// Extract a tar stream at `path` in a container, keeping the owners it names.
     async fn put_archive(&self, id: &str, path: &str, tar: Vec<u8>) -> Result<(), Error>;
-    /// Create the named volume unless it exists; whether it was created.
-    async fn ensure_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<bool, Error>;
+    /// Create the named volume unless it exists, owned by `owner` (uid, gid) where the engine
+    /// can say so at creation (podman: it would otherwise give the volume to the first
+    /// container that mounts it); whether it was created.
+    async fn ensure_volume(&self, name: &str, labels: &BTreeMap<String, String>, owner: Option<(u32, u32)>) -> Result<bool, Error>;
     /// Named volumes carrying `label=value`.
     async fn volumes(&self, label: &str, value: &str) -> Result<Vec<String>, Error>;
     /// Remove a named volume.

@@ -116,6 +116,18 @@ fn tmpfs(v: &Value) -> Result<Value, String> {
     }
 }
 
+/// `ulimits`: `[{name: nofile, soft: 1024, hard: 1024}]` (docker-py's `Ulimit`s).
+fn ulimits(v: &Value) -> Result<Value, String> {
+    let list = v.as_array().ok_or("expected a list of {name, soft, hard}")?;
+    let mut out = Vec::new();
+    for u in list {
+        let o = u.as_object().ok_or("expected {name, soft, hard}")?;
+        let get = |a: &str, b: &str| o.get(a).or_else(|| o.get(b)).cloned().unwrap_or(Value::Null);
+        out.push(json!({"Name": get("name", "Name"), "Soft": get("soft", "Soft"), "Hard": get("hard", "Hard")}));
+    }
+    Ok(Value::Array(out))
+}
+
 /// docker-py's names, with where they go and how they are written.
 const TABLE: &[(&str, Place, &str, Convert)] = &[
     ("command", Place::Config, "Cmd", words),
@@ -147,7 +159,7 @@ const TABLE: &[(&str, Place, &str, Convert)] = &[
     ("extra_hosts", Place::Host, "ExtraHosts", hosts),
     ("read_only", Place::Host, "ReadonlyRootfs", same),
     ("security_opt", Place::Host, "SecurityOpt", same),
-    ("ulimits", Place::Host, "Ulimits", same),
+    ("ulimits", Place::Host, "Ulimits", ulimits),
     ("mem_limit", Place::Host, "Memory", bytes),
     ("memswap_limit", Place::Host, "MemorySwap", bytes),
     ("mem_reservation", Place::Host, "MemoryReservation", bytes),

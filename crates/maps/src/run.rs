@@ -80,6 +80,7 @@ async fn run_steps(
     made: &mut Made,
 ) -> Result<(), Error> {
     let mut ids: BTreeMap<String, String> = BTreeMap::new();
+    let mut new_volumes: Vec<Fresh> = Vec::new();
     for step in steps {
         let id = |name: &String| ids.get(name).cloned().unwrap_or_else(|| name.clone());
         match &step.op {
@@ -88,10 +89,18 @@ async fn run_steps(
                 engine.ensure_network(name, driver.as_deref(), &labels).await?;
             }
             Op::Volume(v) => {
-                if engine.ensure_volume(&v.name, &v.labels).await? {
+                let owner = v
+                    .owner
+                    .as_deref()
+                    .map(owner)
+                    .transpose()
+                    .map_err(|why| Error::Invalid { map: map.name.clone(), why: format!("volume {}: {why}", v.name) })?;
+                if engine.ensure_volume(&v.name, &v.labels, owner).await? {
                     made.volumes.push(v.name.clone());
                     if v.owner.is_some() || v.mode.is_some() {
-                        prepare_volume(map, engine, v).await?;
+                        let f = fresh(map, v)?;
+                        prepare_volume(map, engine, v, &f).await?;
+                        new_volumes.push(f);
                     }
                 }
             }
@@ -103,6 +112,13 @@ async fn run_steps(
             Op::Start { name } => {
                 let target = id(name);
                 engine.start(&target).await?;
+                let owned: Vec<Fresh> = {
+                    let unit_config = map.units().into_iter().find(|u| u.container_name(map) == *name).map(|u| u.config);
+                    let (mine, rest) = new_volumes.into_iter().partition(|f| Some(&f.config) == unit_config.as_ref());
+                    new_volumes = rest;
+                    mine
+                };
+                settle_volumes(engine, &target, &owned).await?;
                 if let Some(limit) = opts.wait_healthy {
                     wait_healthy(engine, &target, name, limit).await?;
                 }
@@ -142,16 +158,38 @@ async fn wait_healthy(engine: &dyn Engine, id: &str, name: &str, limit: Duration
     }
 }
 
-/// Set a new volume's owner and mode without running anything: a container of the map's own
-/// image that mounts the volume is created and never started, and the engine extracts a
-/// one-entry tar (the mount point, with that owner and mode) onto it.
-async fn prepare_volume(map: &ContainerMap, engine: &dyn Engine, v: &VolumeSpecOut) -> Result<(), Error> {
+/// A new volume's owner and mode, and where its owner mounts it.
+struct Fresh {
+    config: String,
+    path: String,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+}
+
+/// A one-entry tar: the directory `name` with that owner and mode.
+fn dir_tar(name: &str, f: &Fresh) -> Result<Vec<u8>, std::io::Error> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_uid(f.uid.into());
+    h.set_gid(f.gid.into());
+    h.set_mode(f.mode);
+    h.set_size(0);
+    tar.append_data(&mut h, format!("{name}/"), std::io::empty())?;
+    tar.into_inner()
+}
+
+fn fresh(map: &ContainerMap, v: &VolumeSpecOut) -> Result<Fresh, Error> {
     let fail = |why: String| Error::Invalid { map: map.name.clone(), why: format!("volume {}: {why}", v.name) };
-    let config = map
+    let (config, path) = map
         .containers
         .iter()
-        .find(|(cfg, c)| c.attaches.iter().any(|a| crate::spec::volume_name(map, cfg, &a.alias) == v.name))
-        .map(|(cfg, _)| cfg.clone())
+        .find_map(|(cfg, c)| {
+            let a = c.attaches.iter().find(|a| crate::spec::volume_name(map, cfg, &a.alias) == v.name)?;
+            let path = a.path.clone().or_else(|| map.volumes.get(&a.alias).and_then(|v| v.default_path.clone()))?;
+            Some((cfg.clone(), path))
+        })
         .ok_or_else(|| fail("no container attaches it".into()))?;
     let (uid, gid) = match &v.owner {
         Some(o) => owner(o).map_err(fail)?,
@@ -161,17 +199,16 @@ async fn prepare_volume(map: &ContainerMap, engine: &dyn Engine, v: &VolumeSpecO
         Some(m) => mode(m, 0o755).map_err(fail)?,
         None => 0o755,
     };
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_ustar();
-    h.set_entry_type(tar::EntryType::Directory);
-    h.set_uid(uid.into());
-    h.set_gid(gid.into());
-    h.set_mode(mode);
-    h.set_size(0);
-    tar.append_data(&mut h, format!("{PREPARE_MOUNT}/"), std::io::empty()).map_err(|e| fail(e.to_string()))?;
-    let tar = tar.into_inner().map_err(|e| fail(e.to_string()))?;
+    Ok(Fresh { config, path, uid, gid, mode })
+}
+
+/// Set a new volume's owner and mode without running anything: a container of the map's own
+/// image that mounts the volume is created and never started, and the engine extracts a
+/// one-entry tar (the mount point, with that owner and mode) onto it.
+async fn prepare_volume(map: &ContainerMap, engine: &dyn Engine, v: &VolumeSpecOut, f: &Fresh) -> Result<(), Error> {
+    let tar = dir_tar(PREPARE_MOUNT, f).map_err(|e| Error::Invalid { map: map.name.clone(), why: e.to_string() })?;
     let body = serde_json::json!({
-        "Image": map.image_of(&config),
+        "Image": map.image_of(&f.config),
         "Entrypoint": ["/imgtool-never-started"],
         "Labels": {MAP_LABEL: map.name},
         "HostConfig": {"Binds": [format!("{}:/{PREPARE_MOUNT}:rw", v.name)], "NetworkMode": "none"},
@@ -181,6 +218,23 @@ async fn prepare_volume(map: &ContainerMap, engine: &dyn Engine, v: &VolumeSpecO
     let put = engine.put_archive(&id, "/", tar).await;
     engine.remove(&id).await?;
     put
+}
+
+/// Once the owner of new volumes runs, set their mode again through it: podman extracts
+/// into a stopped container's own mount point, not onto the volume.
+async fn settle_volumes(engine: &dyn Engine, id: &str, fresh: &[Fresh]) -> Result<(), Error> {
+    for f in fresh {
+        let p = std::path::Path::new(&f.path);
+        let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else { continue };
+        let tar = dir_tar(&name.to_string_lossy(), f).map_err(|e| Error::Engine {
+            engine: engine.describe(),
+            call: "put archive",
+            target: id.into(),
+            why: e.to_string(),
+        })?;
+        engine.put_archive(id, &parent.to_string_lossy(), tar).await?;
+    }
+    Ok(())
 }
 
 /// `uid` or `uid:gid` (a lone uid is also the group, as docker-map has it).
