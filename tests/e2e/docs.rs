@@ -106,14 +106,16 @@ fn line_matches(expected: &str, actual: &str) -> bool {
     true
 }
 
-/// A scene for one document: fixtures, HOME, and a registry with busybox.
+/// A scene for one document: fixtures, HOME, a registry with busybox, and for a document
+/// about container maps a Docker Engine of its own with busybox loaded (as DOCKER_HOST).
 struct Scene {
     dir: tempfile::TempDir,
     registry: Registry,
+    dockerd: Option<imgtool_tests::Dockerd>,
 }
 
 impl Scene {
-    fn new() -> Self {
+    fn new(engine: bool) -> Self {
         require("runc", "runc");
         let dir = tempfile::tempdir().unwrap();
         copy_dir(&workspace().join("fixtures"), &dir.path().join("fixtures"));
@@ -129,7 +131,14 @@ impl Scene {
             "--path",
             "rootfs:/",
         ]));
-        Self { dir, registry }
+        let dockerd = engine.then(|| {
+            let d = imgtool_tests::Dockerd::start();
+            let image = format!("docker://{}/busybox:latest", registry.addr);
+            run_ok(imgtool(work.path()).args(["copy", "-q", &image, "docker-archive:bb.tar:busybox:latest"]));
+            run_ok(d.docker().args(["load", "-q", "-i"]).arg(work.path().join("bb.tar")));
+            d
+        });
+        Self { dir, registry, dockerd }
     }
 
     fn path(&self) -> &Path {
@@ -156,6 +165,7 @@ impl Scene {
             .env_remove("IMGTOOL_INSECURE_REGISTRIES")
             .env_remove("XDG_CACHE_HOME")
             .env_remove("DOCKER_CONFIG")
+            .envs(self.dockerd.as_ref().map(|d| ("DOCKER_HOST", format!("unix://{}", d.socket().display()))))
             .output()
             .unwrap();
         let shown = String::from_utf8_lossy(&output.stdout)
@@ -168,7 +178,7 @@ impl Scene {
 /// Run every example of `doc` (relative to the workspace) in a scene of its own.
 fn run_document(doc: &str) {
     let text = std::fs::read_to_string(workspace().join(doc)).unwrap();
-    let scene = Scene::new();
+    let scene = Scene::new(text.contains("imgtool map "));
     let mut failures = Vec::new();
     let mut ran = 0;
     let mut stop = false;

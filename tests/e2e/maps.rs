@@ -161,7 +161,9 @@ fn scenario(d: &Eng) {
     }
     let map_file = t.join("main.yml");
     let port = imgtool_tests::free_port().to_string();
-    let text = MAP.replace("{80: 8080}", &format!("{{80: {port}}}")).replace("host_root: site", &format!("host_root: {}", t.join("site").display()));
+    let text = MAP
+        .replace("{80: 8080}", &format!("{{80: {port}}}"))
+        .replace("host_root: site", &format!("host_root: {}", t.join("site").display()));
     let text = text.replace("  stop_signal: SIGKILL\n", &format!("  stop_signal: SIGKILL\n{}", d.host_config()));
     std::fs::write(&map_file, text).unwrap();
 

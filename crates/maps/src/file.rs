@@ -218,7 +218,10 @@ pub fn load_map(file: &Path) -> Result<ContainerMap, Error> {
     let text = std::fs::read_to_string(file).map_err(|e| fail(e.to_string()))?;
     let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let toml = file.extension().is_some_and(|e| e == "toml");
-    parse_map(&text, toml, &stem).map_err(fail)
+    let mut map = parse_map(&text, toml, &stem).map_err(fail)?;
+    let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    map.base_dir = Some(std::path::absolute(dir).map_err(|e| fail(format!("finding its directory: {e}")))?);
+    Ok(map)
 }
 
 /// Parse a map from `text`; `default_name` names it when it has no `name` key.

@@ -32,6 +32,10 @@ pub struct ContainerMap {
     pub groups: BTreeMap<String, Vec<String>>,
     /// Root of relative host paths.
     pub host_root: Option<String>,
+    /// The map file's directory: a relative `host_root`, and relative host paths when there
+    /// is no `host_root`, are taken from there (as compose takes them from its file's).
+    #[serde(skip)]
+    pub base_dir: Option<std::path::PathBuf>,
     /// The containers, by configuration name.
     pub containers: BTreeMap<String, ContainerConfig>,
     /// Volume aliases: where they are mounted in containers, and how attached ones are made.

@@ -96,10 +96,14 @@ impl ContainerMap {
         if path.starts_with('/') {
             return Ok(path);
         }
-        match &self.host_root {
-            Some(root) => Ok(format!("{}/{path}", root.trim_end_matches('/'))),
-            None => Err(format!("the host path {path:?} is relative and the map has no host_root")),
-        }
+        let base = self.base_dir.as_ref().map(|d| d.display().to_string());
+        let root = match (&self.host_root, base) {
+            (Some(r), _) if r.starts_with('/') => r.clone(),
+            (Some(r), Some(b)) => format!("{b}/{r}"),
+            (None, Some(b)) => b,
+            _ => return Err(format!("the host path {path:?} is relative and the map has neither host_root nor a file it was read from")),
+        };
+        Ok(format!("{}/{path}", root.trim_end_matches('/')))
     }
 
     fn volume_path(&self, alias: &str) -> Result<String, String> {
