@@ -284,3 +284,57 @@ fn bad_maps_and_engines_get_clear_errors_and_leave_nothing() {
     assert_eq!(docker(d, &["ps", "-aq"]), "", "a failed startup left containers");
     assert_eq!(docker(d, &["volume", "ls", "-q"]), "", "a failed startup left volumes");
 }
+
+const HEALTH: &str = r#"name: hc
+db:
+  image: busybox
+  attaches: data
+  healthcheck: {test: "[ -e /data/ready ]", interval: 200ms, retries: 100}
+  exec_commands:
+  - [[sh, -c, "echo ran > /data/exec"], root]
+  stop_signal: SIGKILL
+  create_options:
+    command: sh -c 'sleep 2; touch /data/ready; exec sleep 3600'
+web:
+  image: busybox
+  uses: data
+  stop_signal: SIGKILL
+  create_options:
+    command: sh -c '[ -e /data/ready ] && echo yes > /data/seen || echo no > /data/seen; exec sleep 3600'
+volumes:
+  data: /data
+"#;
+
+#[test]
+fn health_and_exec_commands_on_docker() {
+    health_and_exec(&Eng::Docker(Dockerd::start()));
+}
+
+#[test]
+fn health_and_exec_commands_on_podman() {
+    health_and_exec(&Eng::Podman(PodmanService::start()));
+}
+
+/// `startup --wait` starts a container only once what it needs is healthy (podman runs no
+/// checks by itself: imgtool runs them through exec); a check that never passes fails the
+/// startup, naming the container, and leaves nothing; exec commands run after the start.
+fn health_and_exec(d: &Eng) {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let archive = busybox_archive(t);
+    docker(d, &["load", "-i", archive.to_str().unwrap()]);
+    let with_limits = |text: &str| text.replace("  stop_signal: SIGKILL\n", &format!("  stop_signal: SIGKILL\n{}", d.host_config()));
+    std::fs::write(t.join("hc.yml"), with_limits(HEALTH)).unwrap();
+    map_ok(t, d, &["startup", "--wait", "30", "hc.yml"]);
+    assert_eq!(docker(d, &["exec", "hc.web", "cat", "/data/seen"]).trim(), "yes", "web started before db was healthy");
+    assert_eq!(docker(d, &["exec", "hc.web", "cat", "/data/exec"]).trim(), "ran", "db's exec command did not run");
+    map_ok(t, d, &["shutdown", "hc.yml"]);
+    docker(d, &["volume", "rm", "hc.data"]);
+
+    std::fs::write(t.join("never.yml"), with_limits(&HEALTH.replace("touch /data/ready", "true").replace("name: hc", "name: never")))
+        .unwrap();
+    let out = map(t, d, &["startup", "--wait", "2", "never.yml"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("never.db did not become healthy within 2 s"), "{}", transcript(&out));
+    assert_eq!(docker(d, &["ps", "-aq"]), "", "a failed startup left containers");
+}

@@ -100,6 +100,10 @@ impl Engine for DockerEngine {
         self.host.clone()
     }
 
+    fn runs_healthchecks(&self) -> bool {
+        !self.podman
+    }
+
     async fn containers(&self, label: &str, value: &str) -> Result<Vec<Seen>, Error> {
         let opts = q::ListContainersOptions { all: true, filters: Some(filters(label, value)), ..Default::default() };
         self.list(opts).await

@@ -63,6 +63,11 @@ pub struct ExecOutcome {
 pub trait Engine: Send + Sync {
     /// How the engine is reached (`unix:///run/docker.sock`), for messages.
     fn describe(&self) -> String;
+    /// Whether the engine runs containers' health checks itself (podman without systemd
+    /// does not: imgtool then runs them through exec).
+    fn runs_healthchecks(&self) -> bool {
+        true
+    }
     /// Every container carrying `label=value`, running or not.
     async fn containers(&self, label: &str, value: &str) -> Result<Vec<Seen>, Error>;
     /// The id of the image `reference` names, if the engine has it.

@@ -120,7 +120,14 @@ async fn run_steps(
                 };
                 settle_volumes(engine, &target, &owned).await?;
                 if let Some(limit) = opts.wait_healthy {
-                    wait_healthy(engine, &target, name, limit).await?;
+                    let check = map
+                        .units()
+                        .into_iter()
+                        .find(|u| u.container_name(map) == *name)
+                        .and_then(|u| map.containers[&u.config].healthcheck.clone());
+                    if let Some(check) = check {
+                        wait_healthy(engine, &target, name, &check, limit).await?;
+                    }
                 }
             }
             Op::Stop { name, timeout, signal } => match signal.as_deref() {
@@ -144,17 +151,37 @@ async fn run_steps(
     Ok(())
 }
 
-async fn wait_healthy(engine: &dyn Engine, id: &str, name: &str, limit: Duration) -> Result<(), Error> {
+async fn wait_healthy(engine: &dyn Engine, id: &str, name: &str, check: &crate::model::HealthCheck, limit: Duration) -> Result<(), Error> {
     let deadline = Instant::now() + limit;
+    // Where the engine leaves checks alone, run the check's command ourselves, as it would.
+    let cmd: Option<Vec<String>> = match check.test.split_first() {
+        _ if engine.runs_healthchecks() => None,
+        Some((kind, rest)) if kind == "CMD" => Some(rest.to_vec()),
+        Some((kind, rest)) if kind == "CMD-SHELL" => {
+            Some(["/bin/sh".to_string(), "-c".to_string()].into_iter().chain(rest.iter().cloned()).collect())
+        }
+        _ => return Ok(()),
+    };
+    let pause = Duration::from_nanos(check.interval.unwrap_or(0).clamp(100_000_000, 5_000_000_000) as u64);
+    let mut last;
     loop {
-        let h = engine.health(id).await?;
-        if matches!(h, Health::Healthy | Health::None) {
-            return Ok(());
+        match &cmd {
+            None => match engine.health(id).await? {
+                Health::Healthy | Health::None => return Ok(()),
+                h => last = format!("{h:?}").to_lowercase(),
+            },
+            Some(cmd) => {
+                let out = engine.exec(id, cmd, None).await?;
+                if out.code == 0 {
+                    return Ok(());
+                }
+                last = format!("its check exited with {}: {}", out.code, out.output.trim());
+            }
         }
         if Instant::now() > deadline {
-            return Err(Error::Unhealthy { container: name.into(), seconds: limit.as_secs(), state: format!("{h:?}").to_lowercase() });
+            return Err(Error::Unhealthy { container: name.into(), seconds: limit.as_secs(), state: last });
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(pause.min(Duration::from_millis(250))).await;
     }
 }
 
