@@ -106,7 +106,7 @@ fn map_ok(t: &Path, d: &Eng, args: &[&str]) -> String {
 
 /// Container name -> id, of the map's containers.
 fn ids(d: &Eng) -> std::collections::BTreeMap<String, String> {
-    docker(d, &["ps", "-a", "--filter", "label=io.imgtool.map=main", "--format", "{{.Names}} {{.ID}}"])
+    docker(d, &["ps", "-a", "--filter", "label=io.imgtool.map", "--format", "{{.Names}} {{.ID}}"])
         .lines()
         .filter_map(|l| l.split_once(' ').map(|(n, i)| (n.to_string(), i.to_string())))
         .collect()
@@ -337,4 +337,42 @@ fn health_and_exec(d: &Eng) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("never.db did not become healthy within 2 s"), "{}", transcript(&out));
     assert_eq!(docker(d, &["ps", "-aq"]), "", "a failed startup left containers");
+}
+
+#[test]
+fn images_from_imgtool_on_docker() {
+    images_from_imgtool(&Eng::Docker(Dockerd::start()));
+}
+
+#[test]
+fn images_from_imgtool_on_podman() {
+    images_from_imgtool(&Eng::Podman(PodmanService::start()));
+}
+
+/// A container's image named as an imgtool transport is loaded into the engine (once), and
+/// `update` after the source changes re-creates exactly the containers on it.
+fn images_from_imgtool(d: &Eng) {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let archive = busybox_archive(t);
+    docker(d, &["load", "-i", archive.to_str().unwrap()]);
+    run_ok(imgtool(t).args(["append", "-q", "docker-archive:bb.tar", "oci:app:1", "--contents", "/version=1"]));
+    let text = "name: own\napp:\n  image: oci:app:1\n  stop_signal: SIGKILL\n  create_options: {command: sleep 3600}\nother:\n  image: busybox\n  stop_signal: SIGKILL\n  create_options: {command: sleep 3600}\n";
+    let text = text.replace("  stop_signal: SIGKILL\n", &format!("  stop_signal: SIGKILL\n{}", d.host_config()));
+    std::fs::write(t.join("own.yml"), text).unwrap();
+    let out = map(t, d, &["startup", "own.yml"]);
+    assert!(out.status.success(), "{}", transcript(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loading oci:app:1 into"), "{}", transcript(&out));
+    assert_eq!(docker(d, &["exec", "own.app", "cat", "/version"]), "1");
+    let before = ids(d);
+    let out = map(t, d, &["update", "own.yml"]);
+    assert!(out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("loading"), "loaded again: {}", transcript(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    run_ok(imgtool(t).args(["append", "-q", "docker-archive:bb.tar", "oci:app:1", "--contents", "/version=2"]));
+    map_ok(t, d, &["update", "own.yml"]);
+    assert_eq!(docker(d, &["exec", "own.app", "cat", "/version"]), "2");
+    let after = ids(d);
+    assert_ne!(after["own.app"], before["own.app"]);
+    assert_eq!(after["own.other"], before["own.other"]);
+    map_ok(t, d, &["shutdown", "own.yml"]);
 }

@@ -180,17 +180,43 @@ impl BlobWriter for DirWriter {
     }
 }
 
+/// Where a layout tar goes: a temporary file renamed onto its place when complete, or any
+/// writer (a pipe into an engine's image load).
+enum TarOut {
+    File(tempfile::NamedTempFile),
+    Stream(Box<dyn Write + Send>),
+}
+
+impl Write for TarOut {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            TarOut::File(f) => f.write(buf),
+            TarOut::Stream(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            TarOut::File(f) => f.flush(),
+            TarOut::Stream(w) => w.flush(),
+        }
+    }
+}
+
 /// Writes a layout as one tar stream.
 struct TarWriter {
-    final_path: PathBuf,
-    tar: Mutex<Option<tar::Builder<BufWriter<tempfile::NamedTempFile>>>>,
+    /// What it writes, for messages.
+    shown: String,
+    /// Where the finished file goes (none for a stream).
+    final_path: Option<PathBuf>,
+    tar: Mutex<Option<tar::Builder<BufWriter<TarOut>>>>,
     written: Mutex<HashSet<String>>,
-    _tracked: imgtool_core::Tracked,
+    _tracked: Option<imgtool_core::Tracked>,
 }
 
 impl fmt::Debug for TarWriter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TarWriter").field("final_path", &self.final_path).finish()
+        f.debug_struct("TarWriter").field("shown", &self.shown).finish()
     }
 }
 
@@ -214,11 +240,15 @@ impl TarWriter {
             });
         }
         let (tmp, tracked) = imgtool_core::temp_file_beside(path).map_err(io(format!("creating a file beside {}", path.display())))?;
-        let mut tar = tar::Builder::new(BufWriter::with_capacity(1 << 20, tmp));
+        Self::start(path.display().to_string(), Some(path.to_path_buf()), TarOut::File(tmp), Some(tracked))
+    }
+
+    fn start(shown: String, final_path: Option<PathBuf>, out: TarOut, tracked: Option<imgtool_core::Tracked>) -> Result<Self, Error> {
+        let mut tar = tar::Builder::new(BufWriter::with_capacity(1 << 20, out));
         for d in ["blobs/", "blobs/sha256/"] {
-            tar.append_data(&mut header(0, true), d, io::empty()).map_err(io(format!("writing {}", path.display())))?;
+            tar.append_data(&mut header(0, true), d, io::empty()).map_err(io(format!("writing {shown}")))?;
         }
-        Ok(Self { final_path: path.to_path_buf(), tar: Mutex::new(Some(tar)), written: Mutex::new(HashSet::new()), _tracked: tracked })
+        Ok(Self { shown, final_path, tar: Mutex::new(Some(tar)), written: Mutex::new(HashSet::new()), _tracked: tracked })
     }
 }
 
@@ -242,10 +272,8 @@ impl BlobWriter for TarWriter {
 
     fn put(&self, path: &str, size: u64, data: &mut dyn Read) -> Result<(), Error> {
         let mut guard = self.tar.lock().unwrap_or_else(|p| p.into_inner());
-        let ctx = || format!("writing {path} into {}", self.final_path.display());
-        let tar = guard
-            .as_mut()
-            .ok_or_else(|| Error::Format { place: self.final_path.display().to_string(), why: "an earlier write failed".into() })?;
+        let ctx = || format!("writing {path} into {}", self.shown);
+        let tar = guard.as_mut().ok_or_else(|| Error::Format { place: self.shown.clone(), why: "an earlier write failed".into() })?;
         let mut limited = data.take(size);
         let mut counted = Count { inner: &mut limited, n: 0 };
         let r = tar.append_data(&mut header(size, false), path, &mut counted);
@@ -270,22 +298,27 @@ impl BlobWriter for TarWriter {
     }
 
     fn commit(&self, mut files: Vec<(&'static str, Vec<u8>)>, index: IndexFn<'_>) -> Result<(), Error> {
-        let ctx = format!("writing {}", self.final_path.display());
+        let ctx = format!("writing {}", self.shown);
         files.insert(1.min(files.len()), ("index.json", index(&Index::new())?));
         let mut tar = self
             .tar
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
-            .ok_or_else(|| Error::Format { place: self.final_path.display().to_string(), why: "an earlier write failed".into() })?;
+            .ok_or_else(|| Error::Format { place: self.shown.clone(), why: "an earlier write failed".into() })?;
         for (name, data) in files {
             tar.append_data(&mut header(data.len() as u64, false), name, &data[..]).map_err(io(ctx.clone()))?;
         }
         let w = tar.into_inner().map_err(io(ctx.clone()))?;
-        let tmp = w.into_inner().map_err(|e| io(ctx.clone())(e.into_error()))?;
-        tmp.as_file().sync_all().map_err(io(ctx.clone()))?;
-        imgtool_core::publish_file(tmp, &self.final_path).map_err(io(format!("renaming into {}", self.final_path.display())))?;
-        Ok(())
+        match w.into_inner().map_err(|e| io(ctx.clone())(e.into_error()))? {
+            TarOut::File(tmp) => {
+                tmp.as_file().sync_all().map_err(io(ctx.clone()))?;
+                let dest = self.final_path.as_deref().unwrap_or(Path::new(""));
+                imgtool_core::publish_file(tmp, dest).map_err(io(format!("renaming into {}", dest.display())))
+            }
+            // Dropped here: the reader sees the stream end.
+            TarOut::Stream(mut w) => w.flush().map_err(io(ctx)),
+        }
     }
 }
 
@@ -333,6 +366,13 @@ impl LayoutSink {
     /// Write a docker-save tarball, replacing `file` when done.
     pub fn docker_archive(file: &Path) -> Result<Self, Error> {
         Ok(Self::new(std::sync::Arc::new(TarWriter::new(file)?), Kind::Docker, format!("docker-archive:{}", file.display())))
+    }
+
+    /// Write a docker-save tarball into `out` as it is made (a pipe into `docker load`, an
+    /// engine's `/images/load`); `shown` names it in messages. Nothing is written to disk.
+    pub fn docker_archive_to(out: Box<dyn Write + Send>, shown: &str) -> Result<Self, Error> {
+        let writer = TarWriter::start(shown.to_string(), None, TarOut::Stream(out), None)?;
+        Ok(Self::new(std::sync::Arc::new(writer), Kind::Docker, shown.to_string()))
     }
 
     fn new(writer: std::sync::Arc<dyn BlobWriter>, kind: Kind, transport: String) -> Self {

@@ -169,7 +169,7 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
             let image = load(&t, platform.as_deref(), Flavor::Oci, reg).await?;
             crate::export::export(&image, &dest, p).await
         }
-        Command::Map(args) => crate::map_cmd::run(args, p).await,
+        Command::Map(args) => crate::map_cmd::run(args, p, &creds.registries(opts, &[], &[])?).await,
         Command::Gc { layout, dry_run } => crate::layout_cmds::gc(layout, dry_run, p).await,
     }
 }
@@ -178,7 +178,7 @@ fn platform_of(s: Option<&str>) -> Result<Option<Platform>> {
     s.map(|s| s.parse::<Platform>()).transpose().map_err(Into::into)
 }
 
-async fn load(t: &Transport, platform: Option<&str>, flavor: Flavor, reg: &Registries) -> Result<Image> {
+pub(crate) async fn load(t: &Transport, platform: Option<&str>, flavor: Flavor, reg: &Registries) -> Result<Image> {
     load_any(t, platform, flavor, false, reg).await
 }
 

@@ -3,11 +3,18 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use imgtool_maps::{Action, ContainerMap, DockerEngine, Op, RunOptions, Step, execute, observe, plan};
+use futures::StreamExt;
+use imgtool_core::{CopyOptions, Flavor, Image, ImageSink, copy_image};
+use imgtool_maps::{Action, ContainerMap, DockerEngine, Engine, Op, RunOptions, Step, execute, observe, plan};
+use imgtool_registry::Registries;
 
 use crate::printer::Printer;
+use crate::transport::Transport;
+
+/// Image sources imgtool reads itself, and loads into the engine.
+const OWN_SOURCES: [&str; 3] = ["oci:", "oci-archive:", "docker-archive:"];
 
 /// What `imgtool map` does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -84,9 +91,60 @@ fn record(p: Printer, s: &Step, done: bool) {
     p.record(json, format!("{} {} ({})", verb(&s.op), target(&s.op), s.reason));
 }
 
-pub async fn run(args: MapArgs, p: Printer) -> Result<()> {
-    let map = ContainerMap::load(&args.file)?.resolved()?;
+/// Put the images the map takes from imgtool transports into the engine (unless it has
+/// them), named by their config digest, and point the map at those names: a changed source
+/// is a changed name, so `update` re-creates exactly the containers on it.
+async fn bring_images(map: &mut ContainerMap, engine: &DockerEngine, base: &std::path::Path, reg: &Registries, p: Printer) -> Result<()> {
+    let configs: Vec<String> = map.containers.keys().cloned().collect();
+    for cfg in configs {
+        let Some(given) = map.containers[&cfg].image.clone() else { continue };
+        if given.starts_with("pipe:") || given.starts_with("build:") {
+            bail!(
+                "container {cfg}: {given}: images from pipelines and builds are not brought in yet; write it with `imgtool pipe` or `imgtool build -o oci:DIR:TAG` and name oci:DIR:TAG"
+            );
+        }
+        if !OWN_SOURCES.iter().any(|s| given.starts_with(s)) {
+            continue;
+        }
+        let t = Transport::parse(&given, base)?;
+        let image =
+            crate::commands::load(&t, None, Flavor::Docker, reg).await.with_context(|| format!("container {cfg}: reading {given}"))?;
+        let id = image.config_blob().0.digest;
+        let name = format!("imgtool.local/{}/{}:{}", map.name.to_lowercase(), cfg.to_lowercase(), &id.hex()[..12]);
+        let has = engine.image_id(&name).await?.is_some_and(|have| have.trim_start_matches("sha256:") == id.hex());
+        if !has {
+            p.status(format!("loading {given} into {} as {name}", engine.describe()));
+            load_into(&image, &name, engine).await.with_context(|| format!("container {cfg}: loading {given}"))?;
+        }
+        if let Some(c) = map.containers.get_mut(&cfg) {
+            c.image = Some(name);
+        }
+    }
+    Ok(())
+}
+
+/// Stream `image` into the engine as a docker-save tarball written as it is read: nothing
+/// goes to disk.
+async fn load_into(image: &Image, name: &str, engine: &DockerEngine) -> Result<()> {
+    let (reader, writer) = tokio::io::duplex(1 << 20);
+    let out = Box::new(tokio_util::io::SyncIoBridge::new(writer));
+    let sink = imgtool_archive::LayoutSink::docker_archive_to(out, &format!("the image load into {}", engine.describe()))?;
+    let write = async move {
+        copy_image(image, &sink, &CopyOptions { tags: vec![name.to_string()], jobs: 4, progress: None }).await?;
+        Box::new(sink).finish().await
+    };
+    let stream = tokio_util::io::ReaderStream::new(reader).boxed();
+    let (written, loaded) = tokio::join!(write, engine.load(stream));
+    loaded?;
+    written?;
+    Ok(())
+}
+
+pub async fn run(args: MapArgs, p: Printer, reg: &Registries) -> Result<()> {
+    let mut map = ContainerMap::load(&args.file)?.resolved()?;
     let engine = DockerEngine::connect(args.host.as_deref()).await?;
+    let base = args.file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    bring_images(&mut map, &engine, base, reg, p).await?;
     let seen = observe(&map, &engine).await?;
     let action = match args.action {
         MapAction::Startup => Action::Startup,
