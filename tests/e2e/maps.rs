@@ -376,3 +376,32 @@ fn images_from_imgtool(d: &Eng) {
     assert_eq!(after["own.other"], before["own.other"]);
     map_ok(t, d, &["shutdown", "own.yml"]);
 }
+
+/// docker-map's housekeeping: exited containers, untagged images, every container.
+#[test]
+fn cleanup_containers_images_and_all() {
+    let d = &Eng::Docker(Dockerd::start());
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let archive = busybox_archive(t);
+    docker(d, &["load", "-i", archive.to_str().unwrap()]);
+    docker(d, &["run", "--name", "exited", "busybox", "true"]);
+    docker(d, &["create", "--name", "created", "busybox", "true"]);
+    docker(d, &["run", "-d", "--name", "running", "busybox", "sleep", "3600"]);
+    let host = format!("unix://{}", d.socket().display());
+    let out = run_ok(imgtool(t).args(["map", "cleanup-containers", "--host", &host]));
+    assert_eq!(out.trim(), "removed container exited");
+    // An image that loses its tag to a newer one is untagged: cleanup-images removes it.
+    run_ok(imgtool(t).args(["append", "-q", "docker-archive:bb.tar", "docker-archive:v2.tar:busybox:latest", "--contents", "/v=2"]));
+    let old = docker(d, &["inspect", "--format", "{{.Id}}", "busybox:latest"]);
+    docker(d, &["load", "-i", t.join("v2.tar").to_str().unwrap()]);
+    docker(d, &["rm", "-f", "created", "running"]);
+    let out = run_ok(imgtool(t).args(["map", "cleanup-images", "--host", &host]));
+    assert_eq!(out.trim(), format!("removed image {}", old.trim()));
+    docker(d, &["run", "-d", "--name", "again", "busybox", "sleep", "3600"]);
+    let out = run_ok(imgtool(t).args(["map", "remove-all-containers", "--host", &host]));
+    assert_eq!(out.trim(), "removed container again");
+    assert_eq!(docker(d, &["ps", "-aq"]), "");
+    let out = imgtool(t).args(["map", "cleanup-images", "some.yml", "--host", &host]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("reads no map"), "{}", transcript(&out));
+}

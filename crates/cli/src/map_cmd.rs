@@ -41,6 +41,12 @@ pub enum MapAction {
     Status,
     /// What `update` would do, and why, doing nothing.
     Plan,
+    /// Remove every exited container of the engine, of a map or not (no map file).
+    CleanupContainers,
+    /// Remove every image of the engine that no tag names (no map file).
+    CleanupImages,
+    /// Stop and remove every container of the engine (no map file).
+    RemoveAllContainers,
 }
 
 #[derive(Debug, Args)]
@@ -49,7 +55,7 @@ pub struct MapArgs {
     #[arg(value_enum)]
     action: MapAction,
     /// The map file (docker-map's YAML, or the same in a .toml file).
-    file: PathBuf,
+    file: Option<PathBuf>,
     /// Containers (`config`, `config.instance`) or groups; all when none is named.
     targets: Vec<String>,
     /// The engine: unix:///PATH or tcp://HOST:PORT (default: DOCKER_HOST, then
@@ -140,10 +146,34 @@ async fn load_into(image: &Image, name: &str, engine: &DockerEngine) -> Result<(
     Ok(())
 }
 
+/// docker-map's housekeeping, on the whole engine.
+async fn housekeeping(action: MapAction, engine: &DockerEngine, p: Printer) -> Result<()> {
+    let (what, gone) = match action {
+        MapAction::CleanupContainers => ("container", imgtool_maps::cleanup_containers(engine).await?),
+        MapAction::CleanupImages => ("image", imgtool_maps::cleanup_images(engine).await?),
+        _ => ("container", imgtool_maps::remove_all_containers(engine, None).await?),
+    };
+    for g in &gone {
+        p.record(serde_json::json!({"removed": g, "kind": what}), format!("removed {what} {g}"));
+    }
+    if gone.is_empty() {
+        p.status(format!("{}: nothing to remove", engine.describe()));
+    }
+    Ok(())
+}
+
 pub async fn run(args: MapArgs, p: Printer, reg: &Registries) -> Result<()> {
-    let mut map = ContainerMap::load(&args.file)?.resolved()?;
+    if matches!(args.action, MapAction::CleanupContainers | MapAction::CleanupImages | MapAction::RemoveAllContainers) {
+        if let Some(f) = &args.file {
+            bail!("{:?} works on the whole engine and reads no map; {} is one too many", args.action, f.display());
+        }
+        let engine = DockerEngine::connect(args.host.as_deref()).await?;
+        return housekeeping(args.action, &engine, p).await;
+    }
+    let Some(file) = args.file.clone() else { bail!("name the map file: imgtool map {:?} MAP.yml", args.action) };
+    let mut map = ContainerMap::load(&file)?.resolved()?;
     let engine = DockerEngine::connect(args.host.as_deref()).await?;
-    let base = args.file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let base = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
     bring_images(&mut map, &engine, base, reg, p).await?;
     let seen = observe(&map, &engine).await?;
     let action = match args.action {
@@ -156,6 +186,9 @@ pub async fn run(args: MapArgs, p: Printer, reg: &Registries) -> Result<()> {
         MapAction::Create => Action::Create,
         MapAction::Start => Action::Start,
         MapAction::Kill => Action::Kill(args.signal.clone()),
+        MapAction::CleanupContainers | MapAction::CleanupImages | MapAction::RemoveAllContainers => {
+            return housekeeping(args.action, &engine, p).await;
+        }
     };
     if args.action == MapAction::Status {
         for unit in map.targets(&args.targets)? {
@@ -185,7 +218,7 @@ pub async fn run(args: MapArgs, p: Printer, reg: &Registries) -> Result<()> {
     let opts = RunOptions { wait_healthy: args.wait.map(Duration::from_secs) };
     execute(&map, &engine, &steps, &opts, &mut |s| record(p, s, true))
         .await
-        .with_context(|| format!("map {} from {}", map.name, args.file.display()))?;
+        .with_context(|| format!("map {} from {}", map.name, file.display()))?;
     if steps.is_empty() {
         p.status(format!("{}: nothing to do", map.name));
     }

@@ -13,6 +13,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod cleanup;
 mod docker;
 mod engine;
 mod error;
@@ -26,6 +27,7 @@ mod shapes;
 mod spec;
 mod units;
 
+pub use cleanup::{cleanup_containers, cleanup_images, remove_all_containers};
 pub use docker::DockerEngine;
 pub use engine::{Engine, ExecOutcome, Health, RunState, Seen};
 pub use error::Error;
