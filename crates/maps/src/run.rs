@@ -3,6 +3,7 @@
 //! call named. A failed `create` or `start` of a container leaves no container of that step.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::Error;
@@ -41,19 +42,17 @@ pub struct RunOptions {
     pub wait_healthy: Option<Duration>,
 }
 
-/// Run `steps` on `engine`, in order; `done` hears of each step as it completes. When a step
-/// fails, the containers and volumes this run created are removed again (newest first), so a
-/// failed startup leaves nothing of itself behind.
-pub async fn execute(
-    map: &ContainerMap,
-    engine: &dyn Engine,
-    steps: &[Step],
-    opts: &RunOptions,
-    done: &mut dyn FnMut(&Step),
-) -> Result<(), Error> {
-    let mut made = Made::default();
-    let outcome = run_steps(map, engine, steps, opts, done, &mut made).await;
+/// Run `steps` on `engine`; `done` hears of each step as it completes. Each container's
+/// steps run in order; containers run side by side unless one depends on the other (the
+/// plan's order is kept between those). When a step fails, the containers and volumes this
+/// run created are removed again (newest first), so a failed startup leaves nothing of
+/// itself behind.
+pub async fn execute(map: &ContainerMap, engine: &dyn Engine, steps: &[Step], opts: &RunOptions, done: &mut (dyn FnMut(&Step) + Send)) -> Result<(), Error> {
+    let made = Mutex::new(Made::default());
+    let done = Mutex::new(done);
+    let outcome = run_steps(map, engine, steps, opts, &done, &made).await;
     if outcome.is_err() {
+        let made = made.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
         for id in made.containers.iter().rev() {
             let _ = engine.remove(id).await;
         }
@@ -71,23 +70,124 @@ struct Made {
     volumes: Vec<String>,
 }
 
-async fn run_steps(
+type Done<'a> = Mutex<&'a mut (dyn FnMut(&Step) + Send)>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The container a step acts on (none for a network, which all may need).
+fn container_of(op: &Op) -> Option<&str> {
+    match op {
+        Op::Network { .. } => None,
+        Op::Volume(v) => Some(&v.name),
+        Op::Create { name, .. } | Op::Start { name } | Op::Stop { name, .. } | Op::Remove { name } => Some(name),
+        Op::Kill { name, .. } | Op::Exec { name, .. } => Some(name),
+    }
+}
+
+async fn run_steps(map: &ContainerMap, engine: &dyn Engine, steps: &[Step], opts: &RunOptions, done: &Done<'_>, made: &Mutex<Made>) -> Result<(), Error> {
+    // Networks first, for everyone; then a group per container, volumes with their owner.
+    let mut groups: Vec<(String, Vec<&Step>)> = Vec::new();
+    let mut pending_volumes: Vec<&Step> = Vec::new();
+    for step in steps {
+        match (&step.op, container_of(&step.op)) {
+            (Op::Network { name, driver }, _) => {
+                let labels = BTreeMap::from([(MAP_LABEL.to_string(), map.name.clone())]);
+                engine.ensure_network(name, driver.as_deref(), &labels).await?;
+                lock(done)(step);
+            }
+            (Op::Volume(_), _) => pending_volumes.push(step),
+            (_, Some(name)) => match groups.iter_mut().find(|(n, _)| n == name) {
+                Some((_, g)) => g.push(step),
+                None => {
+                    let mut g = std::mem::take(&mut pending_volumes);
+                    g.push(step);
+                    groups.push((name.to_string(), g));
+                }
+            },
+            (_, None) => {}
+        }
+    }
+    if let Some((_, g)) = groups.last_mut() {
+        g.append(&mut pending_volumes);
+    } else if !pending_volumes.is_empty() {
+        groups.push((String::new(), pending_volumes));
+    }
+    let units: BTreeMap<String, crate::Unit> = map.units().into_iter().map(|u| (u.container_name(map), u)).collect();
+    let related = |a: &str, b: &str| -> bool {
+        let (Some(ua), Some(ub)) = (units.get(a), units.get(b)) else { return true };
+        map.dependencies(ua).contains(ub) || map.dependencies(ub).contains(ua)
+    };
+    // Two signals per container: created (what may be created after it, may be) and done
+    // (what must start after it, may). Creating does not wait for starting: a container
+    // that mounts another's volume can be made while the other starts.
+    let created: Vec<_> = groups.iter().map(|_| tokio::sync::watch::channel(None::<bool>)).collect();
+    let finished: Vec<_> = groups.iter().map(|_| tokio::sync::watch::channel(None::<bool>)).collect();
+    let work = groups.iter().enumerate().map(|(i, (name, group))| {
+        let before: Vec<usize> = (0..i).filter(|&j| related(&groups[j].0, name)).collect();
+        let wait_created: Vec<_> = before.iter().map(|&j| created[j].1.clone()).collect();
+        let wait_finished: Vec<_> = before.iter().map(|&j| finished[j].1.clone()).collect();
+        let (tell_created, tell_finished) = (&created[i].0, &finished[i].0);
+        // A fresh container: its volumes and its create come first in its steps.
+        let split = group.iter().position(|s| !matches!(s.op, Op::Volume(_))).filter(|&k| matches!(group[k].op, Op::Create { .. })).map(|k| k + 1);
+        async move {
+            let fail = || {
+                let _ = tell_created.send(Some(false));
+                let _ = tell_finished.send(Some(false));
+            };
+            let (first, rest) = group.split_at(split.unwrap_or(0));
+            let mut new_volumes = Vec::new();
+            if !first.is_empty() {
+                if !all_ok(wait_created).await {
+                    fail();
+                    return Ok(false);
+                }
+                if let Err(e) = run_group(map, engine, first, opts, done, made, &mut new_volumes).await {
+                    fail();
+                    return Err(e);
+                }
+            }
+            let _ = tell_created.send(Some(true));
+            if !all_ok(wait_finished).await {
+                fail();
+                return Ok(false);
+            }
+            // What `first` created is found by its name from here on.
+            let r = run_group(map, engine, rest, opts, done, made, &mut new_volumes).await;
+            let _ = tell_finished.send(Some(r.is_ok()));
+            r.map(|()| true)
+        }
+    });
+    let results = futures::future::join_all(work).await;
+    results.into_iter().find_map(Result::err).map_or(Ok(()), Err)
+}
+
+/// Wait for every signal; whether all said done.
+async fn all_ok(waits: Vec<tokio::sync::watch::Receiver<Option<bool>>>) -> bool {
+    for mut w in waits {
+        if !matches!(w.wait_for(Option::is_some).await.map(|v| *v), Ok(Some(true))) {
+            return false;
+        }
+    }
+    true
+}
+
+/// One container's steps, in order.
+async fn run_group(
     map: &ContainerMap,
     engine: &dyn Engine,
-    steps: &[Step],
+    steps: &[&Step],
     opts: &RunOptions,
-    done: &mut dyn FnMut(&Step),
-    made: &mut Made,
+    done: &Done<'_>,
+    made: &Mutex<Made>,
+    new_volumes: &mut Vec<Fresh>,
 ) -> Result<(), Error> {
     let mut ids: BTreeMap<String, String> = BTreeMap::new();
-    let mut new_volumes: Vec<Fresh> = Vec::new();
     for step in steps {
         let id = |name: &String| ids.get(name).cloned().unwrap_or_else(|| name.clone());
         match &step.op {
-            Op::Network { name, driver } => {
-                let labels = BTreeMap::from([(MAP_LABEL.to_string(), map.name.clone())]);
-                engine.ensure_network(name, driver.as_deref(), &labels).await?;
-            }
+            Op::Network { .. } => {}
             Op::Volume(v) => {
                 let owner = v
                     .owner
@@ -96,7 +196,7 @@ async fn run_steps(
                     .transpose()
                     .map_err(|why| Error::Invalid { map: map.name.clone(), why: format!("volume {}: {why}", v.name) })?;
                 if engine.ensure_volume(&v.name, &v.labels, owner).await? {
-                    made.volumes.push(v.name.clone());
+                    lock(made).volumes.push(v.name.clone());
                     if v.owner.is_some() || v.mode.is_some() {
                         let f = fresh(map, v)?;
                         prepare_volume(map, engine, v, &f).await?;
@@ -106,28 +206,23 @@ async fn run_steps(
             }
             Op::Create { name, body } => {
                 let new = engine.create(name, body).await?;
-                made.containers.push(new.clone());
+                lock(made).containers.push(new.clone());
                 ids.insert(name.clone(), new);
             }
             Op::Start { name } => {
                 let target = id(name);
                 engine.start(&target).await?;
+                let unit = map.units().into_iter().find(|u| u.container_name(map) == *name);
                 let owned: Vec<Fresh> = {
-                    let unit_config = map.units().into_iter().find(|u| u.container_name(map) == *name).map(|u| u.config);
-                    let (mine, rest) = new_volumes.into_iter().partition(|f| Some(&f.config) == unit_config.as_ref());
-                    new_volumes = rest;
+                    let config = unit.as_ref().map(|u| u.config.clone());
+                    let (mine, rest) = std::mem::take(new_volumes).into_iter().partition(|f| Some(&f.config) == config.as_ref());
+                    *new_volumes = rest;
                     mine
                 };
                 settle_volumes(engine, &target, &owned).await?;
-                if let Some(limit) = opts.wait_healthy {
-                    let check = map
-                        .units()
-                        .into_iter()
-                        .find(|u| u.container_name(map) == *name)
-                        .and_then(|u| map.containers[&u.config].healthcheck.clone());
-                    if let Some(check) = check {
-                        wait_healthy(engine, &target, name, &check, limit).await?;
-                    }
+                let check = unit.and_then(|u| map.containers[&u.config].healthcheck.clone());
+                if let (Some(limit), Some(check)) = (opts.wait_healthy, check) {
+                    wait_healthy(engine, &target, name, &check, limit).await?;
                 }
             }
             Op::Stop { name, timeout, signal } => match signal.as_deref() {
@@ -146,7 +241,7 @@ async fn run_steps(
                 }
             }
         }
-        done(step);
+        lock(done)(step);
     }
     Ok(())
 }
