@@ -405,3 +405,42 @@ fn cleanup_containers_images_and_all() {
     let out = imgtool(t).args(["map", "cleanup-images", "some.yml", "--host", &host]).output().unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("reads no map"), "{}", transcript(&out));
 }
+
+/// The configuration hash does not depend on key order; updating a container takes what
+/// shares its network along; a source that fails mid-load fails the startup cleanly.
+#[test]
+fn key_order_dependents_and_a_broken_source() {
+    let d = &Eng::Docker(Dockerd::start());
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let archive = busybox_archive(t);
+    docker(d, &["load", "-i", archive.to_str().unwrap()]);
+    let text = |env: &str| {
+        format!(
+            "name: edge\na:\n  image: busybox\n  stop_signal: SIGKILL\n  create_options:\n    command: sleep 3600\n    environment: {env}\nb:\n  image: busybox\n  network_mode: a\n  stop_signal: SIGKILL\n  create_options: {{command: sleep 3600}}\n"
+        )
+    };
+    std::fs::write(t.join("edge.yml"), text("{A: '1', B: '2'}")).unwrap();
+    map_ok(t, d, &["startup", "edge.yml"]);
+    std::fs::write(t.join("edge.yml"), text("{B: '2', A: '1'}")).unwrap();
+    assert_eq!(map_ok(t, d, &["plan", "edge.yml"]), "", "reordered keys changed the configuration hash");
+    std::fs::write(t.join("edge.yml"), text("{A: '1', B: '3'}")).unwrap();
+    let plan = map_ok(t, d, &["plan", "edge.yml", "a"]);
+    assert!(plan.contains("create edge.a (its configuration changed)") && plan.contains("create edge.b (a is re-created)"), "{plan}");
+    map_ok(t, d, &["update", "edge.yml", "a"]);
+    assert_eq!(map_ok(t, d, &["plan", "edge.yml"]), "");
+    map_ok(t, d, &["shutdown", "edge.yml"]);
+
+    // A layout missing a layer: the load fails, nothing panics, nothing is left.
+    run_ok(imgtool(t).args(["append", "-q", "docker-archive:bb.tar", "oci:broken:1", "--contents", "/x=1"]));
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(t.join("broken/index.json")).unwrap()).unwrap();
+    let manifest = index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(t.join("broken/blobs/sha256").join(&manifest)).unwrap()).unwrap();
+    let layer = m["layers"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    std::fs::remove_file(t.join("broken/blobs/sha256").join(layer)).unwrap();
+    std::fs::write(t.join("broken.yml"), "name: broken\nx:\n  image: oci:broken:1\n  create_options: {command: sleep 3600}\n").unwrap();
+    let out = map(t, d, &["startup", "broken.yml"]);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("container x: loading oci:broken:1"), "{}", transcript(&out));
+    assert_eq!(docker(d, &["ps", "-aq"]), "");
+}

@@ -100,7 +100,14 @@ fn record(p: Printer, s: &Step, done: bool) {
 /// Put the images the map takes from imgtool transports into the engine (unless it has
 /// them), named by their config digest, and point the map at those names: a changed source
 /// is a changed name, so `update` re-creates exactly the containers on it.
-async fn bring_images(map: &mut ContainerMap, engine: &DockerEngine, base: &std::path::Path, reg: &Registries, p: Printer) -> Result<()> {
+async fn bring_images(
+    map: &mut ContainerMap,
+    engine: &DockerEngine,
+    base: &std::path::Path,
+    reg: &Registries,
+    load: bool,
+    p: Printer,
+) -> Result<()> {
     let configs: Vec<String> = map.containers.keys().cloned().collect();
     for cfg in configs {
         let Some(given) = map.containers[&cfg].image.clone() else { continue };
@@ -117,7 +124,7 @@ async fn bring_images(map: &mut ContainerMap, engine: &DockerEngine, base: &std:
             crate::commands::load(&t, None, Flavor::Docker, reg).await.with_context(|| format!("container {cfg}: reading {given}"))?;
         let id = image.config_blob().0.digest;
         let name = format!("imgtool.local/{}/{}:{}", map.name.to_lowercase(), cfg.to_lowercase(), &id.hex()[..12]);
-        let has = engine.image_id(&name).await?.is_some_and(|have| have.trim_start_matches("sha256:") == id.hex());
+        let has = !load || engine.image_id(&name).await?.is_some_and(|have| have.trim_start_matches("sha256:") == id.hex());
         if !has {
             p.status(format!("loading {given} into {} as {name}", engine.describe()));
             load_into(&image, &name, engine).await.with_context(|| format!("container {cfg}: loading {given}"))?;
@@ -136,13 +143,21 @@ async fn load_into(image: &Image, name: &str, engine: &DockerEngine) -> Result<(
     let out = Box::new(tokio_util::io::SyncIoBridge::new(writer));
     let sink = imgtool_archive::LayoutSink::docker_archive_to(out, &format!("the image load into {}", engine.describe()))?;
     let write = async move {
-        copy_image(image, &sink, &CopyOptions { tags: vec![name.to_string()], jobs: 4, progress: None }).await?;
-        Box::new(sink).finish().await
+        match copy_image(image, &sink, &CopyOptions { tags: vec![name.to_string()], jobs: 4, progress: None }).await {
+            Ok(_) => Box::new(sink).finish().await,
+            Err(e) => {
+                // Dropping the sink ends its tar, which writes into the pipe: not on a
+                // runtime thread, where a blocking write cannot wait.
+                let _ = tokio::task::spawn_blocking(move || drop(sink)).await;
+                Err(e)
+            }
+        }
     };
     let stream = tokio_util::io::ReaderStream::new(reader).boxed();
     let (written, loaded) = tokio::join!(write, engine.load(stream));
-    loaded?;
+    // The writer's error first: an engine that read half a tarball only says that.
     written?;
+    loaded?;
     Ok(())
 }
 
@@ -171,10 +186,25 @@ pub async fn run(args: MapArgs, p: Printer, reg: &Registries) -> Result<()> {
         return housekeeping(args.action, &engine, p).await;
     }
     let Some(file) = args.file.clone() else { bail!("name the map file: imgtool map {:?} MAP.yml", args.action) };
-    let mut map = ContainerMap::load(&file)?.resolved()?;
+    let mut map = ContainerMap::load(&file)?.resolved().with_context(|| format!("reading {}", file.display()))?;
     let engine = DockerEngine::connect(args.host.as_deref()).await?;
     let base = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    bring_images(&mut map, &engine, base, reg, p).await?;
+    // Taking containers down needs no image; planning needs their names, not the images in.
+    let needs = matches!(
+        args.action,
+        MapAction::Startup | MapAction::Update | MapAction::Create | MapAction::Start | MapAction::Plan | MapAction::Status
+    );
+    if needs {
+        let load = !matches!(args.action, MapAction::Plan | MapAction::Status);
+        bring_images(&mut map, &engine, base, reg, load, p).await?;
+    } else {
+        // The engine looks names up: give imgtool's sources a name it can (need not) have.
+        for (cfg, c) in map.containers.iter_mut() {
+            if c.image.as_deref().is_some_and(|i| OWN_SOURCES.iter().chain(&["pipe:", "build:"]).any(|s| i.starts_with(s))) {
+                c.image = Some(format!("imgtool.local/{}/{}", map.name.to_lowercase(), cfg.to_lowercase()));
+            }
+        }
+    }
     let seen = observe(&map, &engine).await?;
     let action = match args.action {
         MapAction::Startup => Action::Startup,

@@ -86,6 +86,23 @@ fn why(e: &bollard::errors::Error) -> String {
     }
 }
 
+/// The first field of `sent` (at the top, or in `HostConfig`) that `kept` lacks.
+fn dropped(sent: &serde_json::Value, kept: &serde_json::Value) -> Option<String> {
+    let (Some(s), Some(k)) = (sent.as_object(), kept.as_object()) else { return None };
+    for (key, v) in s {
+        match k.get(key) {
+            None if !v.is_null() => return Some(key.clone()),
+            Some(inner) if key == "HostConfig" => {
+                if let Some(lost) = dropped(v, inner) {
+                    return Some(format!("HostConfig.{lost}"));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 fn not_found(e: &bollard::errors::Error) -> bool {
     matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
 }
@@ -133,13 +150,15 @@ impl Engine for DockerEngine {
     }
 
     async fn create(&self, name: &str, body: &serde_json::Value) -> Result<String, Error> {
-        let config: ContainerCreateBody = serde_json::from_value(body.clone()).map_err(|e| Error::Engine {
-            engine: self.host.clone(),
-            call: "create",
-            target: name.into(),
-            why: format!("the create options do not fit the Engine API: {e}"),
-        })?;
-        let opts = q::CreateContainerOptions { name: Some(name.to_string()), ..Default::default() };
+        let fail = |why: String| Error::Engine { engine: self.host.clone(), call: "create", target: name.into(), why };
+        let config: ContainerCreateBody =
+            serde_json::from_value(body.clone()).map_err(|e| fail(format!("the create options do not fit the Engine API: {e}")))?;
+        // What the typed body drops would be lost without a word: refuse it instead.
+        let kept = serde_json::to_value(&config).unwrap_or_default();
+        if let Some(lost) = dropped(body, &kept) {
+            return Err(fail(format!("{lost} is not a field of the Engine API's create body; check its name")));
+        }
+        let opts = q::CreateContainerOptions { name: (!name.is_empty()).then(|| name.to_string()), ..Default::default() };
         Ok(self.docker.create_container(Some(opts), config).await.map_err(self.err("create", name))?.id)
     }
 
@@ -241,9 +260,9 @@ impl Engine for DockerEngine {
         }
     }
 
-    async fn ensure_network(&self, name: &str, driver: Option<&str>, labels: &BTreeMap<String, String>) -> Result<(), Error> {
+    async fn ensure_network(&self, name: &str, driver: Option<&str>, labels: &BTreeMap<String, String>) -> Result<bool, Error> {
         if self.docker.inspect_network(name, None::<q::InspectNetworkOptions>).await.is_ok() {
-            return Ok(());
+            return Ok(false);
         }
         let req = bollard::models::NetworkCreateRequest {
             name: name.into(),
@@ -251,7 +270,7 @@ impl Engine for DockerEngine {
             labels: Some(labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
             ..Default::default()
         };
-        self.docker.create_network(req).await.map(drop).map_err(self.err("create network", name))
+        self.docker.create_network(req).await.map(|_| true).map_err(self.err("create network", name))
     }
 
     async fn networks(&self, label: &str, value: &str) -> Result<Vec<String>, Error> {
@@ -285,7 +304,10 @@ impl DockerEngine {
         let mut out = Vec::new();
         for c in list {
             let id = c.id.unwrap_or_default();
-            let name = c.names.unwrap_or_default().into_iter().next().unwrap_or_default().trim_start_matches('/').to_string();
+            // Links add `/other/alias` names; the container's own has no inner `/`.
+            let names = c.names.unwrap_or_default();
+            let own = names.iter().map(|n| n.trim_start_matches('/')).find(|n| !n.contains('/'));
+            let name = own.or_else(|| names.first().map(|n| n.trim_start_matches('/'))).unwrap_or_default().to_string();
             let state = match c.state {
                 Some(ContainerSummaryStateEnum::RUNNING | ContainerSummaryStateEnum::RESTARTING | ContainerSummaryStateEnum::PAUSED) => {
                     RunState::Running

@@ -98,8 +98,8 @@ pub trait Engine: Send + Sync {
     async fn volumes(&self, label: &str, value: &str) -> Result<Vec<String>, Error>;
     /// Remove a named volume.
     async fn remove_volume(&self, name: &str) -> Result<(), Error>;
-    /// Create the network unless it exists.
-    async fn ensure_network(&self, name: &str, driver: Option<&str>, labels: &BTreeMap<String, String>) -> Result<(), Error>;
+    /// Create the network unless it exists; whether it was created.
+    async fn ensure_network(&self, name: &str, driver: Option<&str>, labels: &BTreeMap<String, String>) -> Result<bool, Error>;
     /// Networks carrying `label=value`.
     async fn networks(&self, label: &str, value: &str) -> Result<Vec<String>, Error>;
     /// Remove a network.

@@ -53,6 +53,9 @@ pub enum Error {
         /// What the engine said last.
         state: String,
     },
+    /// A step not begun because another failed first (never reported: the other is).
+    #[error("not begun: an earlier step failed")]
+    Skipped,
     /// A map's exec command failed.
     #[error("{container}: exec {cmd:?} exited with {code}: {output}")]
     Exec {

@@ -16,7 +16,7 @@ use crate::model::{ContainerConfig, ContainerMap, NetworkConfig, Options, Volume
 use crate::shapes;
 
 /// The largest map file read: maps are written by hand.
-const FILE_LIMIT: u64 = 4 << 20;
+const FILE_LIMIT: u64 = 1 << 20;
 
 /// A value given as one item, a list of items, or a mapping (whose entries become
 /// `[key, value]` items), as docker-map reads its list keys.
@@ -226,9 +226,77 @@ pub fn load_map(file: &Path) -> Result<ContainerMap, Error> {
 
 /// Parse a map from `text`; `default_name` names it when it has no `name` key.
 pub fn parse_map(text: &str, toml: bool, default_name: &str) -> Result<ContainerMap, String> {
-    let raw: RawMap =
-        if toml { toml::from_str(text).map_err(|e| e.to_string())? } else { serde_norway::from_str(text).map_err(|e| e.to_string())? };
+    let raw: RawMap = if toml {
+        if let Some(line) = deep_toml_key(text) {
+            return Err(format!("line {line}: a key of more than {MAX_KEY_PARTS} dotted parts; a map needs no such depth"));
+        }
+        toml::from_str(text).map_err(|e| e.to_string())?
+    } else {
+        if let Some((line, alias)) = yaml_alias(text) {
+            return Err(format!(
+                "line {line}: the alias *{alias}: YAML aliases are not read (a few can expand to more than memory holds); use `extends` to share settings"
+            ));
+        }
+        serde_norway::from_str(text).map_err(|e| e.to_string())?
+    };
     convert(raw, default_name)
+}
+
+/// The most parts a TOML key may have (`a.b.c`): each is a level of tables to build and drop.
+const MAX_KEY_PARTS: usize = 32;
+
+/// The first line whose key (a `[table]` header or a `key =`) has too many dotted parts.
+fn deep_toml_key(text: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            let key = if l.starts_with('[') { l } else { l.split('=').next().unwrap_or("") };
+            key.matches('.').count() >= MAX_KEY_PARTS
+        })
+        .map(|i| i + 1)
+}
+
+/// The first YAML alias (`*name` where a value begins), with its line: outside quotes and
+/// comments, after `: `, `- `, `[`, `{`, `,` or at the start of a line.
+fn yaml_alias(text: &str) -> Option<(usize, String)> {
+    for (n, line) in text.lines().enumerate() {
+        let b = line.as_bytes();
+        let (mut quote, mut start) = (None::<u8>, true);
+        for (i, &c) in b.iter().enumerate() {
+            match quote {
+                Some(q) => {
+                    if c == q {
+                        quote = None;
+                    }
+                    continue;
+                }
+                None if (c == b'\'' || c == b'"') && start => quote = Some(c),
+                None if c == b'#' && (i == 0 || b[i - 1] == b' ' || b[i - 1] == b'\t') => break,
+                None if c == b'*' && start => {
+                    let name: String = line[i + 1..].chars().take_while(|c| !c.is_whitespace() && !",]}".contains(*c)).collect();
+                    if !name.is_empty() {
+                        return Some((n + 1, name));
+                    }
+                }
+                None => {}
+            }
+            start = match c {
+                b' ' | b'\t' => start || i == 0 || matches!(b[i - 1], b':' | b'-' | b'[' | b'{' | b',' | b' ' | b'\t') && start_after(b, i),
+                b'[' | b'{' | b',' => true,
+                _ => false,
+            };
+        }
+    }
+    None
+}
+
+/// Whether the blank at `i` follows a place where a value begins.
+fn start_after(b: &[u8], i: usize) -> bool {
+    let before = b[..i].iter().rposition(|c| *c != b' ' && *c != b'\t');
+    match before {
+        None => true,
+        Some(j) => matches!(b[j], b':' | b'-' | b'[' | b'{' | b','),
+    }
 }
 
 fn convert(raw: RawMap, default_name: &str) -> Result<ContainerMap, String> {

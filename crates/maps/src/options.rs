@@ -33,7 +33,11 @@ fn words(v: &Value) -> Result<Value, String> {
 /// `environment`: a mapping (sorted, so the same map gives the same body) or `K=V` strings.
 fn env(v: &Value) -> Result<Value, String> {
     match v {
-        Value::Object(o) => Ok(json!(o.iter().map(|(k, v)| format!("{k}={}", text(v))).collect::<Vec<_>>())),
+        Value::Object(o) => {
+            let sorted: std::collections::BTreeMap<&String, &Value> = o.iter().collect();
+            // docker-py: `K: null` passes K through from the engine's environment.
+            Ok(json!(sorted.into_iter().map(|(k, v)| if v.is_null() { k.clone() } else { format!("{k}={}", text(v)) }).collect::<Vec<_>>()))
+        }
         Value::Array(_) => Ok(v.clone()),
         _ => Err("expected a mapping or a list of K=V".into()),
     }
@@ -128,6 +132,13 @@ fn ulimits(v: &Value) -> Result<Value, String> {
     Ok(Value::Array(out))
 }
 
+/// `log_config`: `{type: json-file, config: {...}}` (docker-py's `LogConfig`).
+fn log_config(v: &Value) -> Result<Value, String> {
+    let o = v.as_object().ok_or("expected {type, config}")?;
+    let get = |a: &str, b: &str| o.get(a).or_else(|| o.get(b)).cloned().unwrap_or(Value::Null);
+    Ok(json!({"Type": get("type", "Type"), "Config": get("config", "Config")}))
+}
+
 /// docker-py's names, with where they go and how they are written.
 const TABLE: &[(&str, Place, &str, Convert)] = &[
     ("command", Place::Config, "Cmd", words),
@@ -142,7 +153,6 @@ const TABLE: &[(&str, Place, &str, Convert)] = &[
     ("stop_timeout", Place::Config, "StopTimeout", same),
     ("tty", Place::Config, "Tty", same),
     ("stdin_open", Place::Config, "OpenStdin", same),
-    ("mac_address", Place::Config, "MacAddress", same),
     ("network_disabled", Place::Config, "NetworkDisabled", same),
     ("ports", Place::Config, "ExposedPorts", ports),
     ("volumes", Place::Config, "Volumes", volumes),
@@ -173,7 +183,7 @@ const TABLE: &[(&str, Place, &str, Convert)] = &[
     ("tmpfs", Place::Host, "Tmpfs", tmpfs),
     ("init", Place::Host, "Init", same),
     ("sysctls", Place::Host, "Sysctls", same),
-    ("log_config", Place::Host, "LogConfig", same),
+    ("log_config", Place::Host, "LogConfig", log_config),
     ("pid_mode", Place::Host, "PidMode", same),
     ("ipc_mode", Place::Host, "IpcMode", same),
     ("userns_mode", Place::Host, "UsernsMode", same),

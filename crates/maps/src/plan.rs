@@ -152,7 +152,9 @@ fn running(s: Option<&Seen>) -> bool {
 pub fn plan(map: &ContainerMap, action: &Action, targets: &[String], seen: &Observed) -> Result<Vec<Step>, Error> {
     let chosen = map.targets(targets)?;
     let units = match action {
-        Action::Create | Action::Start | Action::Startup | Action::Update => map.with_dependencies(&chosen)?,
+        Action::Create | Action::Start | Action::Startup => map.with_dependencies(&chosen)?,
+        // What needs a re-created container is re-created with it: include it.
+        Action::Update => map.with_dependencies(&map.with_dependents(&chosen)?)?,
         Action::Stop | Action::Shutdown | Action::Remove => map.with_dependents(&chosen)?,
         Action::Restart | Action::Kill(_) => chosen,
     };

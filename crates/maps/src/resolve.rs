@@ -7,6 +7,11 @@ use crate::Error;
 use crate::model::{Bind, ContainerConfig, ContainerMap, NetworkMode};
 
 const PRESET_NETWORKS: [&str; 3] = ["host", "bridge", "none"];
+/// The most containers (instances counted) a map may make: maps are written by hand, and
+/// the planner's walks are quadratic in them.
+const MAX_UNITS: usize = 2048;
+/// The deepest `extends` chain.
+const MAX_EXTENDS: usize = 64;
 
 impl ContainerMap {
     /// The map with every configuration's `extends` merged in and abstract ones dropped,
@@ -14,11 +19,16 @@ impl ContainerMap {
     pub fn resolved(&self) -> Result<ContainerMap, Error> {
         let invalid = |why: String| Error::Invalid { map: self.name.clone(), why };
         let mut out = ContainerMap { containers: BTreeMap::new(), ..self.clone() };
+        let units: usize = self.containers.values().map(|c| c.instances.len().max(1)).sum();
+        if units > MAX_UNITS {
+            return Err(invalid(format!("{units} containers; a map may have at most {MAX_UNITS}")));
+        }
+        let mut memo = BTreeMap::new();
         for (name, c) in &self.containers {
             if c.r#abstract {
                 continue;
             }
-            let merged = self.extended(name, &mut Vec::new()).map_err(invalid)?;
+            let merged = self.extended(name, &mut Vec::new(), &mut memo).map_err(invalid)?;
             crate::options::check(&merged.create_options, &merged.host_config).map_err(|e| invalid(format!("container {name}: {e}")))?;
             out.containers.insert(name.clone(), merged);
         }
@@ -27,10 +37,21 @@ impl ContainerMap {
         Ok(out)
     }
 
-    fn extended(&self, name: &str, chain: &mut Vec<String>) -> Result<ContainerConfig, String> {
+    fn extended(
+        &self,
+        name: &str,
+        chain: &mut Vec<String>,
+        memo: &mut BTreeMap<String, ContainerConfig>,
+    ) -> Result<ContainerConfig, String> {
+        if let Some(done) = memo.get(name) {
+            return Ok(done.clone());
+        }
         if chain.iter().any(|c| c == name) {
             chain.push(name.into());
             return Err(format!("`extends` goes round in a circle: {}", chain.join(" -> ")));
+        }
+        if chain.len() >= MAX_EXTENDS {
+            return Err(format!("`extends` goes more than {MAX_EXTENDS} deep at {name}"));
         }
         let Some(own) = self.containers.get(name) else {
             let by = chain.last().map(String::as_str).unwrap_or("?");
@@ -39,13 +60,14 @@ impl ContainerMap {
         chain.push(name.into());
         let mut out = ContainerConfig::default();
         for parent in &own.extends {
-            let p = self.extended(parent, chain)?;
+            let p = self.extended(parent, chain, memo)?;
             merge(&mut out, &p);
         }
         chain.pop();
         merge(&mut out, own);
         out.r#abstract = false;
         out.extends = Vec::new();
+        memo.insert(name.to_string(), out.clone());
         Ok(out)
     }
 
@@ -70,9 +92,6 @@ impl ContainerMap {
 
     /// docker-map's `check_integrity`, message for message.
     fn check_integrity(&self) -> Result<(), String> {
-        if self.containers.is_empty() {
-            return Ok(());
-        }
         let instances: BTreeSet<String> = self.instance_names().into_iter().collect();
         let group_refs: BTreeSet<&String> = instances.iter().chain(self.containers.keys()).collect();
         let both: Vec<&str> = self.groups.keys().filter(|g| group_refs.contains(g)).map(String::as_str).collect();

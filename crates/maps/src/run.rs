@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::Error;
@@ -44,20 +45,34 @@ pub struct RunOptions {
 
 /// Run `steps` on `engine`; `done` hears of each step as it completes. Each container's
 /// steps run in order; containers run side by side unless one depends on the other (the
-/// plan's order is kept between those). When a step fails, the containers and volumes this
-/// run created are removed again (newest first), so a failed startup leaves nothing of
-/// itself behind.
-pub async fn execute(map: &ContainerMap, engine: &dyn Engine, steps: &[Step], opts: &RunOptions, done: &mut (dyn FnMut(&Step) + Send)) -> Result<(), Error> {
-    let made = Mutex::new(Made::default());
-    let done = Mutex::new(done);
-    let outcome = run_steps(map, engine, steps, opts, &done, &made).await;
+/// plan's order is kept between those). When a step fails, nothing new is begun, and the
+/// containers, volumes and networks this run created are removed again (newest first), so a
+/// failed startup leaves nothing of itself behind.
+pub async fn execute(
+    map: &ContainerMap,
+    engine: &dyn Engine,
+    steps: &[Step],
+    opts: &RunOptions,
+    done: &mut (dyn FnMut(&Step) + Send),
+) -> Result<(), Error> {
+    let run = Run { map, engine, opts, done: Mutex::new(done), made: Mutex::new(Made::default()), failed: AtomicBool::new(false) };
+    let outcome = run.steps(steps).await;
     if outcome.is_err() {
-        let made = made.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for id in made.containers.iter().rev() {
-            let _ = engine.remove(id).await;
+        let made = run.made.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for name in made.containers.iter().rev() {
+            if let Err(e) = engine.remove(name).await {
+                tracing::warn!(container = %name, error = %e, "could not remove what the failed run created");
+            }
         }
         for v in made.volumes.iter().rev() {
-            let _ = engine.remove_volume(v).await;
+            if let Err(e) = engine.remove_volume(v).await {
+                tracing::warn!(volume = %v, error = %e, "could not remove what the failed run created");
+            }
+        }
+        for n in made.networks.iter().rev() {
+            if let Err(e) = engine.remove_network(n).await {
+                tracing::warn!(network = %n, error = %e, "could not remove what the failed run created");
+            }
         }
     }
     outcome
@@ -68,124 +83,128 @@ pub async fn execute(map: &ContainerMap, engine: &dyn Engine, steps: &[Step], op
 struct Made {
     containers: Vec<String>,
     volumes: Vec<String>,
+    networks: Vec<String>,
 }
-
-type Done<'a> = Mutex<&'a mut (dyn FnMut(&Step) + Send)>;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The container a step acts on (none for a network, which all may need).
-fn container_of(op: &Op) -> Option<&str> {
-    match op {
-        Op::Network { .. } => None,
-        Op::Volume(v) => Some(&v.name),
-        Op::Create { name, .. } | Op::Start { name } | Op::Stop { name, .. } | Op::Remove { name } => Some(name),
-        Op::Kill { name, .. } | Op::Exec { name, .. } => Some(name),
-    }
+/// One execution of a plan.
+struct Run<'a> {
+    map: &'a ContainerMap,
+    engine: &'a dyn Engine,
+    opts: &'a RunOptions,
+    done: Mutex<&'a mut (dyn FnMut(&Step) + Send)>,
+    made: Mutex<Made>,
+    /// Set by the first failure: no step begins after it.
+    failed: AtomicBool,
 }
 
-async fn run_steps(map: &ContainerMap, engine: &dyn Engine, steps: &[Step], opts: &RunOptions, done: &Done<'_>, made: &Mutex<Made>) -> Result<(), Error> {
-    // Networks first, for everyone; then a group per container, volumes with their owner.
-    let mut groups: Vec<(String, Vec<&Step>)> = Vec::new();
-    let mut pending_volumes: Vec<&Step> = Vec::new();
-    for step in steps {
-        match (&step.op, container_of(&step.op)) {
-            (Op::Network { name, driver }, _) => {
-                let labels = BTreeMap::from([(MAP_LABEL.to_string(), map.name.clone())]);
-                engine.ensure_network(name, driver.as_deref(), &labels).await?;
-                lock(done)(step);
-            }
-            (Op::Volume(_), _) => pending_volumes.push(step),
-            (_, Some(name)) => match groups.iter_mut().find(|(n, _)| n == name) {
-                Some((_, g)) => g.push(step),
-                None => {
-                    let mut g = std::mem::take(&mut pending_volumes);
-                    g.push(step);
-                    groups.push((name.to_string(), g));
-                }
-            },
-            (_, None) => {}
-        }
-    }
-    if let Some((_, g)) = groups.last_mut() {
-        g.append(&mut pending_volumes);
-    } else if !pending_volumes.is_empty() {
-        groups.push((String::new(), pending_volumes));
-    }
-    let units: BTreeMap<String, crate::Unit> = map.units().into_iter().map(|u| (u.container_name(map), u)).collect();
-    let related = |a: &str, b: &str| -> bool {
-        let (Some(ua), Some(ub)) = (units.get(a), units.get(b)) else { return true };
-        map.dependencies(ua).contains(ub) || map.dependencies(ub).contains(ua)
-    };
-    // Two signals per container: created (what may be created after it, may be) and done
-    // (what must start after it, may). Creating does not wait for starting: a container
-    // that mounts another's volume can be made while the other starts.
-    let created: Vec<_> = groups.iter().map(|_| tokio::sync::watch::channel(None::<bool>)).collect();
-    let finished: Vec<_> = groups.iter().map(|_| tokio::sync::watch::channel(None::<bool>)).collect();
-    let work = groups.iter().enumerate().map(|(i, (name, group))| {
-        let before: Vec<usize> = (0..i).filter(|&j| related(&groups[j].0, name)).collect();
-        let wait_created: Vec<_> = before.iter().map(|&j| created[j].1.clone()).collect();
-        let wait_finished: Vec<_> = before.iter().map(|&j| finished[j].1.clone()).collect();
-        let (tell_created, tell_finished) = (&created[i].0, &finished[i].0);
-        // A fresh container: its volumes and its create come first in its steps.
-        let split = group.iter().position(|s| !matches!(s.op, Op::Volume(_))).filter(|&k| matches!(group[k].op, Op::Create { .. })).map(|k| k + 1);
-        async move {
-            let fail = || {
-                let _ = tell_created.send(Some(false));
-                let _ = tell_finished.send(Some(false));
-            };
-            let (first, rest) = group.split_at(split.unwrap_or(0));
-            let mut new_volumes = Vec::new();
-            if !first.is_empty() {
-                if !all_ok(wait_created).await {
-                    fail();
-                    return Ok(false);
-                }
-                if let Err(e) = run_group(map, engine, first, opts, done, made, &mut new_volumes).await {
-                    fail();
-                    return Err(e);
-                }
-            }
-            let _ = tell_created.send(Some(true));
-            if !all_ok(wait_finished).await {
-                fail();
-                return Ok(false);
-            }
-            // What `first` created is found by its name from here on.
-            let r = run_group(map, engine, rest, opts, done, made, &mut new_volumes).await;
-            let _ = tell_finished.send(Some(r.is_ok()));
-            r.map(|()| true)
-        }
-    });
-    let results = futures::future::join_all(work).await;
-    results.into_iter().find_map(Result::err).map_or(Ok(()), Err)
-}
+/// A container's readiness, as the containers after it wait for it.
+type Signal = (tokio::sync::watch::Sender<Option<bool>>, tokio::sync::watch::Receiver<Option<bool>>);
 
-/// Wait for every signal; whether all said done.
-async fn all_ok(waits: Vec<tokio::sync::watch::Receiver<Option<bool>>>) -> bool {
-    for mut w in waits {
-        if !matches!(w.wait_for(Option::is_some).await.map(|v| *v), Ok(Some(true))) {
-            return false;
-        }
+impl Run<'_> {
+    fn fail(&self, e: Error) -> Error {
+        self.failed.store(true, Ordering::Relaxed);
+        e
     }
-    true
-}
 
-/// One container's steps, in order.
-async fn run_group(
-    map: &ContainerMap,
-    engine: &dyn Engine,
-    steps: &[&Step],
-    opts: &RunOptions,
-    done: &Done<'_>,
-    made: &Mutex<Made>,
-    new_volumes: &mut Vec<Fresh>,
-) -> Result<(), Error> {
-    let mut ids: BTreeMap<String, String> = BTreeMap::new();
-    for step in steps {
-        let id = |name: &String| ids.get(name).cloned().unwrap_or_else(|| name.clone());
+    async fn steps(&self, steps: &[Step]) -> Result<(), Error> {
+        // Networks first, for everyone; then a group per container, its volumes first.
+        let mut groups: Vec<(String, Vec<&Step>)> = Vec::new();
+        let mut pending_volumes: Vec<&Step> = Vec::new();
+        for step in steps {
+            match &step.op {
+                Op::Network { name, driver } => {
+                    let labels = BTreeMap::from([(MAP_LABEL.to_string(), self.map.name.clone())]);
+                    if self.engine.ensure_network(name, driver.as_deref(), &labels).await? {
+                        lock(&self.made).networks.push(name.clone());
+                    }
+                    (lock(&self.done))(step);
+                }
+                Op::Volume(_) => pending_volumes.push(step),
+                Op::Create { name, .. }
+                | Op::Start { name }
+                | Op::Stop { name, .. }
+                | Op::Remove { name }
+                | Op::Kill { name, .. }
+                | Op::Exec { name, .. } => match groups.iter_mut().find(|(n, _)| n == name) {
+                    Some((_, g)) => g.push(step),
+                    None => {
+                        let mut g = std::mem::take(&mut pending_volumes);
+                        g.push(step);
+                        groups.push((name.clone(), g));
+                    }
+                },
+            }
+        }
+        if !pending_volumes.is_empty() {
+            groups.push((String::new(), pending_volumes));
+        }
+        let units: BTreeMap<String, crate::Unit> = self.map.units().into_iter().map(|u| (u.container_name(self.map), u)).collect();
+        let related = |a: &str, b: &str| -> bool {
+            let (Some(ua), Some(ub)) = (units.get(a), units.get(b)) else { return true };
+            self.map.dependencies(ua).contains(ub) || self.map.dependencies(ub).contains(ua)
+        };
+        // Two signals per container: created (a container that needs it may be created) and
+        // finished (one that needs it may start). Creating does not wait for starting.
+        let created: Vec<Signal> = groups.iter().map(|_| tokio::sync::watch::channel(None)).collect();
+        let finished: Vec<Signal> = groups.iter().map(|_| tokio::sync::watch::channel(None)).collect();
+        let work = groups.iter().enumerate().map(|(i, (name, group))| {
+            let before: Vec<usize> = (0..i).filter(|&j| related(&groups[j].0, name)).collect();
+            let wait_created: Vec<_> = before.iter().map(|&j| created[j].1.clone()).collect();
+            let wait_finished: Vec<_> = before.iter().map(|&j| finished[j].1.clone()).collect();
+            let (tell_created, tell_finished) = (&created[i].0, &finished[i].0);
+            async move {
+                let r = self.group(group, wait_created, wait_finished, tell_created).await;
+                let _ = tell_created.send(Some(r.is_ok()));
+                let _ = tell_finished.send(Some(r.is_ok()));
+                r
+            }
+        });
+        let results = futures::future::join_all(work).await;
+        results.into_iter().find_map(|r| r.err().filter(|e| !matches!(e, Error::Skipped))).map_or(Ok(()), Err)
+    }
+
+    /// One container's steps. A new container (its create first) waits only for what it
+    /// needs to exist; everything else waits for what it needs to be done.
+    async fn group(
+        &self,
+        group: &[&Step],
+        wait_created: Vec<tokio::sync::watch::Receiver<Option<bool>>>,
+        wait_finished: Vec<tokio::sync::watch::Receiver<Option<bool>>>,
+        tell_created: &tokio::sync::watch::Sender<Option<bool>>,
+    ) -> Result<(), Error> {
+        let create = group.iter().position(|s| matches!(s.op, Op::Create { .. }));
+        let fresh = create.is_some() && group.iter().position(|s| !matches!(s.op, Op::Volume(_))) == create;
+        let mut new_volumes = Vec::new();
+        let rest = match create {
+            Some(k) => {
+                all_ok(if fresh { wait_created } else { wait_finished.clone() }).await?;
+                self.run(&group[..=k], &mut new_volumes).await?;
+                &group[k + 1..]
+            }
+            None => group,
+        };
+        let _ = tell_created.send(Some(true));
+        all_ok(wait_finished).await?;
+        self.run(rest, &mut new_volumes).await
+    }
+
+    async fn run(&self, steps: &[&Step], new_volumes: &mut Vec<Fresh>) -> Result<(), Error> {
+        for step in steps {
+            if self.failed.load(Ordering::Relaxed) {
+                return Err(Error::Skipped);
+            }
+            self.step(step, new_volumes).await.map_err(|e| self.fail(e))?;
+            (lock(&self.done))(step);
+        }
+        Ok(())
+    }
+
+    async fn step(&self, step: &Step, new_volumes: &mut Vec<Fresh>) -> Result<(), Error> {
+        let (map, engine) = (self.map, self.engine);
         match &step.op {
             Op::Network { .. } => {}
             Op::Volume(v) => {
@@ -196,52 +215,57 @@ async fn run_group(
                     .transpose()
                     .map_err(|why| Error::Invalid { map: map.name.clone(), why: format!("volume {}: {why}", v.name) })?;
                 if engine.ensure_volume(&v.name, &v.labels, owner).await? {
-                    lock(made).volumes.push(v.name.clone());
+                    lock(&self.made).volumes.push(v.name.clone());
                     if v.owner.is_some() || v.mode.is_some() {
                         let f = fresh(map, v)?;
-                        prepare_volume(map, engine, v, &f).await?;
+                        prepare_volume(map, engine, v, &f, &self.made).await?;
                         new_volumes.push(f);
                     }
                 }
             }
             Op::Create { name, body } => {
-                let new = engine.create(name, body).await?;
-                lock(made).containers.push(new.clone());
-                ids.insert(name.clone(), new);
+                engine.create(name, body).await?;
+                lock(&self.made).containers.push(name.clone());
             }
             Op::Start { name } => {
-                let target = id(name);
-                engine.start(&target).await?;
+                engine.start(name).await?;
                 let unit = map.units().into_iter().find(|u| u.container_name(map) == *name);
-                let owned: Vec<Fresh> = {
-                    let config = unit.as_ref().map(|u| u.config.clone());
-                    let (mine, rest) = std::mem::take(new_volumes).into_iter().partition(|f| Some(&f.config) == config.as_ref());
-                    *new_volumes = rest;
-                    mine
-                };
-                settle_volumes(engine, &target, &owned).await?;
-                let check = unit.and_then(|u| map.containers[&u.config].healthcheck.clone());
-                if let (Some(limit), Some(check)) = (opts.wait_healthy, check) {
-                    wait_healthy(engine, &target, name, &check, limit).await?;
+                let config = unit.as_ref().map(|u| u.config.clone());
+                let (mine, rest): (Vec<Fresh>, Vec<Fresh>) =
+                    std::mem::take(new_volumes).into_iter().partition(|f| Some(&f.config) == config.as_ref());
+                *new_volumes = rest;
+                settle_volumes(engine, name, &mine).await?;
+                let check = unit.and_then(|u| map.containers.get(&u.config).and_then(|c| c.healthcheck.clone()));
+                if let (Some(limit), Some(check)) = (self.opts.wait_healthy, check) {
+                    wait_healthy(engine, name, name, &check, limit).await?;
                 }
             }
             Op::Stop { name, timeout, signal } => match signal.as_deref() {
-                None | Some("SIGTERM") | Some("TERM") | Some("15") => engine.stop(&id(name), *timeout).await?,
+                None | Some("SIGTERM") | Some("TERM") | Some("15") => engine.stop(name, *timeout).await?,
                 Some(sig) => {
-                    engine.kill(&id(name), sig).await?;
-                    engine.stop(&id(name), *timeout).await?;
+                    engine.kill(name, sig).await?;
+                    engine.stop(name, *timeout).await?;
                 }
             },
-            Op::Remove { name } => engine.remove(&id(name)).await?,
-            Op::Kill { name, signal } => engine.kill(&id(name), signal).await?,
+            Op::Remove { name } => engine.remove(name).await?,
+            Op::Kill { name, signal } => engine.kill(name, signal).await?,
             Op::Exec { name, cmd, user } => {
-                let out = engine.exec(&id(name), cmd, user.as_deref()).await?;
+                let out = engine.exec(name, cmd, user.as_deref()).await?;
                 if out.code != 0 {
                     return Err(Error::Exec { container: name.clone(), cmd: cmd.clone(), code: out.code, output: out.output });
                 }
             }
         }
-        lock(done)(step);
+        Ok(())
+    }
+}
+
+/// Wait for every signal: an error when one of them failed.
+async fn all_ok(waits: Vec<tokio::sync::watch::Receiver<Option<bool>>>) -> Result<(), Error> {
+    for mut w in waits {
+        if !matches!(w.wait_for(Option::is_some).await.map(|v| *v), Ok(Some(true))) {
+            return Err(Error::Skipped);
+        }
     }
     Ok(())
 }
@@ -266,7 +290,12 @@ async fn wait_healthy(engine: &dyn Engine, id: &str, name: &str, check: &crate::
                 h => last = format!("{h:?}").to_lowercase(),
             },
             Some(cmd) => {
-                let out = engine.exec(id, cmd, None).await?;
+                // A check's own limit (Docker's default, 30 s, when it has none) bounds it.
+                let limit = Duration::from_nanos(check.timeout.unwrap_or(30_000_000_000).clamp(1_000_000, 3_600_000_000_000) as u64);
+                let out = match tokio::time::timeout(limit, engine.exec(id, cmd, None)).await {
+                    Ok(out) => out?,
+                    Err(_) => crate::engine::ExecOutcome { code: -1, output: format!("no answer within {} s", limit.as_secs()) },
+                };
                 if out.code == 0 {
                     return Ok(());
                 }
@@ -327,18 +356,24 @@ fn fresh(map: &ContainerMap, v: &VolumeSpecOut) -> Result<Fresh, Error> {
 /// Set a new volume's owner and mode without running anything: a container of the map's own
 /// image that mounts the volume is created and never started, and the engine extracts a
 /// one-entry tar (the mount point, with that owner and mode) onto it.
-async fn prepare_volume(map: &ContainerMap, engine: &dyn Engine, v: &VolumeSpecOut, f: &Fresh) -> Result<(), Error> {
+async fn prepare_volume(map: &ContainerMap, engine: &dyn Engine, v: &VolumeSpecOut, f: &Fresh, made: &Mutex<Made>) -> Result<(), Error> {
     let tar = dir_tar(PREPARE_MOUNT, f).map_err(|e| Error::Invalid { map: map.name.clone(), why: e.to_string() })?;
     let body = serde_json::json!({
         "Image": map.image_of(&f.config),
         "Entrypoint": ["/imgtool-never-started"],
-        "Labels": {MAP_LABEL: map.name},
+        // Not the map's label: a helper left behind is not one of the map's containers.
+        "Labels": {"io.imgtool.map.volume-helper": v.name},
         "HostConfig": {"Binds": [format!("{}:/{PREPARE_MOUNT}:rw", v.name)], "NetworkMode": "none"},
     });
-    let name = format!("{}.prepare", v.name);
-    let id = engine.create(&name, &body).await?;
-    let put = engine.put_archive(&id, "/", tar).await;
+    // No name: one left behind by a crash must not block the next run.
+    let id = engine.create("", &body).await?;
+    lock(made).containers.push(id.clone());
+    let put = engine
+        .put_archive(&id, "/", tar)
+        .await
+        .map_err(|e| Error::Invalid { map: map.name.clone(), why: format!("volume {}: setting its owner and mode: {e}", v.name) });
     engine.remove(&id).await?;
+    lock(made).containers.retain(|c| *c != id);
     put
 }
 

@@ -119,7 +119,10 @@ impl ContainerMap {
         let mut config = serde_json::Map::new();
         let mut host = serde_json::Map::new();
         config.insert("Image".into(), json!(self.image_of(&unit.config)));
-        if self.set_hostname != Some(false) {
+        // A container in another's network namespace has that one's host name (the engine
+        // refuses one of its own).
+        let shares_network = matches!(c.network_mode, Some(NetworkMode::External(_) | NetworkMode::Container(_)));
+        if self.set_hostname != Some(false) && !shares_network {
             config.insert("Hostname".into(), json!(unit.container_name(self).replace(['_', '.'], "-")));
         }
         if let Some(d) = &self.default_domain {
@@ -210,13 +213,15 @@ impl ContainerMap {
             }
         }
         config.insert("HostConfig".into(), Value::Object(host));
-        let mut l = labels(self, Some(unit));
+        // The map's own labels, then ours over them: a map cannot hide a container from itself.
+        let mut l: BTreeMap<String, String> = BTreeMap::new();
         if let Some(Value::Object(extra)) = config.get("Labels") {
             l.extend(extra.iter().map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string))));
         }
+        l.extend(labels(self, Some(unit)));
         let mut body = Value::Object(config);
         body["Labels"] = json!(l);
-        let hash = hex::encode(sha2::Sha256::digest(serde_json::to_vec(&body).unwrap_or_default()));
+        let hash = hex::encode(sha2::Sha256::digest(canonical(&body).to_string()));
         body["Labels"][CONFIG_LABEL] = json!(hash);
         Ok(body)
     }
@@ -263,5 +268,18 @@ impl ContainerMap {
             }
         }
         Ok((binds, volumes_from))
+    }
+}
+
+/// `v` with every object's keys sorted: the hash must not depend on the order a file wrote
+/// them in (serde_json keeps insertion order when another crate asks it to).
+fn canonical(v: &Value) -> Value {
+    match v {
+        Value::Object(o) => {
+            let sorted: BTreeMap<&String, Value> = o.iter().map(|(k, v)| (k, canonical(v))).collect();
+            Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+        }
+        Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
+        other => other.clone(),
     }
 }

@@ -118,3 +118,25 @@ fn unknown_keys_and_bad_values_name_the_key_and_line() {
     };
     assert!(got.contains("line"), "TOML errors carry their place: {got}");
 }
+
+#[test]
+fn inputs_that_would_exhaust_memory_or_stack_are_refused() {
+    let bomb =
+        format!("name: m\na:\n  create_options:\n    a: &a [{}]\n    b: [{}]\n", vec!["0"; 2000].join(","), vec!["*a"; 2000].join(","));
+    let got = error_of(&bomb);
+    assert!(got.contains("line 5: the alias *a") && got.contains("extends"), "{got}");
+    // `*` inside a value is no alias.
+    assert_eq!(error_of("name: m\na:\n  create_options: {command: 'ls *.txt'}\n  user: '1:2' # *not\n"), "");
+    let deep = format!("[{}]\nx = 1\n", vec!["a"; 100_000].join("."));
+    assert!(parse_map(&deep, true, "t").unwrap_err().contains("dotted parts"));
+    let mut doubling = String::from("name: m\nc0: {abstract: true, image: x}\n");
+    for i in 1..60 {
+        doubling.push_str(&format!("c{i}: {{abstract: true, extends: [c{}, c{}]}}\n", i - 1, i - 1));
+    }
+    doubling.push_str("top: {extends: c59}\n");
+    assert!(error_of(&doubling).is_empty(), "a doubling extends chain is resolved once per name");
+    let many: String = (0..3000).map(|i| format!("c{i}: {{image: x}}\n")).collect();
+    assert!(error_of(&many).contains("at most 2048"));
+    let groups = error_of("name: m\ngroups: {a: [b], b: [a]}\n");
+    assert!(groups.contains("referenced by groups, but are not defined"), "{groups}");
+}
