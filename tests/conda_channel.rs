@@ -245,18 +245,39 @@ impl Drop for Served {
 }
 
 pub fn serve(dir: &Path) -> Served {
-    let port = crate::free_port();
-    let child = std::process::Command::new("python3")
-        .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
-        .arg(dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "http.server did not start");
-        std::thread::sleep(std::time::Duration::from_millis(50));
+    // A port free a moment ago may be taken before python binds it (tests side by side
+    // publish container ports): only a server that answers as python's counts.
+    for _ in 0..20 {
+        let port = crate::free_port();
+        let mut child = std::process::Command::new("python3")
+            .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+            if is_python_server(port) {
+                return Served(child, format!("http://127.0.0.1:{port}/"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
     }
-    Served(child, format!("http://127.0.0.1:{port}/"))
+    panic!("http.server did not start on any of 20 ports");
+}
+
+/// Whether python's http.server answers on `port`.
+fn is_python_server(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    if s.write_all(b"HEAD / HTTP/1.0\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut answer = Vec::new();
+    let _ = s.take(4096).read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).contains("SimpleHTTP")
 }
