@@ -78,14 +78,23 @@ impl Eng {
         ns.trim().parse().unwrap()
     }
 
-    /// What this machine's podman needs of every container (its default open-file limit is
-    /// above what the sandbox allows).
-    fn host_config(&self) -> &'static str {
-        match self {
+    /// `map` with what this machine's podman needs of every container (its default
+    /// open-file limit is above what the sandbox allows) after each `stop_signal` line.
+    fn adapt(&self, map: &str) -> String {
+        let extra = match self {
             Eng::Docker(_) => "",
             Eng::Podman(_) => "  host_config: {ulimits: [{name: nofile, soft: 1024, hard: 1024}, {name: nproc, soft: 1024, hard: 1024}]}\n",
-        }
+        };
+        map.replace("  stop_signal: SIGKILL\n", &format!("  stop_signal: SIGKILL\n{extra}"))
     }
+}
+
+/// A directory for a test, with busybox (built by imgtool, as bb.tar there) in the engine.
+fn scene(d: &Eng) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = busybox_archive(tmp.path());
+    docker(d, &["load", "-i", archive.to_str().unwrap()]);
+    tmp
 }
 
 fn docker(d: &Eng, args: &[&str]) -> String {
@@ -150,10 +159,8 @@ fn docker_maps_example_on_podman() {
 /// re-create exactly what changed and what uses it; it goes down dependents first.
 fn scenario(d: &Eng) {
     let is_docker = matches!(d, Eng::Docker(_));
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = scene(d);
     let t = tmp.path();
-    let archive = busybox_archive(t);
-    docker(d, &["load", "-i", archive.to_str().unwrap()]);
     docker(d, &["tag", "busybox:latest", "nginx:latest"]);
     docker(d, &["tag", "busybox:latest", "uwsgi:latest"]);
     for dir in ["config/nginx", "config/uwsgi", "config/app", "data/app"] {
@@ -164,7 +171,7 @@ fn scenario(d: &Eng) {
     let text = MAP
         .replace("{80: 8080}", &format!("{{80: {port}}}"))
         .replace("host_root: site", &format!("host_root: {}", t.join("site").display()));
-    let text = text.replace("  stop_signal: SIGKILL\n", &format!("  stop_signal: SIGKILL\n{}", d.host_config()));
+    let text = d.adapt(&text);
     std::fs::write(&map_file, text).unwrap();
 
     // Startup: uwsgi (whose volume nginx uses) first.
@@ -249,10 +256,8 @@ fn scenario(d: &Eng) {
 #[test]
 fn bad_maps_and_engines_get_clear_errors_and_leave_nothing() {
     let d = &Eng::Docker(Dockerd::start());
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = scene(d);
     let t = tmp.path();
-    let archive = busybox_archive(t);
-    docker(d, &["load", "-i", archive.to_str().unwrap()]);
     let cases = [
         (
             "cycle.yml",
@@ -319,20 +324,16 @@ fn health_and_exec_commands_on_podman() {
 /// checks by itself: imgtool runs them through exec); a check that never passes fails the
 /// startup, naming the container, and leaves nothing; exec commands run after the start.
 fn health_and_exec(d: &Eng) {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = scene(d);
     let t = tmp.path();
-    let archive = busybox_archive(t);
-    docker(d, &["load", "-i", archive.to_str().unwrap()]);
-    let with_limits = |text: &str| text.replace("  stop_signal: SIGKILL\n", &format!("  stop_signal: SIGKILL\n{}", d.host_config()));
-    std::fs::write(t.join("hc.yml"), with_limits(HEALTH)).unwrap();
+    std::fs::write(t.join("hc.yml"), d.adapt(HEALTH)).unwrap();
     map_ok(t, d, &["startup", "--wait", "30", "hc.yml"]);
     assert_eq!(docker(d, &["exec", "hc.web", "cat", "/data/seen"]).trim(), "yes", "web started before db was healthy");
     assert_eq!(docker(d, &["exec", "hc.web", "cat", "/data/exec"]).trim(), "ran", "db's exec command did not run");
     map_ok(t, d, &["shutdown", "hc.yml"]);
     docker(d, &["volume", "rm", "hc.data"]);
 
-    std::fs::write(t.join("never.yml"), with_limits(&HEALTH.replace("touch /data/ready", "true").replace("name: hc", "name: never")))
-        .unwrap();
+    std::fs::write(t.join("never.yml"), d.adapt(&HEALTH.replace("touch /data/ready", "true").replace("name: hc", "name: never"))).unwrap();
     let out = map(t, d, &["startup", "--wait", "2", "never.yml"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("never.db did not become healthy within 2 s"), "{}", transcript(&out));
@@ -352,13 +353,11 @@ fn images_from_imgtool_on_podman() {
 /// A container's image named as an imgtool transport is loaded into the engine (once), and
 /// `update` after the source changes re-creates exactly the containers on it.
 fn images_from_imgtool(d: &Eng) {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = scene(d);
     let t = tmp.path();
-    let archive = busybox_archive(t);
-    docker(d, &["load", "-i", archive.to_str().unwrap()]);
     run_ok(imgtool(t).args(["append", "-q", "docker-archive:bb.tar", "oci:app:1", "--contents", "/version=1"]));
     let text = "name: own\napp:\n  image: oci:app:1\n  stop_signal: SIGKILL\n  create_options: {command: sleep 3600}\nother:\n  image: busybox\n  stop_signal: SIGKILL\n  create_options: {command: sleep 3600}\n";
-    let text = text.replace("  stop_signal: SIGKILL\n", &format!("  stop_signal: SIGKILL\n{}", d.host_config()));
+    let text = d.adapt(text);
     std::fs::write(t.join("own.yml"), text).unwrap();
     let out = map(t, d, &["startup", "own.yml"]);
     assert!(out.status.success(), "{}", transcript(&out));
@@ -381,10 +380,8 @@ fn images_from_imgtool(d: &Eng) {
 #[test]
 fn cleanup_containers_images_and_all() {
     let d = &Eng::Docker(Dockerd::start());
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = scene(d);
     let t = tmp.path();
-    let archive = busybox_archive(t);
-    docker(d, &["load", "-i", archive.to_str().unwrap()]);
     docker(d, &["run", "--name", "exited", "busybox", "true"]);
     docker(d, &["create", "--name", "created", "busybox", "true"]);
     docker(d, &["run", "-d", "--name", "running", "busybox", "sleep", "3600"]);
@@ -411,10 +408,8 @@ fn cleanup_containers_images_and_all() {
 #[test]
 fn key_order_dependents_and_a_broken_source() {
     let d = &Eng::Docker(Dockerd::start());
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = scene(d);
     let t = tmp.path();
-    let archive = busybox_archive(t);
-    docker(d, &["load", "-i", archive.to_str().unwrap()]);
     let text = |env: &str| {
         format!(
             "name: edge\na:\n  image: busybox\n  stop_signal: SIGKILL\n  create_options:\n    command: sleep 3600\n    environment: {env}\nb:\n  image: busybox\n  network_mode: a\n  stop_signal: SIGKILL\n  create_options: {{command: sleep 3600}}\n"
