@@ -10,6 +10,7 @@ mod gc;
 mod gocorpus;
 mod hostile;
 mod interrupt;
+mod map_clients;
 mod maps;
 mod parallel;
 mod paths;

@@ -46,13 +46,13 @@ host:
 "#;
 
 /// The engine a test runs against, and its own CLI as the observer.
-enum Eng {
+pub(crate) enum Eng {
     Docker(Dockerd),
     Podman(PodmanService),
 }
 
 impl Eng {
-    fn socket(&self) -> std::path::PathBuf {
+    pub(crate) fn socket(&self) -> std::path::PathBuf {
         match self {
             Eng::Docker(d) => d.socket(),
             Eng::Podman(p) => p.socket(),
@@ -80,7 +80,7 @@ impl Eng {
 
     /// `map` with what this machine's podman needs of every container (its default
     /// open-file limit is above what the sandbox allows) after each `stop_signal` line.
-    fn adapt(&self, map: &str) -> String {
+    pub(crate) fn adapt(&self, map: &str) -> String {
         let extra = match self {
             Eng::Docker(_) => "",
             Eng::Podman(_) => "  host_config: {ulimits: [{name: nofile, soft: 1024, hard: 1024}, {name: nproc, soft: 1024, hard: 1024}]}\n",
@@ -90,31 +90,31 @@ impl Eng {
 }
 
 /// A directory for a test, with busybox (built by imgtool, as bb.tar there) in the engine.
-fn scene(d: &Eng) -> tempfile::TempDir {
+pub(crate) fn scene(d: &Eng) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     let archive = busybox_archive(tmp.path());
     docker(d, &["load", "-i", archive.to_str().unwrap()]);
     tmp
 }
 
-fn docker(d: &Eng, args: &[&str]) -> String {
+pub(crate) fn docker(d: &Eng, args: &[&str]) -> String {
     run_ok(d.cli().args(args))
 }
 
-fn map(t: &Path, d: &Eng, args: &[&str]) -> std::process::Output {
+pub(crate) fn map(t: &Path, d: &Eng, args: &[&str]) -> std::process::Output {
     let mut c = imgtool(t);
     c.env("DOCKER_HOST", format!("unix://{}", d.socket().display())).arg("map").args(args);
     c.output().unwrap()
 }
 
-fn map_ok(t: &Path, d: &Eng, args: &[&str]) -> String {
+pub(crate) fn map_ok(t: &Path, d: &Eng, args: &[&str]) -> String {
     let out = map(t, d, args);
     assert!(out.status.success(), "imgtool map {}: {}", args.join(" "), transcript(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Container name -> id, of the map's containers.
-fn ids(d: &Eng) -> std::collections::BTreeMap<String, String> {
+pub(crate) fn ids(d: &Eng) -> std::collections::BTreeMap<String, String> {
     docker(d, &["ps", "-a", "--filter", "label=io.imgtool.map", "--format", "{{.Names}} {{.ID}}"])
         .lines()
         .filter_map(|l| l.split_once(' ').map(|(n, i)| (n.to_string(), i.to_string())))
@@ -296,7 +296,8 @@ db:
   attaches: data
   healthcheck: {test: "[ -e /data/ready ]", interval: 200ms, retries: 100}
   exec_commands:
-  - [[sh, -c, "echo ran > /data/exec"], root]
+  - [[sh, -c, "echo ran >> /data/exec"], root]
+  - [[sh, -c, "echo once >> /data/once"], root, initial]
   stop_signal: SIGKILL
   create_options:
     command: sh -c 'sleep 2; touch /data/ready; exec sleep 3600'
@@ -330,6 +331,12 @@ fn health_and_exec(d: &Eng) {
     map_ok(t, d, &["startup", "--wait", "30", "hc.yml"]);
     assert_eq!(docker(d, &["exec", "hc.web", "cat", "/data/seen"]).trim(), "yes", "web started before db was healthy");
     assert_eq!(docker(d, &["exec", "hc.web", "cat", "/data/exec"]).trim(), "ran", "db's exec command did not run");
+    // Every start runs the commands of policy `restart`; `initial` ones run on the first
+    // start only; `map exec` runs them all.
+    map_ok(t, d, &["restart", "hc.yml", "db"]);
+    map_ok(t, d, &["exec", "hc.yml", "db"]);
+    let ran = |f: &str| docker(d, &["exec", "hc.web", "cat", f]).lines().count();
+    assert_eq!((ran("/data/exec"), ran("/data/once")), (3, 2));
     map_ok(t, d, &["shutdown", "hc.yml"]);
     docker(d, &["volume", "rm", "hc.data"]);
 

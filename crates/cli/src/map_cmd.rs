@@ -7,7 +7,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use futures::StreamExt;
 use imgtool_core::{CopyOptions, Flavor, Image, ImageSink, copy_image};
-use imgtool_maps::{Action, ContainerMap, DockerEngine, Engine, Op, RunOptions, Step, execute, observe, plan};
+use imgtool_maps::{
+    Action, ClientConfig, Clients, ContainerMap, DEFAULT_CLIENT, DockerEngine, Engine, Op, RunOptions, Step, execute, observe, plan,
+};
 use imgtool_registry::Registries;
 
 use crate::printer::Printer;
@@ -37,6 +39,8 @@ pub enum MapAction {
     Start,
     /// Send --signal (default SIGKILL).
     Kill,
+    /// Run the map's exec commands in the running containers named.
+    Exec,
     /// One line per container: its state, and what differs from the map.
     Status,
     /// What `update` would do, and why, doing nothing.
@@ -69,6 +73,37 @@ pub struct MapArgs {
     /// With kill: the signal.
     #[arg(long, default_value = "SIGKILL")]
     signal: String,
+    /// The engines the map's `clients` name (docker-map's clients file: NAME with
+    /// base_url, interfaces, interfaces_ipv6, tls, timeout). `__default__` is --host's.
+    #[arg(long, value_name = "FILE")]
+    clients: Option<PathBuf>,
+}
+
+/// Where output goes: the printer, each line and record marked with its client when a map
+/// runs on several.
+#[derive(Clone, Copy)]
+struct Out<'a> {
+    p: Printer,
+    client: Option<&'a str>,
+}
+
+impl Out<'_> {
+    fn record(&self, mut json: serde_json::Value, text: String) {
+        match self.client {
+            Some(c) => {
+                json["client"] = c.into();
+                self.p.record(json, format!("{c}: {text}"));
+            }
+            None => self.p.record(json, text),
+        }
+    }
+
+    fn status(&self, text: String) {
+        match self.client {
+            Some(c) => self.p.status(format!("{c}: {text}")),
+            None => self.p.status(text),
+        }
+    }
 }
 
 fn target(op: &Op) -> &str {
@@ -92,9 +127,9 @@ fn verb(op: &Op) -> &'static str {
     }
 }
 
-fn record(p: Printer, s: &Step, done: bool) {
+fn record(out: Out<'_>, s: &Step, done: bool) {
     let json = serde_json::json!({"op": verb(&s.op), "target": target(&s.op), "reason": s.reason, "done": done});
-    p.record(json, format!("{} {} ({})", verb(&s.op), target(&s.op), s.reason));
+    out.record(json, format!("{} {} ({})", verb(&s.op), target(&s.op), s.reason));
 }
 
 /// Put the images the map takes from imgtool transports into the engine (unless it has
@@ -106,7 +141,7 @@ async fn bring_images(
     base: &std::path::Path,
     reg: &Registries,
     load: bool,
-    p: Printer,
+    out: Out<'_>,
 ) -> Result<()> {
     let configs: Vec<String> = map.containers.keys().cloned().collect();
     for cfg in configs {
@@ -126,7 +161,7 @@ async fn bring_images(
         let name = format!("imgtool.local/{}/{}:{}", map.name.to_lowercase(), cfg.to_lowercase(), &id.hex()[..12]);
         let has = !load || engine.image_id(&name).await?.is_some_and(|have| have.trim_start_matches("sha256:") == id.hex());
         if !has {
-            p.status(format!("loading {given} into {} as {name}", engine.describe()));
+            out.status(format!("loading {given} into {} as {name}", engine.describe()));
             load_into(&image, &name, engine).await.with_context(|| format!("container {cfg}: loading {given}"))?;
         }
         if let Some(c) = map.containers.get_mut(&cfg) {
@@ -162,32 +197,106 @@ async fn load_into(image: &Image, name: &str, engine: &DockerEngine) -> Result<(
 }
 
 /// docker-map's housekeeping, on the whole engine.
-async fn housekeeping(action: MapAction, engine: &DockerEngine, p: Printer) -> Result<()> {
+async fn housekeeping(action: MapAction, engine: &DockerEngine, out: Out<'_>) -> Result<()> {
     let (what, gone) = match action {
         MapAction::CleanupContainers => ("container", imgtool_maps::cleanup_containers(engine).await?),
         MapAction::CleanupImages => ("image", imgtool_maps::cleanup_images(engine).await?),
         _ => ("container", imgtool_maps::remove_all_containers(engine, None).await?),
     };
     for g in &gone {
-        p.record(serde_json::json!({"removed": g, "kind": what}), format!("removed {what} {g}"));
+        out.record(serde_json::json!({"removed": g, "kind": what}), format!("removed {what} {g}"));
     }
     if gone.is_empty() {
-        p.status(format!("{}: nothing to remove", engine.describe()));
+        out.status(format!("{}: nothing to remove", engine.describe()));
     }
     Ok(())
 }
 
 pub async fn run(args: MapArgs, p: Printer, reg: &Registries) -> Result<()> {
+    let clients = match &args.clients {
+        Some(f) => imgtool_maps::load_clients(f)?,
+        None => Clients::new(),
+    };
+    let client = |name: &str| -> Result<ClientConfig> {
+        match clients.get(name) {
+            Some(c) => Ok(c.clone()),
+            None if name == DEFAULT_CLIENT => Ok(ClientConfig::default()),
+            None => match &args.clients {
+                Some(f) => bail!("the map runs containers on client {name}, which {} does not define", f.display()),
+                None => bail!("the map runs containers on client {name}: name the file that says where it is with --clients FILE"),
+            },
+        }
+    };
     if matches!(args.action, MapAction::CleanupContainers | MapAction::CleanupImages | MapAction::RemoveAllContainers) {
         if let Some(f) = &args.file {
             bail!("{:?} works on the whole engine and reads no map; {} is one too many", args.action, f.display());
         }
-        let engine = DockerEngine::connect(args.host.as_deref()).await?;
-        return housekeeping(args.action, &engine, p).await;
+        // Every engine the clients file names, else the default one.
+        let names: Vec<String> = if clients.is_empty() { vec![DEFAULT_CLIENT.into()] } else { clients.keys().cloned().collect() };
+        for name in &names {
+            let engine = DockerEngine::connect_client(args.host.as_deref(), &client(name)?).await?;
+            let out = Out { p, client: (names.len() > 1).then_some(name.as_str()) };
+            housekeeping(args.action, &engine, out).await?;
+        }
+        return Ok(());
     }
     let Some(file) = args.file.clone() else { bail!("name the map file: imgtool map {:?} MAP.yml", args.action) };
-    let mut map = ContainerMap::load(&file)?.resolved().with_context(|| format!("reading {}", file.display()))?;
-    let engine = DockerEngine::connect(args.host.as_deref()).await?;
+    let map = ContainerMap::load(&file)?.resolved().with_context(|| format!("reading {}", file.display()))?;
+    let chosen = map.targets(&args.targets)?;
+    let used = map.clients_used();
+    let mut parts = Vec::new();
+    // Every client defined before any is looked at: the first error is the file's.
+    let configs = used.iter().map(|n| client(n).map(|c| (n, c))).collect::<Result<Vec<_>>>()?;
+    for (name, config) in &configs {
+        let part = map.for_client(name, config)?;
+        let here = map.units_on(&chosen, name);
+        match args.targets.is_empty() {
+            true => parts.push((name.as_str(), config, part, Vec::new())),
+            // Targets named, none of them here: this engine has nothing to do.
+            false if here.is_empty() => {}
+            false => parts.push((name.as_str(), config, part, here)),
+        }
+    }
+    let many = used.len() > 1;
+    // Every engine answers before any acts: an unreachable one stops the action everywhere.
+    let host = args.host.as_deref();
+    let engines = futures::future::join_all(parts.iter().map(|(name, config, _, _)| async move {
+        DockerEngine::connect_client(host, config).await.with_context(|| format!("client {name}"))
+    }))
+    .await
+    .into_iter()
+    .collect::<Result<Vec<_>>>()?;
+    let work = parts.into_iter().zip(&engines).map(|((name, _, part, targets), engine)| {
+        let out = Out { p, client: many.then_some(name) };
+        let (args, file) = (&args, &file);
+        async move {
+            on_engine(args, part, targets, file, engine, reg, out).await.with_context(|| match many {
+                true => format!("client {name} ({})", engine.describe()),
+                false => engine.describe(),
+            })
+        }
+    });
+    let mut failed = None;
+    for r in futures::future::join_all(work).await {
+        if let Err(e) = r {
+            if let Some(first) = failed.replace(e) {
+                p.error(format!("{first:#}"));
+            }
+        }
+    }
+    failed.map_or(Ok(()), Err)
+}
+
+/// The action on one engine, for the part of the map that runs there.
+async fn on_engine(
+    args: &MapArgs,
+    mut map: ContainerMap,
+    targets: Vec<String>,
+    file: &std::path::Path,
+    engine: &DockerEngine,
+    reg: &Registries,
+    out: Out<'_>,
+) -> Result<()> {
     let base = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
     // Taking containers down needs no image; planning needs their names, not the images in.
     let needs = matches!(
@@ -196,7 +305,7 @@ pub async fn run(args: MapArgs, p: Printer, reg: &Registries) -> Result<()> {
     );
     if needs {
         let load = !matches!(args.action, MapAction::Plan | MapAction::Status);
-        bring_images(&mut map, &engine, base, reg, load, p).await?;
+        bring_images(&mut map, engine, base, reg, load, out).await?;
     } else {
         // The engine looks names up: give imgtool's sources a name it can (need not) have.
         for (cfg, c) in map.containers.iter_mut() {
@@ -205,7 +314,7 @@ pub async fn run(args: MapArgs, p: Printer, reg: &Registries) -> Result<()> {
             }
         }
     }
-    let seen = observe(&map, &engine).await?;
+    let seen = observe(&map, engine).await?;
     let action = match args.action {
         MapAction::Startup => Action::Startup,
         MapAction::Update | MapAction::Plan | MapAction::Status => Action::Update,
@@ -216,41 +325,42 @@ pub async fn run(args: MapArgs, p: Printer, reg: &Registries) -> Result<()> {
         MapAction::Create => Action::Create,
         MapAction::Start => Action::Start,
         MapAction::Kill => Action::Kill(args.signal.clone()),
+        MapAction::Exec => Action::Exec,
         MapAction::CleanupContainers | MapAction::CleanupImages | MapAction::RemoveAllContainers => {
-            return housekeeping(args.action, &engine, p).await;
+            return housekeeping(args.action, engine, out).await;
         }
     };
     if args.action == MapAction::Status {
-        for unit in map.targets(&args.targets)? {
+        for unit in map.targets(&targets)? {
             let name = unit.container_name(&map);
             let steps = plan(&map, &Action::Update, &[unit.id()], &seen)?;
             let differs: Vec<&str> =
                 steps.iter().filter(|s| target(&s.op) == name && matches!(s.op, Op::Create { .. })).map(|s| s.reason.as_str()).collect();
             let state = seen.containers.get(&name).map_or_else(|| "missing".to_string(), |c| format!("{:?}", c.state).to_lowercase());
             let differs = if differs.is_empty() { "as the map says".to_string() } else { differs.join("; ") };
-            p.record(
+            out.record(
                 serde_json::json!({"container": name, "state": state, "image": map.image_of(&unit.config), "differs": differs}),
                 format!("{name}  {state}  {}  {differs}", map.image_of(&unit.config)),
             );
         }
         return Ok(());
     }
-    let steps = plan(&map, &action, &args.targets, &seen)?;
+    let steps = plan(&map, &action, &targets, &seen)?;
     if args.action == MapAction::Plan {
         for s in &steps {
-            record(p, s, false);
+            record(out, s, false);
         }
         if steps.is_empty() {
-            p.status(format!("{}: nothing to do", map.name));
+            out.status(format!("{}: nothing to do", map.name));
         }
         return Ok(());
     }
     let opts = RunOptions { wait_healthy: args.wait.map(Duration::from_secs) };
-    execute(&map, &engine, &steps, &opts, &mut |s| record(p, s, true))
+    execute(&map, engine, &steps, &opts, &mut |s| record(out, s, true))
         .await
         .with_context(|| format!("map {} from {}", map.name, file.display()))?;
     if steps.is_empty() {
-        p.status(format!("{}: nothing to do", map.name));
+        out.status(format!("{}: nothing to do", map.name));
     }
     Ok(())
 }

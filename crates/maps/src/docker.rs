@@ -35,14 +35,26 @@ impl DockerEngine {
     /// set or the scheme is `https`, with `ca.pem`, `cert.pem` and `key.pem` from
     /// `DOCKER_CERT_PATH` (default `~/.docker`). The API version is agreed with the engine.
     pub async fn connect(host: Option<&str>) -> Result<Self, Error> {
-        let host = host
-            .map(str::to_string)
+        Self::connect_client(host, &crate::ClientConfig::default()).await
+    }
+
+    /// Connect to the engine a map's client names: its `base_url` (else `default_host`, as
+    /// [`DockerEngine::connect`] reads it), with its `tls` and `timeout`.
+    pub async fn connect_client(default_host: Option<&str>, client: &crate::ClientConfig) -> Result<Self, Error> {
+        let host = client
+            .base_url
+            .clone()
+            .or_else(|| default_host.map(str::to_string))
             .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
             .unwrap_or_else(|| "unix:///var/run/docker.sock".into());
+        let timeout = client.timeout.unwrap_or(TIMEOUT);
         let fail = |why: String| Error::Engine { engine: host.clone(), call: "connect", target: String::new(), why };
-        let tls = std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| !v.is_empty() && v != "0") || host.starts_with("https://");
+        let tls = client.tls.unwrap_or_else(|| std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| !v.is_empty() && v != "0"))
+            || host.starts_with("https://");
         let docker = if let Some(path) = host.strip_prefix("unix://") {
-            Docker::connect_with_socket(path, TIMEOUT, bollard::API_DEFAULT_VERSION)
+            // docker-py (and so docker-map's files) write unix://var/run/docker.sock.
+            let path = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
+            Docker::connect_with_socket(&path, timeout, bollard::API_DEFAULT_VERSION)
         } else if let Some(rest) =
             host.strip_prefix("tcp://").or_else(|| host.strip_prefix("http://")).or_else(|| host.strip_prefix("https://"))
         {
@@ -56,11 +68,11 @@ impl DockerEngine {
                     &certs.join("key.pem"),
                     &certs.join("cert.pem"),
                     &certs.join("ca.pem"),
-                    TIMEOUT,
+                    timeout,
                     bollard::API_DEFAULT_VERSION,
                 )
             } else {
-                Docker::connect_with_http(&format!("http://{rest}"), TIMEOUT, bollard::API_DEFAULT_VERSION)
+                Docker::connect_with_http(&format!("http://{rest}"), timeout, bollard::API_DEFAULT_VERSION)
             }
         } else {
             return Err(fail("expected unix:///PATH, tcp://HOST:PORT, http:// or https://".into()));

@@ -211,35 +211,46 @@ impl<'de> Deserialize<'de> for RawMap {
 /// file's `name` key, else the file's name without its extension.
 pub fn load_map(file: &Path) -> Result<ContainerMap, Error> {
     let fail = |why: String| Error::File { file: file.to_path_buf(), why };
-    let meta = std::fs::metadata(file).map_err(|e| fail(e.to_string()))?;
-    if meta.len() > FILE_LIMIT {
-        return Err(fail(format!("larger than {FILE_LIMIT} bytes; a map is not that big")));
-    }
-    let text = std::fs::read_to_string(file).map_err(|e| fail(e.to_string()))?;
+    let (text, toml) = read_text(file)?;
     let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let toml = file.extension().is_some_and(|e| e == "toml");
     let mut map = parse_map(&text, toml, &stem).map_err(fail)?;
     let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     map.base_dir = Some(std::path::absolute(dir).map_err(|e| fail(format!("finding its directory: {e}")))?);
     Ok(map)
 }
 
+/// A map or clients file's text, no larger than maps are, and whether it is TOML.
+pub(crate) fn read_text(file: &Path) -> Result<(String, bool), Error> {
+    let fail = |why: String| Error::File { file: file.to_path_buf(), why };
+    let meta = std::fs::metadata(file).map_err(|e| fail(e.to_string()))?;
+    if meta.len() > FILE_LIMIT {
+        return Err(fail(format!("larger than {FILE_LIMIT} bytes; a map is not that big")));
+    }
+    let text = std::fs::read_to_string(file).map_err(|e| fail(e.to_string()))?;
+    Ok((text, file.extension().is_some_and(|e| e == "toml")))
+}
+
 /// Parse a map from `text`; `default_name` names it when it has no `name` key.
 pub fn parse_map(text: &str, toml: bool, default_name: &str) -> Result<ContainerMap, String> {
-    let raw: RawMap = if toml {
+    convert(parse_text(text, toml)?, default_name)
+}
+
+/// Deserialize YAML or TOML `text`, refusing what could expand beyond its size (YAML
+/// aliases, TOML keys of many parts).
+pub(crate) fn parse_text<T: serde::de::DeserializeOwned>(text: &str, toml: bool) -> Result<T, String> {
+    if toml {
         if let Some(line) = deep_toml_key(text) {
             return Err(format!("line {line}: a key of more than {MAX_KEY_PARTS} dotted parts; a map needs no such depth"));
         }
-        toml::from_str(text).map_err(|e| e.to_string())?
+        toml::from_str(text).map_err(|e| e.to_string())
     } else {
         if let Some((line, alias)) = yaml_alias(text) {
             return Err(format!(
                 "line {line}: the alias *{alias}: YAML aliases are not read (a few can expand to more than memory holds); use `extends` to share settings"
             ));
         }
-        serde_norway::from_str(text).map_err(|e| e.to_string())?
-    };
-    convert(raw, default_name)
+        serde_norway::from_str(text).map_err(|e| e.to_string())
+    }
 }
 
 /// The most parts a TOML key may have (`a.b.c`): each is a level of tables to build and drop.

@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 mod cleanup;
+mod clients;
 mod docker;
 mod engine;
 mod error;
@@ -28,6 +29,7 @@ mod spec;
 mod units;
 
 pub use cleanup::{cleanup_containers, cleanup_images, remove_all_containers};
+pub use clients::{ClientConfig, Clients, DEFAULT_CLIENT, load_clients, parse_clients};
 pub use docker::DockerEngine;
 pub use engine::{Engine, ExecOutcome, Health, RunState, Seen};
 pub use error::Error;

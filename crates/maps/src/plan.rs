@@ -39,6 +39,8 @@ pub enum Action {
     Restart,
     /// Send a signal to the containers named.
     Kill(String),
+    /// Run the map's exec commands (all of them) in the running containers named.
+    Exec,
 }
 
 /// One engine call of a plan.
@@ -156,7 +158,7 @@ pub fn plan(map: &ContainerMap, action: &Action, targets: &[String], seen: &Obse
         // What needs a re-created container is re-created with it: include it.
         Action::Update => map.with_dependencies(&map.with_dependents(&chosen)?)?,
         Action::Stop | Action::Shutdown | Action::Remove => map.with_dependents(&chosen)?,
-        Action::Restart | Action::Kill(_) => chosen,
+        Action::Restart | Action::Kill(_) | Action::Exec => chosen,
     };
     let mut steps = Vec::new();
     let mut made_networks = BTreeSet::new();
@@ -241,6 +243,12 @@ pub fn plan(map: &ContainerMap, action: &Action, targets: &[String], seen: &Obse
                         steps.push(step(stop, "restart"));
                     }
                     steps.push(step(Op::Start { name: name.clone() }, "restart"));
+                    exec_steps(map, unit, &name, false, &mut steps);
+                }
+            }
+            Action::Exec => {
+                if running(s) {
+                    exec_steps(map, unit, &name, true, &mut steps);
                 }
             }
             Action::Kill(signal) => {
