@@ -363,13 +363,25 @@ fn images_from_imgtool(d: &Eng) {
     let tmp = scene(d);
     let t = tmp.path();
     run_ok(imgtool(t).args(["append", "-q", "docker-archive:bb.tar", "oci:app:1", "--contents", "/version=1"]));
-    let text = "name: own\napp:\n  image: oci:app:1\n  stop_signal: SIGKILL\n  create_options: {command: sleep 3600}\nother:\n  image: busybox\n  stop_signal: SIGKILL\n  create_options: {command: sleep 3600}\n";
+    // A pipeline and a Dockerfile build, each named in the map as the image of a container.
+    std::fs::write(
+        t.join("web.toml"),
+        "[source]\nimage = \"docker-archive:bb.tar\"\n[[step]]\nadd_contents = { \"/web\" = \"w1\" }\n[[sink]]\nto = \"oci:unused:1\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(t.join("ctx")).unwrap();
+    std::fs::write(t.join("ctx/Dockerfile"), "FROM docker-archive:../bb.tar\nCOPY msg /msg\n").unwrap();
+    std::fs::write(t.join("ctx/msg"), "m1").unwrap();
+    let text = "name: own\napp:\n  image: oci:app:1\n  stop_signal: SIGKILL\n  create_options: {command: sleep 3600}\nother:\n  image: busybox\n  stop_signal: SIGKILL\n  create_options: {command: sleep 3600}\nweb:\n  image: pipe:web.toml\n  stop_signal: SIGKILL\n  create_options: {command: sleep 3600}\njob:\n  image: build:ctx\n  stop_signal: SIGKILL\n  create_options: {command: sleep 3600}\n";
     let text = d.adapt(text);
     std::fs::write(t.join("own.yml"), text).unwrap();
     let out = map(t, d, &["startup", "own.yml"]);
     assert!(out.status.success(), "{}", transcript(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("loading oci:app:1 into"), "{}", transcript(&out));
     assert_eq!(docker(d, &["exec", "own.app", "cat", "/version"]), "1");
+    assert_eq!(docker(d, &["exec", "own.web", "cat", "/web"]), "w1");
+    assert_eq!(docker(d, &["exec", "own.job", "cat", "/msg"]), "m1");
+    assert!(!t.join("unused").exists(), "the pipeline's sinks were written");
     let before = ids(d);
     let out = map(t, d, &["update", "own.yml"]);
     assert!(out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("loading"), "loaded again: {}", transcript(&out));
@@ -379,7 +391,14 @@ fn images_from_imgtool(d: &Eng) {
     assert_eq!(docker(d, &["exec", "own.app", "cat", "/version"]), "2");
     let after = ids(d);
     assert_ne!(after["own.app"], before["own.app"]);
-    assert_eq!(after["own.other"], before["own.other"]);
+    assert_eq!((&after["own.other"], &after["own.web"], &after["own.job"]), (&before["own.other"], &before["own.web"], &before["own.job"]));
+    // A changed build context re-creates its container only.
+    std::fs::write(t.join("ctx/msg"), "m2").unwrap();
+    map_ok(t, d, &["update", "own.yml"]);
+    assert_eq!(docker(d, &["exec", "own.job", "cat", "/msg"]), "m2");
+    let last = ids(d);
+    assert_ne!(last["own.job"], after["own.job"]);
+    assert_eq!((&last["own.app"], &last["own.web"]), (&after["own.app"], &after["own.web"]));
     map_ok(t, d, &["shutdown", "own.yml"]);
 }
 

@@ -167,6 +167,40 @@ pub fn options(args: &BuildArgs, spool: &Path, reg: &Registries) -> Result<imgto
     Ok(o)
 }
 
+impl BuildArgs {
+    /// `imgtool build CONTEXT` with no other flag.
+    pub fn for_context(context: PathBuf) -> Self {
+        Self {
+            file: None,
+            tag: None,
+            output: None,
+            push: false,
+            build_args: Vec::new(),
+            target: None,
+            platform: None,
+            no_cache: false,
+            cache_dir: None,
+            network: None,
+            cache_repo: None,
+            sandbox: Default::default(),
+            context,
+        }
+    }
+}
+
+/// The image `imgtool build CONTEXT` makes (a container map's `build:CONTEXT`), new layers
+/// under `spool`, which must outlive it.
+pub async fn context_image(context: &Path, reg: &Registries, spool: &Path) -> Result<Image> {
+    if !context.is_dir() {
+        bail!("the build context {} is not a directory", context.display());
+    }
+    let args = BuildArgs::for_context(context.to_path_buf());
+    let (df, file) = read_dockerfile(None, context)?;
+    let opts = options(&args, spool, reg)?;
+    let images = CliImages { reg, base: dockerfile_dir(None, context), any_platform: false };
+    imgtool_dockerfile::build(&df, &images, &opts).await.map_err(|e| anyhow::anyhow!(e.in_file(&file)))
+}
+
 pub async fn build(args: BuildArgs, reg: &Registries, p: Printer) -> Result<()> {
     if !args.context.is_dir() {
         bail!("the build context {} is not a directory", args.context.display());

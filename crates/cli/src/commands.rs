@@ -12,12 +12,11 @@ use imgtool_registry::{ClientOptions, Registries};
 
 use crate::Command;
 use crate::creds::{self, CliCreds, registry_of, registry_of_ref};
-use crate::pipeline::{PipelineFile, Step};
 use crate::printer::Printer;
 use crate::transport::Transport;
 
 /// The registries a transport names (none, or one), for binding command-line credentials.
-fn names(t: &Transport) -> Vec<String> {
+pub(crate) fn names(t: &Transport) -> Vec<String> {
     registry_of(t).into_iter().collect()
 }
 
@@ -31,7 +30,7 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
         Command::Pipe { file, dry_run, src_creds, dest_creds } => {
             creds.src = creds::parse("--src-creds", src_creds.as_ref())?;
             creds.dest = creds::parse("--dest-creds", dest_creds.as_ref())?;
-            pipe(&file, dry_run, p, opts, &creds).await
+            crate::pipe_cmd::pipe(&file, dry_run, p, opts, &creds).await
         }
         Command::Copy { src, dst, platform, all, additional_tags, src_creds, dest_creds } => {
             creds.src = creds::parse("--src-creds", src_creds.as_ref())?;
@@ -183,7 +182,7 @@ pub(crate) async fn load(t: &Transport, platform: Option<&str>, flavor: Flavor, 
 }
 
 /// As `load`; `any` takes a single image of another platform than `platform`.
-async fn load_any(t: &Transport, platform: Option<&str>, flavor: Flavor, any: bool, reg: &Registries) -> Result<Image> {
+pub(crate) async fn load_any(t: &Transport, platform: Option<&str>, flavor: Flavor, any: bool, reg: &Registries) -> Result<Image> {
     let platform = platform_of(platform)?;
     if *t == Transport::Scratch {
         return Ok(Image::scratch(&platform.unwrap_or_else(Platform::host), flavor));
@@ -192,7 +191,7 @@ async fn load_any(t: &Transport, platform: Option<&str>, flavor: Flavor, any: bo
     crate::images::load(source, selector.as_deref(), platform.as_ref(), any).await.with_context(|| format!("reading {t}"))
 }
 
-async fn produce(
+pub(crate) async fn produce(
     mut image: Image,
     producers: &[Box<dyn LayerProducer>],
     spool: &Path,
@@ -224,167 +223,13 @@ fn report(t: &Transport, desc: &imgtool_core::Descriptor, p: Printer) {
     );
 }
 
-async fn write(image: &Image, t: &Transport, additional_tags: &[String], p: Printer, reg: &Registries) -> Result<()> {
+pub(crate) async fn write(image: &Image, t: &Transport, additional_tags: &[String], p: Printer, reg: &Registries) -> Result<()> {
     let (sink, mut tags) = t.open_sink(reg)?;
     tags.extend(additional_tags.iter().cloned());
     let opts = CopyOptions { tags, jobs: 4, progress: p.progress() };
     let desc = copy_image(image, sink.as_ref(), &opts).await.with_context(|| format!("writing {t}"))?;
     sink.finish().await.with_context(|| format!("finishing {t}"))?;
     report(t, &desc, p);
-    Ok(())
-}
-
-/// Where a pipeline's image starts.
-enum Source {
-    Image(Transport),
-    // Boxed: the build flags make it several times the size of the other.
-    Dockerfile(Box<crate::build_cmd::BuildArgs>),
-}
-
-async fn pipe(file: &Path, dry_run: bool, p: Printer, opts: &ClientOptions, creds: &CliCreds) -> Result<()> {
-    let pf = PipelineFile::load(file)?;
-    let pl = &pf.pipeline;
-    let at = |s: std::ops::Range<usize>| pf.at(s);
-    let source = match (&pl.source.image, &pl.source.dockerfile) {
-        (Some(image), None) => Source::Image(Transport::parse(image.get_ref(), &pf.dir).map_err(|e| anyhow!("{}: {e}", at(image.span())))?),
-        (None, Some(d)) => Source::Dockerfile(Box::new(pf.dockerfile_args(d.get_ref()))),
-        _ => bail!("{}: [source] takes either image = \"...\" or dockerfile = {{ file = \"...\" }}", pf.path.display()),
-    };
-    let platform = match &pl.source.platform {
-        Some(s) => Some(s.get_ref().parse::<Platform>().map_err(|e| anyhow!("{}: {e}", at(s.span())))?),
-        None => None,
-    };
-    let mut sinks = Vec::new();
-    for s in &pl.sinks {
-        let t = Transport::parse(s.to.get_ref(), &pf.dir).map_err(|e| anyhow!("{}: {e}", at(s.to.span())))?;
-        if t == Transport::Scratch {
-            bail!("{}: scratch cannot be a sink", at(s.to.span()));
-        }
-        sinks.push(t);
-    }
-    if sinks.is_empty() {
-        bail!("{}: the pipeline has no [[sink]]; add one, e.g. [[sink]] to = \"oci:out:latest\"", pf.path.display());
-    }
-    // The source image and the sinks are named; a Dockerfile's FROM is not.
-    let sources = match &source {
-        Source::Image(t) => names(t),
-        Source::Dockerfile(_) => Vec::new(),
-    };
-    let targets: Vec<String> = sinks.iter().flat_map(names).collect();
-    let reg = &creds.registries(opts, &sources, &targets)?;
-    // Check every step before doing anything, so a typo late in the file costs nothing.
-    let mut producers: Vec<Option<Box<dyn LayerProducer>>> = Vec::new();
-    for step in &pl.steps {
-        producers.push(match step.get_ref() {
-            Step::AddPath(a) => Some(Box::new(pf.path_layer(a)?)),
-            Step::AddContents(c) => Some(Box::new(pf.contents_layer(c, step.span())?)),
-            Step::Conda(spec) => Some(Box::new(imgtool_conda::CondaLayers::new(spec.clone(), &pf.dir))),
-            _ => None,
-        });
-    }
-    // Dockerfiles are read and parsed up front too.
-    let mut dockerfiles = Vec::new();
-    for step in &pl.steps {
-        dockerfiles.push(match step.get_ref() {
-            Step::Dockerfile(d) => {
-                if d.target.is_some() {
-                    bail!("{}: a dockerfile step has no target (it builds on the image so far, with no stages); remove it", at(step.span()));
-                }
-                let args = pf.dockerfile_args(d);
-                let (df, name) = crate::build_cmd::read_dockerfile(args.file.as_deref(), &args.context).with_context(|| at(step.span()))?;
-                if let Some(&n) = df.stage_starts().first() {
-                    bail!(
-                        "{}: {name}:{}: a dockerfile step applies to the image built so far, so it cannot have FROM; remove it, or build the file as the [source]",
-                        at(step.span()),
-                        df.instructions[n].line
-                    );
-                }
-                Some((args, df, name))
-            }
-            _ => None,
-        });
-    }
-    if dry_run {
-        let shown = match &source {
-            Source::Image(t) => t.to_string(),
-            Source::Dockerfile(a) => format!("build {}", a.file.as_deref().unwrap_or(&a.context).display()),
-        };
-        p.result(format!("source: {shown}{}", platform.as_ref().map(|p| format!(" ({p})")).unwrap_or_default()));
-        for (step, prod) in pl.steps.iter().zip(&producers) {
-            let line = match (step.get_ref(), prod) {
-                (_, Some(prod)) => prod.describe(),
-                (Step::RemoveLayers(n), _) => format!("remove the top {n} layer(s)"),
-                (Step::RemoveLayer(i), _) => format!("remove layer {i}"),
-                (Step::Config(c), _) => format!("config {}", c.summary()),
-                (Step::Squash(true), _) => "squash every layer into one".into(),
-                (Step::Squash(false), _) => "no squash".into(),
-                (Step::Dockerfile(d), _) => format!("dockerfile {}", d.file.display()),
-                _ => String::new(),
-            };
-            p.result(format!("step: {line}"));
-        }
-        for s in &sinks {
-            p.result(format!("sink: {s}"));
-        }
-        return Ok(());
-    }
-    let flavor = pl.source.media_types.unwrap_or_default();
-    let spool = imgtool_core::spool().context("creating a spool directory")?;
-    // Paths a Dockerfile writes are relative to it.
-    let images_for = |args: &crate::build_cmd::BuildArgs| crate::build_cmd::CliImages {
-        reg,
-        base: crate::build_cmd::dockerfile_dir(args.file.as_deref(), &args.context),
-        any_platform: pl.source.any_platform,
-    };
-    let mut image = match &source {
-        Source::Image(t) => load_any(t, platform.as_ref().map(ToString::to_string).as_deref(), flavor, pl.source.any_platform, reg)
-            .await
-            .with_context(|| format!("{}: the source", pf.path.display()))?,
-        Source::Dockerfile(args) => {
-            let (df, name) = crate::build_cmd::read_dockerfile(args.file.as_deref(), &args.context)?;
-            let mut opts = crate::build_cmd::options(args, spool.path(), reg)?;
-            opts.platform = platform.clone();
-            opts.flavor = flavor;
-            opts.compression = pl.options.compression;
-            p.status(format!("building {name}"));
-            let images = images_for(args);
-            imgtool_dockerfile::build(&df, &images, &opts).await.map_err(|e| anyhow!("{}: {}", pf.path.display(), e.in_file(&name)))?
-        }
-    };
-    for ((step, prod), dockerfile) in pl.steps.iter().zip(producers).zip(dockerfiles) {
-        if let Some((args, df, name)) = dockerfile {
-            let mut opts = crate::build_cmd::options(&args, spool.path(), reg)?;
-            opts.compression = pl.options.compression;
-            let images = images_for(&args);
-            image = imgtool_dockerfile::build_on(image, &df, &images, &opts)
-                .await
-                .map_err(|e| anyhow!("{}: {}", at(step.span()), e.in_file(&name)))?;
-            continue;
-        }
-        let where_ = at(step.span());
-        match (step.get_ref(), prod) {
-            (_, Some(prod)) => {
-                image = produce(image, &[prod], spool.path(), pl.options.compression, p).await.with_context(|| where_.clone())?
-            }
-            (Step::RemoveLayers(n), _) => image.remove_top_layers(*n).with_context(|| where_.clone())?,
-            (Step::RemoveLayer(i), _) => image.remove_layer_at(*i).with_context(|| where_.clone())?,
-            (Step::Squash(true), _) => {
-                p.status("squashing");
-                crate::export::squash(&mut image, spool.path(), pl.options.compression).await.with_context(|| where_.clone())?;
-                image.config_mut().json_mut().insert("created".into(), serde_json::json!(rfc3339(source_date_epoch())));
-            }
-            (Step::Config(edit), _) => {
-                image.config_mut().apply(edit).with_context(|| where_.clone())?;
-                if !edit.annotations.is_empty() {
-                    image.annotations_mut().extend(edit.annotations.clone());
-                }
-            }
-            _ => {}
-        }
-    }
-    for (s, spec) in sinks.iter().zip(&pl.sinks) {
-        write(&image, s, &spec.additional_tags, p, reg).await?;
-    }
     Ok(())
 }
 

@@ -8,6 +8,7 @@ mod export;
 mod images;
 mod layout_cmds;
 mod map_cmd;
+mod pipe_cmd;
 mod pipeline;
 mod printer;
 mod registry_cmds;

@@ -1,6 +1,7 @@
 //! `imgtool map ACTION MAPFILE [CONTAINER[.INSTANCE]...]`: docker-map's MappingDockerClient.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -15,8 +16,12 @@ use imgtool_registry::Registries;
 use crate::printer::Printer;
 use crate::transport::Transport;
 
-/// Image sources imgtool reads itself, and loads into the engine.
-const OWN_SOURCES: [&str; 3] = ["oci:", "oci-archive:", "docker-archive:"];
+/// Image sources imgtool reads or builds itself, and loads into the engine.
+const OWN_SOURCES: [&str; 5] = ["oci:", "oci-archive:", "docker-archive:", "pipe:", "build:"];
+
+fn own(image: &str) -> bool {
+    OWN_SOURCES.iter().any(|s| image.starts_with(s))
+}
 
 /// What `imgtool map` does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -132,37 +137,50 @@ fn record(out: Out<'_>, s: &Step, done: bool) {
     out.record(json, format!("{} {} ({})", verb(&s.op), target(&s.op), s.reason));
 }
 
-/// Put the images the map takes from imgtool transports into the engine (unless it has
-/// them), named by their config digest, and point the map at those names: a changed source
-/// is a changed name, so `update` re-creates exactly the containers on it.
+/// The images of the map's containers that imgtool reads or builds itself, by source, each
+/// read or built once for every engine. Built layers live in `spool`.
+async fn read_images(map: &ContainerMap, base: &Path, spool: &Path, reg: &Registries, p: Printer) -> Result<BTreeMap<String, Image>> {
+    let mut images = BTreeMap::new();
+    for (cfg, c) in &map.containers {
+        let Some(given) = c.image.clone().filter(|i| own(i)) else { continue };
+        if images.contains_key(&given) {
+            continue;
+        }
+        let image = if let Some(file) = given.strip_prefix("pipe:") {
+            p.status(format!("running the pipeline {file}"));
+            crate::pipe_cmd::pipeline_image(&base.join(file), spool, p, reg).await
+        } else if let Some(dir) = given.strip_prefix("build:") {
+            p.status(format!("building {dir}"));
+            crate::build_cmd::context_image(&base.join(dir), reg, spool).await
+        } else {
+            let t = Transport::parse(&given, base)?;
+            crate::commands::load(&t, None, Flavor::Docker, reg).await
+        };
+        images.insert(given.clone(), image.with_context(|| format!("container {cfg}: {given}"))?);
+    }
+    Ok(images)
+}
+
+/// Put the images the map takes from imgtool (`images`) into the engine, unless it has them,
+/// named by their config digest, and point the map at those names: a changed source is a
+/// changed name, so `update` re-creates exactly the containers on it.
 async fn bring_images(
     map: &mut ContainerMap,
     engine: &DockerEngine,
-    base: &std::path::Path,
-    reg: &Registries,
+    images: &BTreeMap<String, Image>,
     load: bool,
     out: Out<'_>,
 ) -> Result<()> {
     let configs: Vec<String> = map.containers.keys().cloned().collect();
     for cfg in configs {
         let Some(given) = map.containers[&cfg].image.clone() else { continue };
-        if given.starts_with("pipe:") || given.starts_with("build:") {
-            bail!(
-                "container {cfg}: {given}: images from pipelines and builds are not brought in yet; write it with `imgtool pipe` or `imgtool build -o oci:DIR:TAG` and name oci:DIR:TAG"
-            );
-        }
-        if !OWN_SOURCES.iter().any(|s| given.starts_with(s)) {
-            continue;
-        }
-        let t = Transport::parse(&given, base)?;
-        let image =
-            crate::commands::load(&t, None, Flavor::Docker, reg).await.with_context(|| format!("container {cfg}: reading {given}"))?;
+        let Some(image) = images.get(&given) else { continue };
         let id = image.config_blob().0.digest;
         let name = format!("imgtool.local/{}/{}:{}", map.name.to_lowercase(), cfg.to_lowercase(), &id.hex()[..12]);
         let has = !load || engine.image_id(&name).await?.is_some_and(|have| have.trim_start_matches("sha256:") == id.hex());
         if !has {
             out.status(format!("loading {given} into {} as {name}", engine.describe()));
-            load_into(&image, &name, engine).await.with_context(|| format!("container {cfg}: loading {given}"))?;
+            load_into(image, &name, engine).await.with_context(|| format!("container {cfg}: loading {given}"))?;
         }
         if let Some(c) = map.containers.get_mut(&cfg) {
             c.image = Some(name);
@@ -266,11 +284,22 @@ pub async fn run(args: MapArgs, p: Printer, reg: &Registries) -> Result<()> {
     .await
     .into_iter()
     .collect::<Result<Vec<_>>>()?;
+    // Taking containers down needs no image; planning needs their names, not the images in.
+    let needs = matches!(
+        args.action,
+        MapAction::Startup | MapAction::Update | MapAction::Create | MapAction::Start | MapAction::Plan | MapAction::Status
+    );
+    let spool = imgtool_core::spool().context("creating a spool directory")?;
+    let base = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let images = match needs {
+        true => Some(read_images(&map, base, spool.path(), reg, p).await?),
+        false => None,
+    };
     let work = parts.into_iter().zip(&engines).map(|((name, _, part, targets), engine)| {
         let out = Out { p, client: many.then_some(name) };
-        let (args, file) = (&args, &file);
+        let (args, file, images) = (&args, &file, images.as_ref());
         async move {
-            on_engine(args, part, targets, file, engine, reg, out).await.with_context(|| match many {
+            on_engine(args, part, targets, file, engine, images, out).await.with_context(|| match many {
                 true => format!("client {name} ({})", engine.describe()),
                 false => engine.describe(),
             })
@@ -292,25 +321,22 @@ async fn on_engine(
     args: &MapArgs,
     mut map: ContainerMap,
     targets: Vec<String>,
-    file: &std::path::Path,
+    file: &Path,
     engine: &DockerEngine,
-    reg: &Registries,
+    images: Option<&BTreeMap<String, Image>>,
     out: Out<'_>,
 ) -> Result<()> {
-    let base = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    // Taking containers down needs no image; planning needs their names, not the images in.
-    let needs = matches!(
-        args.action,
-        MapAction::Startup | MapAction::Update | MapAction::Create | MapAction::Start | MapAction::Plan | MapAction::Status
-    );
-    if needs {
-        let load = !matches!(args.action, MapAction::Plan | MapAction::Status);
-        bring_images(&mut map, engine, base, reg, load, out).await?;
-    } else {
-        // The engine looks names up: give imgtool's sources a name it can (need not) have.
-        for (cfg, c) in map.containers.iter_mut() {
-            if c.image.as_deref().is_some_and(|i| OWN_SOURCES.iter().chain(&["pipe:", "build:"]).any(|s| i.starts_with(s))) {
-                c.image = Some(format!("imgtool.local/{}/{}", map.name.to_lowercase(), cfg.to_lowercase()));
+    match images {
+        Some(images) => {
+            let load = !matches!(args.action, MapAction::Plan | MapAction::Status);
+            bring_images(&mut map, engine, images, load, out).await?;
+        }
+        None => {
+            // The engine looks names up: give imgtool's sources a name it can (need not) have.
+            for (cfg, c) in map.containers.iter_mut() {
+                if c.image.as_deref().is_some_and(own) {
+                    c.image = Some(format!("imgtool.local/{}/{}", map.name.to_lowercase(), cfg.to_lowercase()));
+                }
             }
         }
     }
