@@ -11,6 +11,7 @@ mod gocorpus;
 mod hostile;
 mod interrupt;
 mod map_clients;
+mod map_networks;
 mod maps;
 mod parallel;
 mod paths;

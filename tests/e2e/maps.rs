@@ -219,18 +219,15 @@ fn scenario(d: &Eng) {
     assert_ne!(after["main.nginx"], before["main.nginx"]);
     assert_eq!(after["main.uwsgi"], before["main.uwsgi"]);
 
-    // uwsgi's changes: it and nginx, which uses its volume, are re-created.
-    std::fs::write(
-        &map_file,
-        std::fs::read_to_string(&map_file)
-            .unwrap()
-            .replace("touch /var/lib/uwsgi/socket/ready;", "touch /var/lib/uwsgi/socket/ready; true;"),
-    )
-    .unwrap();
+    // uwsgi's permissions change: it and nginx, which uses its volume, are re-created, and
+    // its volumes, which exist, take the new mode.
+    std::fs::write(&map_file, std::fs::read_to_string(&map_file).unwrap().replace("u=rwX,g=rX,o=", "u=rwX,g=rwX,o=")).unwrap();
     map_ok(t, d, &["update", "main.yml"]);
     let again = ids(d);
     assert_ne!(again["main.nginx"], after["main.nginx"]);
     assert_ne!(again["main.uwsgi"], after["main.uwsgi"]);
+    let stat = docker(d, &["exec", "main.uwsgi", "stat", "-c", "%u:%g %a", "/var/lib/uwsgi/socket", "/var/log/uwsgi", "/var/lib/app/log"]);
+    assert_eq!(stat.lines().collect::<Vec<_>>(), ["2000:2000 770"; 3]);
 
     // A stopped container whose configuration matches is only started.
     docker(d, &["stop", "main.nginx"]);

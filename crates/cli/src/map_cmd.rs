@@ -299,10 +299,9 @@ pub async fn run(args: MapArgs, p: Printer, reg: &Registries) -> Result<()> {
         let out = Out { p, client: many.then_some(name) };
         let (args, file, images) = (&args, &file, images.as_ref());
         async move {
-            on_engine(args, part, targets, file, engine, images, out).await.with_context(|| match many {
-                true => format!("client {name} ({})", engine.describe()),
-                false => engine.describe(),
-            })
+            // Engine errors name the engine; with several, say which client it is.
+            let r = on_engine(args, part, targets, file, engine, images, out).await;
+            if many { r.with_context(|| format!("client {name}")) } else { r }
         }
     });
     let mut failed = None;

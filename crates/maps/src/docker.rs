@@ -2,7 +2,7 @@
 //! bollard, reached the way Docker's CLI reaches it: `DOCKER_HOST` (`unix://`, `tcp://`),
 //! TLS from `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
@@ -170,8 +170,31 @@ impl Engine for DockerEngine {
         if let Some(lost) = dropped(body, &kept) {
             return Err(fail(format!("{lost} is not a field of the Engine API's create body; check its name")));
         }
+        let mut config = config;
+        // The first network at create (the one NetworkMode names), the others after it.
+        let mut later = Vec::new();
+        if let Some(endpoints) = config.networking_config.as_mut().and_then(|n| n.endpoints_config.as_mut())
+            && endpoints.len() > 1
+        {
+            let first = config.host_config.as_ref().and_then(|h| h.network_mode.clone()).unwrap_or_default();
+            let others: Vec<String> = endpoints.keys().filter(|k| **k != first).cloned().collect();
+            later = others.into_iter().filter_map(|k| endpoints.remove_entry(&k)).collect();
+        }
         let opts = q::CreateContainerOptions { name: (!name.is_empty()).then(|| name.to_string()), ..Default::default() };
-        Ok(self.docker.create_container(Some(opts), config).await.map_err(self.err("create", name))?.id)
+        let id = self.docker.create_container(Some(opts), config).await.map_err(self.err("create", name))?.id;
+        for (network, endpoint) in later {
+            let req = bollard::models::NetworkConnectRequest { container: id.clone(), endpoint_config: Some(endpoint) };
+            if let Err(e) = self.docker.connect_network(&network, req).await {
+                let _ = self.remove(&id).await;
+                return Err(Error::Engine {
+                    engine: self.host.clone(),
+                    call: "connect",
+                    target: format!("{name} to {network}"),
+                    why: why(&e),
+                });
+            }
+        }
+        Ok(id)
     }
 
     async fn start(&self, id: &str) -> Result<(), Error> {
@@ -242,21 +265,24 @@ impl Engine for DockerEngine {
         self.docker.upload_to_container(id, Some(opts), bollard::body_full(tar.into())).await.map_err(self.err("put archive", id))
     }
 
-    async fn ensure_volume(&self, name: &str, labels: &BTreeMap<String, String>, owner: Option<(u32, u32)>) -> Result<bool, Error> {
-        if self.docker.inspect_volume(name).await.is_ok() {
+    async fn ensure_volume(&self, v: &crate::VolumeSpecOut, owner: Option<(u32, u32)>) -> Result<bool, Error> {
+        if self.docker.inspect_volume(&v.name).await.is_ok() {
             return Ok(false);
         }
-        let driver_opts = match owner {
-            Some((uid, gid)) if self.podman => Some(HashMap::from([("o".to_string(), format!("uid={uid},gid={gid}"))])),
-            _ => None,
-        };
+        let mut driver_opts: HashMap<String, String> = v.driver_options.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        if let (Some((uid, gid)), true) = (owner, self.podman) {
+            let o = driver_opts.entry("o".into()).or_default();
+            let sep = if o.is_empty() { "" } else { "," };
+            o.push_str(&format!("{sep}uid={uid},gid={gid}"));
+        }
         let req = bollard::models::VolumeCreateRequest {
-            name: Some(name.into()),
-            driver_opts,
-            labels: Some(labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            name: Some(v.name.clone()),
+            driver: v.driver.clone(),
+            driver_opts: (!driver_opts.is_empty()).then_some(driver_opts),
+            labels: Some(v.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
             ..Default::default()
         };
-        self.docker.create_volume(req).await.map(|_| true).map_err(self.err("create volume", name))
+        self.docker.create_volume(req).await.map(|_| true).map_err(self.err("create volume", &v.name))
     }
 
     async fn volumes(&self, label: &str, value: &str) -> Result<Vec<String>, Error> {
@@ -272,16 +298,16 @@ impl Engine for DockerEngine {
         }
     }
 
-    async fn ensure_network(&self, name: &str, driver: Option<&str>, labels: &BTreeMap<String, String>) -> Result<bool, Error> {
+    async fn ensure_network(&self, name: &str, body: &serde_json::Value) -> Result<bool, Error> {
         if self.docker.inspect_network(name, None::<q::InspectNetworkOptions>).await.is_ok() {
             return Ok(false);
         }
-        let req = bollard::models::NetworkCreateRequest {
-            name: name.into(),
-            driver: driver.map(str::to_string),
-            labels: Some(labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
-            ..Default::default()
-        };
+        let fail = |why: String| Error::Engine { engine: self.host.clone(), call: "create network", target: name.into(), why };
+        let req: bollard::models::NetworkCreateRequest =
+            serde_json::from_value(body.clone()).map_err(|e| fail(format!("the network's options do not fit the Engine API: {e}")))?;
+        if let Some(lost) = dropped(body, &serde_json::to_value(&req).unwrap_or_default()) {
+            return Err(fail(format!("{lost} is not a field of the Engine API's network create body; check its name")));
+        }
         self.docker.create_network(req).await.map(|_| true).map_err(self.err("create network", name))
     }
 

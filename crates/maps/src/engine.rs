@@ -74,7 +74,9 @@ pub trait Engine: Send + Sync {
     async fn image_id(&self, reference: &str) -> Result<Option<String>, Error>;
     /// Load images from a `docker save` tarball, streamed.
     async fn load(&self, tarball: futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>) -> Result<(), Error>;
-    /// Create a container named `name` from an Engine API create body; its id.
+    /// Create a container named `name` from an Engine API create body, joined to every
+    /// network of its `NetworkingConfig` (engines before API 1.44 take one at create: the
+    /// others are joined after it); its id. A container that cannot join them all is removed.
     async fn create(&self, name: &str, body: &serde_json::Value) -> Result<String, Error>;
     /// Start a container.
     async fn start(&self, id: &str) -> Result<(), Error>;
@@ -90,16 +92,18 @@ pub trait Engine: Send + Sync {
     async fn exec(&self, id: &str, cmd: &[String], user: Option<&str>) -> Result<ExecOutcome, Error>;
     /// Extract a tar stream at `path` in a container, keeping the owners it names.
     async fn put_archive(&self, id: &str, path: &str, tar: Vec<u8>) -> Result<(), Error>;
-    /// Create the named volume unless it exists, owned by `owner` (uid, gid) where the engine
-    /// can say so at creation (podman: it would otherwise give the volume to the first
-    /// container that mounts it); whether it was created.
-    async fn ensure_volume(&self, name: &str, labels: &BTreeMap<String, String>, owner: Option<(u32, u32)>) -> Result<bool, Error>;
+    /// Create the named volume unless it exists (its name, driver, driver options and
+    /// labels), owned by `owner` (uid, gid) where the engine can say so at creation (podman:
+    /// it would otherwise give the volume to the first container that mounts it); whether it
+    /// was created.
+    async fn ensure_volume(&self, volume: &crate::VolumeSpecOut, owner: Option<(u32, u32)>) -> Result<bool, Error>;
     /// Named volumes carrying `label=value`.
     async fn volumes(&self, label: &str, value: &str) -> Result<Vec<String>, Error>;
     /// Remove a named volume.
     async fn remove_volume(&self, name: &str) -> Result<(), Error>;
-    /// Create the network unless it exists; whether it was created.
-    async fn ensure_network(&self, name: &str, driver: Option<&str>, labels: &BTreeMap<String, String>) -> Result<bool, Error>;
+    /// Create the network `name` from an Engine API create body unless it exists; whether it
+    /// was created.
+    async fn ensure_network(&self, name: &str, body: &serde_json::Value) -> Result<bool, Error>;
     /// Networks carrying `label=value`.
     async fn networks(&self, label: &str, value: &str) -> Result<Vec<String>, Error>;
     /// Remove a network.

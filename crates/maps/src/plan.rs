@@ -51,8 +51,8 @@ pub enum Op {
     Network {
         /// Its name.
         name: String,
-        /// Its driver.
-        driver: Option<String>,
+        /// The Engine API create body.
+        body: Value,
     },
     /// Create an attached volume unless it exists, and set its owner and mode when it is new.
     Volume(VolumeSpecOut),
@@ -107,6 +107,8 @@ pub struct VolumeSpecOut {
     pub name: String,
     /// Its driver.
     pub driver: Option<String>,
+    /// The driver's options.
+    pub driver_options: BTreeMap<String, String>,
     /// Owner to set when made.
     pub owner: Option<String>,
     /// Mode to set when made.
@@ -117,7 +119,7 @@ pub struct VolumeSpecOut {
 
 impl From<VolumeSpec> for VolumeSpecOut {
     fn from(v: VolumeSpec) -> Self {
-        Self { name: v.name, driver: v.driver, owner: v.owner, mode: v.mode, labels: v.labels }
+        Self { name: v.name, driver: v.driver, driver_options: v.driver_options, owner: v.owner, mode: v.mode, labels: v.labels }
     }
 }
 
@@ -175,8 +177,10 @@ pub fn plan(map: &ContainerMap, action: &Action, targets: &[String], seen: &Obse
                     for e in &c.networks {
                         let n = map.network_name(&e.network);
                         if map.networks.contains_key(&e.network) && !seen.networks.contains(&n) && made_networks.insert(n.clone()) {
-                            let driver = map.networks[&e.network].driver.clone();
-                            steps.push(step(Op::Network { name: n, driver }, "a network the container joins"));
+                            let body = map
+                                .network_body(&e.network)
+                                .map_err(|why| Error::Invalid { map: map.name.clone(), why: format!("{}: {why}", unit.id()) })?;
+                            steps.push(step(Op::Network { name: n, body }, "a network the container joins"));
                         }
                     }
                     for v in map.volume_specs(&unit.config).into_iter().filter(|v| !seen.volumes.contains(&v.name)) {

@@ -116,9 +116,8 @@ impl Run<'_> {
         let mut pending_volumes: Vec<&Step> = Vec::new();
         for step in steps {
             match &step.op {
-                Op::Network { name, driver } => {
-                    let labels = BTreeMap::from([(MAP_LABEL.to_string(), self.map.name.clone())]);
-                    if self.engine.ensure_network(name, driver.as_deref(), &labels).await? {
+                Op::Network { name, body } => {
+                    if self.engine.ensure_network(name, body).await? {
                         lock(&self.made).networks.push(name.clone());
                     }
                     (lock(&self.done))(step);
@@ -214,7 +213,7 @@ impl Run<'_> {
                     .map(owner)
                     .transpose()
                     .map_err(|why| Error::Invalid { map: map.name.clone(), why: format!("volume {}: {why}", v.name) })?;
-                if engine.ensure_volume(&v.name, &v.labels, owner).await? {
+                if engine.ensure_volume(v, owner).await? {
                     lock(&self.made).volumes.push(v.name.clone());
                     if v.owner.is_some() || v.mode.is_some() {
                         let f = fresh(map, v)?;
@@ -226,6 +225,16 @@ impl Run<'_> {
             Op::Create { name, body } => {
                 engine.create(name, body).await?;
                 lock(&self.made).containers.push(name.clone());
+                // Volumes it attaches that exist already get its owner and mode again once
+                // it starts: they may have changed (new volumes have them already).
+                if let Some(unit) = map.units().into_iter().find(|u| u.container_name(map) == *name) {
+                    for v in map.volume_specs(&unit.config).into_iter().filter(|v| v.owner.is_some() || v.mode.is_some()) {
+                        let f = fresh(map, &v.into())?;
+                        if !new_volumes.iter().any(|n| n.path == f.path && n.config == f.config) {
+                            new_volumes.push(f);
+                        }
+                    }
+                }
             }
             Op::Start { name } => {
                 engine.start(name).await?;

@@ -26,6 +26,8 @@ pub struct VolumeSpec {
     pub name: String,
     /// The volume driver.
     pub driver: Option<String>,
+    /// The driver's options.
+    pub driver_options: BTreeMap<String, String>,
     /// Its owner (`uid[:gid]`) to set when it is made.
     pub owner: Option<String>,
     /// Its `chmod` mode to set when it is made.
@@ -33,6 +35,20 @@ pub struct VolumeSpec {
     /// Its labels.
     pub labels: BTreeMap<String, String>,
 }
+
+/// Network create options: docker-py's name, and the Engine API's.
+const NETWORK_OPTIONS: [(&str, &str); 10] = [
+    ("driver", "Driver"),
+    ("internal", "Internal"),
+    ("enable_ipv6", "EnableIPv6"),
+    ("attachable", "Attachable"),
+    ("ingress", "Ingress"),
+    ("scope", "Scope"),
+    ("ipam", "IPAM"),
+    ("options", "Options"),
+    ("labels", "Labels"),
+    ("check_duplicate", "CheckDuplicate"),
+];
 
 /// The engine's name of an attached alias of `config`.
 pub(crate) fn volume_name(map: &ContainerMap, config: &str, alias: &str) -> String {
@@ -73,12 +89,24 @@ impl ContainerMap {
             .iter()
             .map(|a| {
                 let v = self.volumes.get(&a.alias);
+                let option = |py: &str, api: &str| v.and_then(|v| v.create_options.get(py).or_else(|| v.create_options.get(api)));
+                let strings = |o: Option<&Value>| -> Vec<(String, String)> {
+                    let o = o.and_then(Value::as_object).into_iter().flatten();
+                    o.map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect()
+                };
+                let mut driver_options = v.map(|v| v.driver_options.clone()).unwrap_or_default();
+                driver_options.extend(strings(option("driver_opts", "DriverOpts")));
+                let mut l: BTreeMap<String, String> = strings(option("labels", "Labels")).into_iter().collect();
+                l.extend(labels(self, None));
                 VolumeSpec {
                     name: volume_name(self, config, &a.alias),
-                    driver: v.and_then(|v| v.driver.clone()),
+                    driver: v
+                        .and_then(|v| v.driver.clone())
+                        .or_else(|| option("driver", "Driver").and_then(Value::as_str).map(str::to_string)),
+                    driver_options,
                     owner: v.and_then(|v| v.user.clone()).or_else(|| c.user.clone()),
                     mode: v.and_then(|v| v.permissions.clone()).or_else(|| c.permissions.clone()),
-                    labels: labels(self, None),
+                    labels: l,
                 }
             })
             .collect()
@@ -170,17 +198,7 @@ impl ContainerMap {
                 host.insert("PortBindings".into(), Value::Object(bindings));
             }
         }
-        let links: Vec<String> = c
-            .links
-            .iter()
-            .flat_map(|l| {
-                let targets = self.select(&l.container).unwrap_or_default();
-                targets.into_iter().map(move |t| {
-                    let alias = l.alias.clone().unwrap_or_else(|| t.id().replace(['_', '.'], "-"));
-                    format!("{}:{alias}", t.container_name(self))
-                })
-            })
-            .collect();
+        let links = self.link_strings(&c.links);
         if !links.is_empty() {
             host.insert("Links".into(), json!(links));
         }
@@ -196,15 +214,26 @@ impl ContainerMap {
         if let Some(m) = mode {
             host.insert("NetworkMode".into(), json!(m));
         }
-        if let Some(e) = c.networks.first() {
-            let mut ep = serde_json::Map::new();
-            if !e.aliases.is_empty() {
-                ep.insert("Aliases".into(), json!(e.aliases));
+        // Every network it joins: the engine joins the first at create and the others
+        // after it (see `Engine::create`); all of them count in the configuration's hash.
+        if !c.networks.is_empty() {
+            let mut endpoints = serde_json::Map::new();
+            for e in &c.networks {
+                let mut ep = serde_json::Map::new();
+                if !e.aliases.is_empty() {
+                    ep.insert("Aliases".into(), json!(e.aliases));
+                }
+                if e.ipv4_address.is_some() || e.ipv6_address.is_some() || !e.link_local_ips.is_empty() {
+                    let ipam = json!({"IPv4Address": e.ipv4_address, "IPv6Address": e.ipv6_address, "LinkLocalIPs": e.link_local_ips});
+                    ep.insert("IPAMConfig".into(), ipam);
+                }
+                let links = self.link_strings(&e.links);
+                if !links.is_empty() {
+                    ep.insert("Links".into(), json!(links));
+                }
+                endpoints.insert(self.network_name(&e.network), Value::Object(ep));
             }
-            if e.ipv4_address.is_some() || e.ipv6_address.is_some() {
-                ep.insert("IPAMConfig".into(), json!({"IPv4Address": e.ipv4_address, "IPv6Address": e.ipv6_address}));
-            }
-            config.insert("NetworkingConfig".into(), json!({"EndpointsConfig": {self.network_name(&e.network): ep}}));
+            config.insert("NetworkingConfig".into(), json!({ "EndpointsConfig": endpoints }));
         }
         for (options, is_host) in [(&c.create_options, false), (&c.host_config, true)] {
             for (k, v) in options {
@@ -221,9 +250,74 @@ impl ContainerMap {
         l.extend(labels(self, Some(unit)));
         let mut body = Value::Object(config);
         body["Labels"] = json!(l);
-        let hash = hex::encode(sha2::Sha256::digest(canonical(&body).to_string()));
+        // The owner and mode of its attached volumes count too: a change re-creates the
+        // container, and its volumes get them again (see `execute`).
+        let modes: Vec<(String, Option<String>, Option<String>)> = self
+            .volume_specs(&unit.config)
+            .into_iter()
+            .filter(|v| v.owner.is_some() || v.mode.is_some())
+            .map(|v| (v.name, v.owner, v.mode))
+            .collect();
+        let mut hashed = canonical(&body).to_string();
+        if !modes.is_empty() {
+            hashed.push_str(&json!(modes).to_string());
+        }
+        let hash = hex::encode(sha2::Sha256::digest(hashed));
         body["Labels"][CONFIG_LABEL] = json!(hash);
         Ok(body)
+    }
+
+    /// Links as the Engine API takes them (`NAME:ALIAS`), one per instance linked.
+    fn link_strings(&self, links: &[crate::model::Link]) -> Vec<String> {
+        links
+            .iter()
+            .flat_map(|l| {
+                let targets = self.select(&l.container).unwrap_or_default();
+                targets.into_iter().map(move |t| {
+                    let alias = l.alias.clone().unwrap_or_else(|| t.id().replace(['_', '.'], "-"));
+                    format!("{}:{alias}", t.container_name(self))
+                })
+            })
+            .collect()
+    }
+
+    /// The Engine API's create body of the map's network `network`: its driver, driver
+    /// options, `internal`, and create options (docker-py's names or the API's).
+    pub fn network_body(&self, network: &str) -> Result<Value, String> {
+        let n = self.networks.get(network).ok_or_else(|| format!("no network {network}"))?;
+        let mut body = serde_json::Map::new();
+        body.insert("Name".into(), json!(self.network_name(network)));
+        if let Some(d) = &n.driver {
+            body.insert("Driver".into(), json!(d));
+        }
+        if n.internal {
+            body.insert("Internal".into(), json!(true));
+        }
+        let mut options: serde_json::Map<String, Value> = n.driver_options.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        let mut l: BTreeMap<String, String> = BTreeMap::new();
+        for (k, v) in &n.create_options {
+            let api = NETWORK_OPTIONS.iter().find(|(py, api)| k == py || k == api).map(|(_, api)| *api).ok_or_else(|| {
+                let known: Vec<&str> = NETWORK_OPTIONS.iter().map(|(py, _)| *py).collect();
+                format!("network {network}: create option {k} is not one a network takes ({})", known.join(", "))
+            })?;
+            let strings = |what: &str| -> Result<Vec<(String, String)>, String> {
+                let o = v.as_object().ok_or_else(|| format!("network {network}: {k}: expected a mapping of {what}"))?;
+                Ok(o.iter().map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect())
+            };
+            match api {
+                "Options" => options.extend(strings("options")?.into_iter().map(|(k, v)| (k, json!(v)))),
+                "Labels" => l.extend(strings("labels")?),
+                _ => {
+                    body.insert(api.into(), v.clone());
+                }
+            }
+        }
+        if !options.is_empty() {
+            body.insert("Options".into(), Value::Object(options));
+        }
+        l.extend(labels(self, None));
+        body.insert("Labels".into(), json!(l));
+        Ok(Value::Object(body))
     }
 
     /// A network's name on the engine: `map.network`, or `host`, `bridge`, `none` as they are.
