@@ -33,11 +33,11 @@ echo 'root:x:0:0:root:/root:/bin/sh' >"$W/rootfs/etc/passwd"
 /usr/bin/docker load -q -i "$W/bb.tar" >/dev/null
 
 # Level 1: db, cache; level 2: api (uses db's volume), worker (uses cache's); level 3: web
-# (uses api's), proxy (uses web's).
+# (uses api's), proxy (uses worker's).
 mkdir -p "$W/imgtool" "$W/compose"
 {
   echo "name: bench"
-  for c in db:dbdata: cache:cachedata: api:apidata:dbdata worker::cachedata web:webdata:apidata proxy::webdata; do
+  for c in db:dbdata: cache:cachedata: api:apidata:dbdata worker:workerdata:cachedata web::apidata proxy::workerdata; do
     IFS=: read -r name owns uses <<<"$c"
     echo "$name:"
     echo "  image: busybox"
@@ -47,12 +47,12 @@ mkdir -p "$W/imgtool" "$W/compose"
     [ -n "$uses" ] && echo "  uses: $uses"
     echo "  create_options: {command: sleep 3600}"
   done
-  echo "volumes: {dbdata: /db, cachedata: /cache, apidata: /api, webdata: /web}"
+  echo "volumes: {dbdata: /db, cachedata: /cache, apidata: /api, workerdata: /worker}"
 } >"$W/imgtool/map.yml"
 {
   echo "version: '2.4'"
   echo "services:"
-  for c in db:dbdata:/db:: cache:cachedata:/cache:: api:apidata:/api:dbdata:/db worker::::cachedata:/cache web:webdata:/web:apidata:/api proxy::::webdata:/web; do
+  for c in db:dbdata:/db:: cache:cachedata:/cache:: api:apidata:/api:dbdata:/db worker:workerdata:/worker:cachedata:/cache web:::apidata:/api proxy:::workerdata:/worker; do
     IFS=: read -r name owns opath uses upath <<<"$c"
     echo "  $name:"
     echo "    image: busybox"
@@ -64,11 +64,11 @@ mkdir -p "$W/imgtool" "$W/compose"
     [ -n "$uses" ] && vols+=("$uses:$upath")
     if [ ${#vols[@]} -gt 0 ]; then echo "    volumes:"; for v in "${vols[@]}"; do echo "      - $v"; done; fi
     if [ -n "$uses" ]; then
-      dep=$(case $uses in dbdata) echo db ;; cachedata) echo cache ;; apidata) echo api ;; webdata) echo web ;; esac)
+      dep=$(case $uses in dbdata) echo db ;; cachedata) echo cache ;; apidata) echo api ;; workerdata) echo worker ;; esac)
       echo "    depends_on: [$dep]"
     fi
   done
-  echo "volumes: {dbdata: {}, cachedata: {}, apidata: {}, webdata: {}}"
+  echo "volumes: {dbdata: {}, cachedata: {}, apidata: {}, workerdata: {}}"
 } >"$W/compose/docker-compose.yml"
 echo "six containers, three levels; busybox on a private dockerd (vfs); median of $RUNS, alternating"
 

@@ -151,5 +151,18 @@ impl Drop for PodmanService {
         let _ = self.podman().args(["rm", "-af", "-t", "0"]).output();
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // conmon runs `podman container cleanup` after a container ends, with our --root:
+        // wait for those (at most 5 s), or they make the directory again once it is gone.
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && users_of(&dir) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
+}
+
+/// Whether a process has `dir` on its command line.
+fn users_of(dir: &str) -> bool {
+    let Ok(procs) = std::fs::read_dir("/proc") else { return false };
+    procs.flatten().any(|p| std::fs::read(p.path().join("cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(dir)))
 }
