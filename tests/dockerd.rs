@@ -17,6 +17,37 @@ pub struct Dockerd {
 impl Dockerd {
     /// Start one and wait until it answers (at most a minute).
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// One that also listens on `tcp://127.0.0.1:PORT` with TLS, and verifies its clients'
+    /// certificates (`--tlsverify`); the port, and a directory with the client's `ca.pem`,
+    /// `cert.pem` and `key.pem` (a `DOCKER_CERT_PATH`).
+    pub fn start_tls() -> (Self, u16, tempfile::TempDir) {
+        let certs = tempfile::tempdir().unwrap();
+        crate::engine_certs(certs.path());
+        let port = crate::free_port();
+        let s = |p: &str| certs.path().join(p).to_string_lossy().into_owned();
+        let extra = [
+            "-H".to_string(),
+            format!("tcp://127.0.0.1:{port}"),
+            "--tlsverify".into(),
+            "--tlscacert".into(),
+            s("ca.pem"),
+            "--tlscert".into(),
+            s("cert.pem"),
+            "--tlskey".into(),
+            s("key.pem"),
+        ];
+        let d = Self::start_with(&extra);
+        let client = tempfile::tempdir().unwrap();
+        for (from, to) in [("ca.pem", "ca.pem"), ("client-cert.pem", "cert.pem"), ("client-key.pem", "key.pem")] {
+            std::fs::copy(certs.path().join(from), client.path().join(to)).unwrap();
+        }
+        (d, port, client)
+    }
+
+    fn start_with(extra: &[String]) -> Self {
         require("dockerd", "docker.io");
         // A unix socket path must stay short: keep the directory near the root.
         let dir = tempfile::Builder::new().prefix("dockerd-").tempdir_in("/tmp").unwrap();
@@ -32,6 +63,7 @@ impl Dockerd {
             .arg("-H")
             .arg(format!("unix://{}", d.join("sock").display()))
             .args(["--storage-driver", "vfs", "--iptables=false", "--bridge=none"])
+            .args(extra)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()

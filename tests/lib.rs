@@ -148,6 +148,32 @@ fn ca_signed_cert(dir: &Path) {
     ]);
 }
 
+/// A CA, a server certificate for 127.0.0.1 (`cert.pem`, `key.pem`) and a client one
+/// (`client-cert.pem`, `client-key.pem`) in `dir`: a Docker Engine's `--tlsverify` set.
+pub fn engine_certs(dir: &Path) {
+    ca_signed_cert(dir);
+    let ssl = |args: &[&str]| run_ok(Command::new("openssl").current_dir(dir).args(args));
+    ssl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client-key.pem", "-out", "client.csr", "-subj", "/CN=client"]);
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    ssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "client.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "client-cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "client.ext",
+    ]);
+}
+
 /// Incompressible bytes from a seed, for blobs big enough to cut mid-way or to bench.
 pub fn noise(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;

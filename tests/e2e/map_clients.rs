@@ -91,3 +91,39 @@ fn one_map_on_docker_and_podman() {
     map_ok(t, &dock, &["shutdown", "--clients", "clients.yml", "multi.yml"]);
     assert!(names(&dock).is_empty() && names(&pod).is_empty());
 }
+
+/// Docker's conventions for reaching an engine: `DOCKER_HOST=tcp://...` with
+/// `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH`, `--host`, and a client's `tls: true`; an
+/// engine that wants TLS and is spoken to without it is an error naming it.
+#[test]
+fn an_engine_over_tls() {
+    let (d, port, certs) = Dockerd::start_tls();
+    let dock = Eng::Docker(d);
+    let tmp = scene(&dock);
+    let t = tmp.path();
+    std::fs::write(
+        t.join("one.yml"),
+        "name: tls\napp:\n  image: busybox\n  stop_signal: SIGKILL\n  create_options: {command: sleep 3600}\n",
+    )
+    .unwrap();
+    let host = format!("tcp://127.0.0.1:{port}");
+    let run = |envs: &[(&str, &str)], args: &[&str]| {
+        let mut c = super::imgtool(t);
+        c.env_remove("DOCKER_HOST").envs(envs.iter().copied()).arg("map").args(args);
+        c.output().unwrap()
+    };
+    let cert_path = certs.path().to_str().unwrap();
+    let out = run(&[("DOCKER_HOST", &host), ("DOCKER_TLS_VERIFY", "1"), ("DOCKER_CERT_PATH", cert_path)], &["startup", "one.yml"]);
+    assert!(out.status.success(), "{}", transcript(&out));
+    assert_eq!(names(&dock), ["tls.app"]);
+    let out = run(&[("DOCKER_TLS_VERIFY", "1"), ("DOCKER_CERT_PATH", cert_path)], &["stop", "--host", &host, "one.yml"]);
+    assert!(out.status.success(), "{}", transcript(&out));
+    std::fs::write(t.join("c.yml"), format!("__default__:\n  base_url: {host}\n  tls: true\n")).unwrap();
+    let out = run(&[("DOCKER_CERT_PATH", cert_path)], &["start", "--clients", "c.yml", "one.yml"]);
+    assert!(out.status.success(), "{}", transcript(&out));
+    // Without TLS the engine does not answer: an error naming it, nothing done.
+    let out = run(&[("DOCKER_HOST", &host)], &["shutdown", "one.yml"]);
+    assert!(!out.status.success() && transcript(&out).contains(&host), "{}", transcript(&out));
+    assert_eq!(names(&dock), ["tls.app"]);
+    map_ok(t, &dock, &["shutdown", "one.yml"]);
+}
