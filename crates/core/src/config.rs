@@ -299,8 +299,9 @@ impl ImageConfig {
             if !edit.volumes.is_empty() {
                 let mut vols = object_at(c, "Volumes");
                 for v in &edit.volumes {
-                    if !v.starts_with('/') {
-                        return Err(Error::Invalid { what: "volume".into(), value: v.clone(), why: "volumes are absolute paths".into() });
+                    // BuildKit's rule (and so every Dockerfile's): any path but an empty one.
+                    if v.is_empty() {
+                        return Err(Error::Invalid { what: "volume".into(), value: v.clone(), why: "a volume needs a path".into() });
                     }
                     vols.insert(v.clone(), json!({}));
                 }
@@ -343,18 +344,20 @@ fn env_key(kv: &str) -> Result<&str> {
     }
 }
 
+/// `PORT[/PROTO]` as BuildKit takes it: a port or a range of them (0 to 65535), tcp, udp
+/// or sctp in any case (kept in lower case).
 fn normalise_port(p: &str) -> Result<String> {
-    let (num, proto) = p.split_once('/').unwrap_or((p, "tcp"));
-    let ok_num = num.parse::<u16>().is_ok_and(|n| n > 0)
-        || num.split_once('-').is_some_and(|(a, b)| a.parse::<u16>().is_ok() && b.parse::<u16>().is_ok());
+    let p = if p.contains('/') { p.to_ascii_lowercase() } else { format!("{p}/tcp") };
+    let (num, proto) = p.split_once('/').unwrap_or((&p, "tcp"));
+    let ok_num = num.split('-').all(|n| n.parse::<u16>().is_ok()) && num.split('-').count() <= 2;
     if !ok_num || !matches!(proto, "tcp" | "udp" | "sctp") {
         return Err(Error::Invalid {
             what: "exposed port".into(),
-            value: p.into(),
+            value: p.clone(),
             why: "expected PORT[/tcp|udp|sctp], e.g. 8080/tcp".into(),
         });
     }
-    Ok(format!("{num}/{proto}"))
+    Ok(p)
 }
 
 /// Edits to an image config; every field is optional and what is not named is kept.
@@ -490,13 +493,29 @@ mod tests {
     }
 
     #[test]
+    fn ports_and_volumes_as_buildkit_takes_them() {
+        let mut c = ImageConfig::new(&Platform::host());
+        let edit = ConfigEdit {
+            exposed_ports: vec!["0".into(), "53/UDP".into(), "8000-8010".into()],
+            volumes: vec!["data".into()],
+            ..Default::default()
+        };
+        c.apply(&edit).unwrap();
+        let cfg = c.container().unwrap();
+        assert_eq!(cfg["ExposedPorts"].as_object().unwrap().keys().collect::<Vec<_>>(), ["0/tcp", "53/udp", "8000-8010/tcp"]);
+        assert!(cfg["Volumes"].as_object().unwrap().contains_key("data"));
+    }
+
+    #[test]
     fn bad_values_are_named() {
         let mut c = ImageConfig::new(&Platform::host());
         for (edit, needle) in [
             (ConfigEdit { env: vec!["NOEQUALS".into()], ..Default::default() }, "NOEQUALS"),
             (ConfigEdit { exposed_ports: vec!["http".into()], ..Default::default() }, "http"),
             (ConfigEdit { created: Some("yesterday".into()), ..Default::default() }, "yesterday"),
-            (ConfigEdit { volumes: vec!["data".into()], ..Default::default() }, "data"),
+            (ConfigEdit { exposed_ports: vec!["80/quic".into()], ..Default::default() }, "80/quic"),
+            (ConfigEdit { exposed_ports: vec!["1-2-3".into()], ..Default::default() }, "1-2-3"),
+            (ConfigEdit { volumes: vec![String::new()], ..Default::default() }, "a volume needs a path"),
         ] {
             let e = c.apply(&edit).unwrap_err().to_string();
             assert!(e.contains(needle), "{e}");

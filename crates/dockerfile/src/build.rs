@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use imgtool_archive::{EntryKind, ExtractOptions, FileData, LayerOptions, Origin, Owner, TarEntry, host_entry, write_layer};
-use imgtool_core::{Compression, Flavor, History, Image, Platform, rfc3339};
+use imgtool_core::{Compression, ConfigEdit, Flavor, History, Image, Platform, rfc3339};
 use serde_json::{Value, json};
 
 use crate::cache::StepCache;
@@ -435,65 +435,36 @@ impl Builder<'_> {
             }
             Kind::Env(pairs) => {
                 // Every value sees the variables as they were before this instruction.
-                let mut set = Vec::new();
+                let mut env = Vec::new();
                 for (k, v) in pairs {
-                    set.push(format!("{}={}", self.expand_in(st, i, k)?, self.expand_in(st, i, v)?));
+                    env.push(format!("{}={}", self.expand_in(st, i, k)?, self.expand_in(st, i, v)?));
                 }
-                for kv in &set {
-                    st.image.config_mut().set_env(kv).map_err(|e| Error::step(i.line, kw, e.to_string()))?;
-                }
+                edit(st, i, ConfigEdit { env, ..ConfigEdit::default() })?;
             }
             Kind::Label(pairs) => {
+                // One pair at a time: labels keep the order they were written in.
                 for (k, v) in pairs {
-                    let (k, v) = (self.expand_in(st, i, k)?, self.expand_in(st, i, v)?);
-                    let c = st.image.config_mut().container_mut();
-                    let labels = c.entry("Labels").or_insert_with(|| json!({}));
-                    if !labels.is_object() {
-                        *labels = json!({});
-                    }
-                    if let Some(l) = labels.as_object_mut() {
-                        l.insert(k, json!(v));
-                    }
+                    let labels = BTreeMap::from([(self.expand_in(st, i, k)?, self.expand_in(st, i, v)?)]);
+                    edit(st, i, ConfigEdit { labels, ..ConfigEdit::default() })?;
                 }
             }
-            Kind::Maintainer(m) => {
-                st.image.config_mut().json_mut().insert("author".into(), json!(m));
-            }
-            Kind::User(u) => {
-                let u = self.expand_in(st, i, u)?;
-                st.image.config_mut().container_mut().insert("User".into(), json!(u));
-            }
+            Kind::Maintainer(m) => edit(st, i, ConfigEdit { author: Some(m.clone()), ..ConfigEdit::default() })?,
+            Kind::User(u) => edit(st, i, ConfigEdit { user: Some(self.expand_in(st, i, u)?), ..ConfigEdit::default() })?,
             Kind::Expose(words) => {
-                let mut ports = Vec::new();
+                let mut exposed_ports = Vec::new();
                 for w in words {
                     let got = crate::subst::expand_words(w, self.df.escape, &vars(st))
                         .map_err(|m| Error::step(i.line, kw, format!("{}: {m}", shown(w))))?;
                     self.charge(i, got.iter().map(String::len).sum())?;
-                    ports.extend(got);
+                    exposed_ports.extend(got);
                 }
-                for p in ports {
-                    let p = if p.contains('/') { p.to_ascii_lowercase() } else { format!("{p}/tcp") };
-                    let (num, proto) = p.split_once('/').unwrap_or((&p, "tcp"));
-                    let valid = num.split('-').all(|n| n.parse::<u16>().is_ok()) && matches!(proto, "tcp" | "udp" | "sctp");
-                    if !valid {
-                        return Err(Error::step(i.line, kw, format!("{p} is not a port: write PORT[/tcp|udp|sctp]")));
-                    }
-                    insert_set(st.image.config_mut().container_mut(), "ExposedPorts", &p);
-                }
+                edit(st, i, ConfigEdit { exposed_ports, ..ConfigEdit::default() })?;
             }
             Kind::Volume(vols) => {
-                for v in vols {
-                    let v = self.expand_in(st, i, v)?;
-                    if v.is_empty() {
-                        return Err(Error::step(i.line, kw, "VOLUME needs a path"));
-                    }
-                    insert_set(st.image.config_mut().container_mut(), "Volumes", &v);
-                }
+                let volumes = vols.iter().map(|v| self.expand_in(st, i, v)).collect::<Result<Vec<_>, _>>()?;
+                edit(st, i, ConfigEdit { volumes, ..ConfigEdit::default() })?;
             }
-            Kind::Stopsignal(s) => {
-                let s = self.expand_in(st, i, s)?;
-                st.image.config_mut().container_mut().insert("StopSignal".into(), json!(s));
-            }
+            Kind::Stopsignal(sig) => edit(st, i, ConfigEdit { stop_signal: Some(self.expand_in(st, i, sig)?), ..ConfigEdit::default() })?,
             Kind::Healthcheck(h) => {
                 let value = match h {
                     None => json!({"Test": ["NONE"]}),
@@ -558,7 +529,7 @@ impl Builder<'_> {
                 let current = st.config_str("WorkingDir");
                 let abs = if w.starts_with('/') { w.clone() } else { format!("{current}/{w}") };
                 let abs = format!("/{}", clean(&abs).unwrap_or_default());
-                st.image.config_mut().container_mut().insert("WorkingDir".into(), json!(abs));
+                edit(st, i, ConfigEdit { workdir: Some(abs.clone()), ..ConfigEdit::default() })?;
                 return self.workdir(st, i, &abs).await;
             }
             Kind::Run { flags, command, heredocs: _ } => return self.run_step(st, i, flags, command).await,
@@ -570,6 +541,12 @@ impl Builder<'_> {
         st.image.config_mut().push_history(self.history(i, true));
         Ok(())
     }
+}
+
+/// A config instruction's edit, through the one path every config edit takes (pipeline
+/// `config` steps and CLI flags too): one validation, one error text.
+fn edit(st: &mut Stage, i: &Instruction, e: ConfigEdit) -> Result<(), Error> {
+    st.image.config_mut().apply(&e).map_err(|err| Error::step(i.line, keyword(&i.kind), err.to_string()))
 }
 
 /// Copy a host file or tree (modes and symlinks kept) to `to`.

@@ -65,16 +65,6 @@ pub(super) fn command_json(c: &Command, shell: &[String]) -> Value {
     }
 }
 
-pub(super) fn insert_set(cfg: &mut serde_json::Map<String, Value>, field: &str, key: &str) {
-    let v = cfg.entry(field).or_insert_with(|| json!({}));
-    if !v.is_object() {
-        *v = json!({});
-    }
-    if let Some(m) = v.as_object_mut() {
-        m.insert(key.to_string(), json!({}));
-    }
-}
-
 /// A Go duration (`1m30s`, `500ms`, `2h`) in nanoseconds.
 pub(super) fn duration_ns(s: &str) -> Option<u64> {
     let mut total: f64 = 0.0;
