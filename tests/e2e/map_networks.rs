@@ -82,10 +82,10 @@ fn networks_and_volumes(d: &Eng) {
     let mounts = docker(d, &["exec", "nets.db", "cat", "/proc/mounts"]);
     assert!(mounts.lines().any(|l| l.starts_with("tmpfs /cache tmpfs")), "{mounts}");
 
-    // A third endpoint setting changed (an alias): app alone is re-created; a bad network
+    // An alias on the network joined after create changed: app alone is re-created; a bad network
     // option is refused before anything is done.
     let before = ids(d);
-    std::fs::write(t.join("nets.yml"), d.adapt(&MAP.replace("[front, ", "[{front: app-front}, "))).unwrap();
+    std::fs::write(t.join("nets.yml"), d.adapt(&MAP.replace("aliases: [application]", "aliases: [application, app2]"))).unwrap();
     map_ok(t, d, &["update", "nets.yml"]);
     let after = ids(d);
     assert_ne!(after["nets.app"], before["nets.app"]);
@@ -93,7 +93,7 @@ fn networks_and_volumes(d: &Eng) {
     std::fs::write(t.join("bad.yml"), MAP.replace("{labels: {team: data}}", "{lables: {team: data}}").replace("name: nets", "name: bad"))
         .unwrap();
     let out = map(t, d, &["startup", "bad.yml"]);
-    assert!(!out.status.success() && transcript(&out).contains("create option lables is not one a network takes"), "{}", transcript(&out));
+    assert!(!out.status.success() && transcript(&out).contains("create option lables is not one it takes"), "{}", transcript(&out));
     map_ok(t, d, &["shutdown", "nets.yml"]);
     docker(d, &["volume", "rm", "nets.cache"]);
 }

@@ -369,7 +369,10 @@ fn images_from_imgtool(d: &Eng) {
     std::fs::create_dir_all(t.join("ctx")).unwrap();
     std::fs::write(t.join("ctx/Dockerfile"), "FROM docker-archive:../bb.tar\nCOPY msg /msg\n").unwrap();
     std::fs::write(t.join("ctx/msg"), "m1").unwrap();
-    let text = "name: own\napp:\n  image: oci:app:1\n  stop_signal: SIGKILL\n  create_options: {command: sleep 3600}\nother:\n  image: busybox\n  stop_signal: SIGKILL\n  create_options: {command: sleep 3600}\nweb:\n  image: pipe:web.toml\n  stop_signal: SIGKILL\n  create_options: {command: sleep 3600}\njob:\n  image: build:ctx\n  stop_signal: SIGKILL\n  create_options: {command: sleep 3600}\n";
+    let text = "name: own\napp:\n  image: oci:app:1\n  stop_signal: SIGKILL\n  create_options: {command: sleep 3600}\nother:\n  image: busybox\n  stop_signal: SIGKILL\n  create_options: {command: sleep 3600}\nweb:\n  image: pipe:web.toml\n  stop_signal: SIGKILL\n  create_options: {command: sleep 3600}\njob:\n  image: build:ctx\n  stop_signal: SIGKILL\n  create_options: {command: sleep 3600}\ntagged:\n  image: build:latest\n  stop_signal: SIGKILL\n  create_options: {command: sleep 3600}\n";
+    // `build:latest`, with no directory `latest`, is the engine's image `build`, tag `latest`,
+    // as docker-map reads it.
+    docker(d, &["tag", "busybox:latest", "build:latest"]);
     let text = d.adapt(text);
     std::fs::write(t.join("own.yml"), text).unwrap();
     let out = map(t, d, &["startup", "own.yml"]);

@@ -1,6 +1,6 @@
 //! `imgtool map ACTION MAPFILE [CONTAINER[.INSTANCE]...]`: docker-map's MappingDockerClient.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,8 +19,20 @@ use crate::transport::Transport;
 /// Image sources imgtool reads or builds itself, and loads into the engine.
 const OWN_SOURCES: [&str; 5] = ["oci:", "oci-archive:", "docker-archive:", "pipe:", "build:"];
 
-fn own(image: &str) -> bool {
-    OWN_SOURCES.iter().any(|s| image.starts_with(s))
+/// Whether `image` is one imgtool reads or builds: a source prefix and a path (relative to
+/// the map's directory) that exists. Otherwise it is the engine's name, as docker-map reads
+/// it: `build:latest` is the image `build`, tag `latest`.
+fn own(image: &str, base: &Path) -> bool {
+    OWN_SOURCES.iter().any(|s| {
+        let Some(rest) = image.strip_prefix(s) else { return false };
+        // A pipeline is a regular file (not a FIFO to wait on), a context a directory;
+        // oci:DIR:TAG, oci-archive:FILE:TAG, docker-archive:FILE:NAME:TAG name a path first.
+        match *s {
+            "pipe:" => base.join(rest).is_file(),
+            "build:" => base.join(rest).is_dir(),
+            _ => rest.split(':').next().is_some_and(|path| !path.is_empty() && base.join(path).exists()),
+        }
+    })
 }
 
 /// What `imgtool map` does.
@@ -137,13 +149,25 @@ fn record(out: Out<'_>, s: &Step, done: bool) {
     out.record(json, format!("{} {} ({})", verb(&s.op), target(&s.op), s.reason));
 }
 
-/// The images of the map's containers that imgtool reads or builds itself, by source, each
-/// read or built once for every engine. Built layers live in `spool`.
-async fn read_images(map: &ContainerMap, base: &Path, spool: &Path, reg: &Registries, p: Printer) -> Result<BTreeMap<String, Image>> {
+/// The images of the map's containers that imgtool reads or builds itself, by source: those
+/// of the containers in `wanted` read or built (once, for every engine; built layers live in
+/// `spool`), the others `None`.
+async fn read_images(
+    map: &ContainerMap,
+    wanted: &BTreeSet<String>,
+    base: &Path,
+    spool: &Path,
+    reg: &Registries,
+    p: Printer,
+) -> Result<BTreeMap<String, Option<Image>>> {
     let mut images = BTreeMap::new();
     for (cfg, c) in &map.containers {
-        let Some(given) = c.image.clone().filter(|i| own(i)) else { continue };
-        if images.contains_key(&given) {
+        let Some(given) = c.image.clone().filter(|i| own(i, base)) else { continue };
+        if !wanted.contains(cfg) {
+            images.entry(given).or_insert(None);
+            continue;
+        }
+        if images.get(&given).is_some_and(Option::is_some) {
             continue;
         }
         let image = if let Some(file) = given.strip_prefix("pipe:") {
@@ -156,32 +180,43 @@ async fn read_images(map: &ContainerMap, base: &Path, spool: &Path, reg: &Regist
             let t = Transport::parse(&given, base)?;
             crate::commands::load(&t, None, Flavor::Docker, reg).await
         };
-        images.insert(given.clone(), image.with_context(|| format!("container {cfg}: {given}"))?);
+        images.insert(given.clone(), Some(image.with_context(|| format!("container {cfg}: {given}"))?));
     }
     Ok(images)
 }
 
 /// Put the images the map takes from imgtool (`images`) into the engine, unless it has them,
 /// named by their config digest, and point the map at those names: a changed source is a
-/// changed name, so `update` re-creates exactly the containers on it.
+/// changed name, so `update` re-creates exactly the containers on it. Sources not read get
+/// a name the engine need not have (the action does not create their containers).
 async fn bring_images(
     map: &mut ContainerMap,
     engine: &DockerEngine,
-    images: &BTreeMap<String, Image>,
+    images: &BTreeMap<String, Option<Image>>,
     load: bool,
     out: Out<'_>,
 ) -> Result<()> {
+    let mut loaded = BTreeSet::new();
     let configs: Vec<String> = map.containers.keys().cloned().collect();
     for cfg in configs {
         let Some(given) = map.containers[&cfg].image.clone() else { continue };
-        let Some(image) = images.get(&given) else { continue };
-        let id = image.config_blob().0.digest;
-        let name = format!("imgtool.local/{}/{}:{}", map.name.to_lowercase(), cfg.to_lowercase(), &id.hex()[..12]);
-        let has = !load || engine.image_id(&name).await?.is_some_and(|have| have.trim_start_matches("sha256:") == id.hex());
-        if !has {
-            out.status(format!("loading {given} into {} as {name}", engine.describe()));
-            load_into(image, &name, engine).await.with_context(|| format!("container {cfg}: loading {given}"))?;
-        }
+        let name = match images.get(&given) {
+            None => continue,
+            Some(None) => format!("imgtool.local/{}/{}", map.name.to_lowercase(), cfg.to_lowercase()),
+            Some(Some(image)) => {
+                let id = image.config_blob().0.digest;
+                let name = format!("imgtool.local/{}:{}", map.name.to_lowercase(), &id.hex()[..12]);
+                let has = !load
+                    || loaded.contains(&name)
+                    || engine.image_id(&name).await?.is_some_and(|have| have.trim_start_matches("sha256:") == id.hex());
+                if !has {
+                    out.status(format!("loading {given} into {} as {name}", engine.describe()));
+                    load_into(image, &name, engine).await.with_context(|| format!("container {cfg}: loading {given}"))?;
+                }
+                loaded.insert(name.clone());
+                name
+            }
+        };
         if let Some(c) = map.containers.get_mut(&cfg) {
             c.image = Some(name);
         }
@@ -249,8 +284,11 @@ pub async fn run(args: MapArgs, p: Printer, reg: &Registries) -> Result<()> {
         if let Some(f) = &args.file {
             bail!("{:?} works on the whole engine and reads no map; {} is one too many", args.action, f.display());
         }
-        // Every engine the clients file names, else the default one.
-        let names: Vec<String> = if clients.is_empty() { vec![DEFAULT_CLIENT.into()] } else { clients.keys().cloned().collect() };
+        // Every engine the clients file names (and --host's, when given), else the default one.
+        let mut names: Vec<String> = clients.keys().cloned().collect();
+        if names.is_empty() || (args.host.is_some() && !clients.contains_key(DEFAULT_CLIENT)) {
+            names.insert(0, DEFAULT_CLIENT.into());
+        }
         for name in &names {
             let engine = DockerEngine::connect_client(args.host.as_deref(), &client(name)?).await?;
             let out = Out { p, client: (names.len() > 1).then_some(name.as_str()) };
@@ -284,20 +322,34 @@ pub async fn run(args: MapArgs, p: Printer, reg: &Registries) -> Result<()> {
     .await
     .into_iter()
     .collect::<Result<Vec<_>>>()?;
-    // Taking containers down needs no image; planning needs their names, not the images in.
-    let needs = matches!(
-        args.action,
-        MapAction::Startup | MapAction::Update | MapAction::Create | MapAction::Start | MapAction::Plan | MapAction::Status
-    );
+    // Two clients on one engine would race to create the same networks and volumes.
+    for (i, e) in engines.iter().enumerate() {
+        if let Some(j) = engines[..i].iter().position(|o| o.describe() == e.describe()) {
+            bail!("clients {} and {} are the same engine ({}); a map runs once per engine", parts[j].0, parts[i].0, e.describe());
+        }
+    }
+    for (name, config, _, _) in &parts {
+        let ignored = config.ignored();
+        if !ignored.is_empty() {
+            p.status(format!("client {name}: {} read and not used (imgtool has no use for them)", ignored.join(", ")));
+        }
+    }
+    // Only what may create a container needs its image, and only that container's: taking
+    // containers down or starting them needs none. Planning needs them to know whether they
+    // changed.
+    let wanted: BTreeSet<String> = match args.action {
+        MapAction::Startup | MapAction::Create => map.with_dependencies(&chosen)?.into_iter().map(|u| u.config).collect(),
+        MapAction::Update | MapAction::Plan | MapAction::Status => {
+            map.with_dependencies(&map.with_dependents(&chosen)?)?.into_iter().map(|u| u.config).collect()
+        }
+        _ => BTreeSet::new(),
+    };
     let spool = imgtool_core::spool().context("creating a spool directory")?;
     let base = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let images = match needs {
-        true => Some(read_images(&map, base, spool.path(), reg, p).await?),
-        false => None,
-    };
+    let images = read_images(&map, &wanted, base, spool.path(), reg, p).await?;
     let work = parts.into_iter().zip(&engines).map(|((name, _, part, targets), engine)| {
         let out = Out { p, client: many.then_some(name) };
-        let (args, file, images) = (&args, &file, images.as_ref());
+        let (args, file, images) = (&args, &file, &images);
         async move {
             // Engine errors name the engine; with several, say which client it is.
             let r = on_engine(args, part, targets, file, engine, images, out).await;
@@ -322,23 +374,11 @@ async fn on_engine(
     targets: Vec<String>,
     file: &Path,
     engine: &DockerEngine,
-    images: Option<&BTreeMap<String, Image>>,
+    images: &BTreeMap<String, Option<Image>>,
     out: Out<'_>,
 ) -> Result<()> {
-    match images {
-        Some(images) => {
-            let load = !matches!(args.action, MapAction::Plan | MapAction::Status);
-            bring_images(&mut map, engine, images, load, out).await?;
-        }
-        None => {
-            // The engine looks names up: give imgtool's sources a name it can (need not) have.
-            for (cfg, c) in map.containers.iter_mut() {
-                if c.image.as_deref().is_some_and(own) {
-                    c.image = Some(format!("imgtool.local/{}/{}", map.name.to_lowercase(), cfg.to_lowercase()));
-                }
-            }
-        }
-    }
+    let load = !matches!(args.action, MapAction::Plan | MapAction::Status);
+    bring_images(&mut map, engine, images, load, out).await?;
     let seen = observe(&map, engine).await?;
     let action = match args.action {
         MapAction::Startup => Action::Startup,

@@ -192,7 +192,15 @@ pub fn parse_mode(s: &str) -> Result<u32, String> {
 impl PipelineFile {
     /// Read and parse; syntax and type errors name the line and column.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading pipeline {}", path.display()))?;
+        // Pipelines are written by hand: a bound keeps /dev/zero or a runaway file out of memory.
+        const LIMIT: u64 = 1 << 20;
+        let mut text = String::new();
+        let file = std::fs::File::open(path).with_context(|| format!("reading pipeline {}", path.display()))?;
+        std::io::Read::read_to_string(&mut std::io::Read::take(file, LIMIT + 1), &mut text)
+            .with_context(|| format!("reading pipeline {}", path.display()))?;
+        if text.len() as u64 > LIMIT {
+            bail!("{}: larger than {LIMIT} bytes; a pipeline is not that big", path.display());
+        }
         let pipeline: Pipeline = toml::from_str(&text).map_err(|e| {
             let at = e.span().map(|s| {
                 let (l, c) = line_col(&text, s.start);

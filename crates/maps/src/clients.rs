@@ -17,8 +17,7 @@ use crate::model::ContainerMap;
 pub const DEFAULT_CLIENT: &str = "__default__";
 
 /// One engine a map may run containers on (docker-map's `ClientConfiguration`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct ClientConfig {
     /// Where the engine is (`unix:///run/docker.sock`, `tcp://HOST:PORT`); the default
     /// engine's address when unset.
@@ -29,13 +28,29 @@ pub struct ClientConfig {
     /// Interface aliases, and the IPv6 address each stands for.
     #[serde(default)]
     pub interfaces_ipv6: BTreeMap<String, String>,
-    /// Seconds an engine call may take.
-    pub timeout: Option<u64>,
+    /// Seconds a quick engine call may take (loads, stops and execs take what they need).
+    pub timeout: Option<f64>,
     /// docker-py's API version. Read so docker-map's files load; imgtool agrees on the
     /// version with the engine.
     pub version: Option<serde_json::Value>,
     /// Use TLS (certificates from `DOCKER_CERT_PATH`).
     pub tls: Option<bool>,
+    /// docker-map's other settings (`stop_timeout`, `wait_timeout`, `auth_configs`, its
+    /// feature flags): read so its files load, and not used; [`ClientConfig::ignored`]
+    /// names them.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// The settings docker-map's `ClientConfiguration` takes beyond those imgtool uses.
+const DOCKER_MAP_KEYS: [&str; 8] =
+    ["stop_timeout", "wait_timeout", "auth_configs", "features", "constraints", "info", "use_host_config", "client"];
+
+impl ClientConfig {
+    /// The settings read and not used.
+    pub fn ignored(&self) -> Vec<&str> {
+        self.other.keys().map(String::as_str).collect()
+    }
 }
 
 /// Clients by name.
@@ -54,6 +69,14 @@ pub fn parse_clients(text: &str, toml: bool) -> Result<Clients, String> {
     let raw: BTreeMap<String, Option<ClientConfig>> = crate::file::parse_text(text, toml)?;
     let clients: Clients = raw.into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect();
     for (name, c) in &clients {
+        // docker-map's own keys, and its feature flags (booleans), are read; anything else is
+        // a typo.
+        if let Some(k) = c.other.iter().find(|(k, v)| !DOCKER_MAP_KEYS.contains(&k.as_str()) && !v.is_boolean()).map(|(k, _)| k) {
+            return Err(format!(
+                "{name}: unknown key {k} (a client takes base_url, interfaces, interfaces_ipv6, timeout, tls, version and docker-map's {})",
+                DOCKER_MAP_KEYS.join(", ")
+            ));
+        }
         for (key, table, v6) in [("interfaces", &c.interfaces, false), ("interfaces_ipv6", &c.interfaces_ipv6, true)] {
             for (alias, addr) in table {
                 match addr.parse::<IpAddr>() {
@@ -166,5 +189,7 @@ mod tests {
         assert!(e.contains("needs b") && e.contains("add x to the clients of b"), "{e}");
         assert!(parse_clients("a:\n  interfaces: {p: nope}\n", false).unwrap_err().contains("not an IPv4"));
         assert!(parse_clients("a:\n  bogus: 1\n", false).unwrap_err().contains("bogus"));
+        let c = parse_clients("a:\n  timeout: 2.5\n  stop_timeout: 10\n  auth_configs: {}\n", false).unwrap();
+        assert_eq!((c["a"].timeout, c["a"].ignored()), (Some(2.5), vec!["auth_configs", "stop_timeout"]));
     }
 }

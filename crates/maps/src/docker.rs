@@ -24,6 +24,9 @@ const OUTPUT_TAIL: usize = 4096;
 #[derive(Debug, Clone)]
 pub struct DockerEngine {
     docker: Docker,
+    /// The same engine for calls that last as long as their work (an image load, a stop
+    /// that waits, an exec): a client's `timeout` does not cut those short.
+    slow: Docker,
     host: String,
     /// podman's compatible service, which differs where noted.
     podman: bool,
@@ -47,14 +50,22 @@ impl DockerEngine {
             .or_else(|| default_host.map(str::to_string))
             .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
             .unwrap_or_else(|| "unix:///var/run/docker.sock".into());
-        let timeout = client.timeout.unwrap_or(TIMEOUT);
-        let fail = |why: String| Error::Engine { engine: host.clone(), call: "connect", target: String::new(), why };
+        let fail = |why: String| Error::Engine { engine: host.clone(), call: "connect", target: "to the engine".into(), why };
+        let timeout = match client.timeout {
+            None => TIMEOUT,
+            Some(t) if t.is_finite() && t >= 1.0 => t.ceil() as u64,
+            Some(t) => return Err(fail(format!("timeout {t}: give at least one second"))),
+        };
         let tls = client.tls.unwrap_or_else(|| std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| !v.is_empty() && v != "0"))
             || host.starts_with("https://");
+        // docker-py (and so docker-map's files) write unix://var/run/docker.sock.
+        let host = match host.strip_prefix("unix://") {
+            Some(path) if !path.starts_with('/') => format!("unix:///{path}"),
+            _ => host,
+        };
+        let fail = |why: String| Error::Engine { engine: host.clone(), call: "connect", target: "to the engine".into(), why };
         let docker = if let Some(path) = host.strip_prefix("unix://") {
-            // docker-py (and so docker-map's files) write unix://var/run/docker.sock.
-            let path = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
-            Docker::connect_with_socket(&path, timeout, bollard::API_DEFAULT_VERSION)
+            Docker::connect_with_socket(path, timeout, bollard::API_DEFAULT_VERSION)
         } else if let Some(rest) =
             host.strip_prefix("tcp://").or_else(|| host.strip_prefix("http://")).or_else(|| host.strip_prefix("https://"))
         {
@@ -81,7 +92,8 @@ impl DockerEngine {
         let docker = docker.negotiate_version().await.map_err(|e| fail(format!("the engine does not answer: {e}")))?;
         let version = docker.version().await.map_err(|e| fail(format!("the engine does not answer: {e}")))?;
         let podman = version.components.unwrap_or_default().iter().any(|c| c.name.to_ascii_lowercase().contains("podman"));
-        Ok(Self { docker, host, podman })
+        let slow = docker.clone().with_timeout(std::time::Duration::from_secs(timeout.max(TIMEOUT)));
+        Ok(Self { docker, slow, host, podman })
     }
 
     fn err(&self, call: &'static str, target: &str) -> impl FnOnce(bollard::errors::Error) -> Error + '_ {
@@ -151,7 +163,7 @@ impl Engine for DockerEngine {
     }
 
     async fn load(&self, tarball: BoxStream<'static, std::io::Result<bytes::Bytes>>) -> Result<(), Error> {
-        let mut answers = self.docker.import_image_stream(q::ImportImageOptions { quiet: true, ..Default::default() }, tarball, None);
+        let mut answers = self.slow.import_image_stream(q::ImportImageOptions { quiet: true, ..Default::default() }, tarball, None);
         while let Some(a) = answers.next().await {
             let a = a.map_err(self.err("load", "an image"))?;
             if let Some(e) = a.error_detail.and_then(|d| d.message) {
@@ -185,13 +197,12 @@ impl Engine for DockerEngine {
         for (network, endpoint) in later {
             let req = bollard::models::NetworkConnectRequest { container: id.clone(), endpoint_config: Some(endpoint) };
             if let Err(e) = self.docker.connect_network(&network, req).await {
-                let _ = self.remove(&id).await;
-                return Err(Error::Engine {
-                    engine: self.host.clone(),
-                    call: "connect",
-                    target: format!("{name} to {network}"),
-                    why: why(&e),
-                });
+                let mut why = why(&e);
+                // Left on its first network only, it would carry the hash of all of them.
+                if let Err(left) = self.remove(&id).await {
+                    why = format!("{why}; and removing it again failed, remove it by hand: {left}");
+                }
+                return Err(Error::Engine { engine: self.host.clone(), call: "connect", target: format!("{name} to {network}"), why });
             }
         }
         Ok(id)
@@ -203,7 +214,7 @@ impl Engine for DockerEngine {
 
     async fn stop(&self, id: &str, timeout: Option<i64>) -> Result<(), Error> {
         let opts = q::StopContainerOptions { t: timeout.map(|t| t.clamp(0, i64::from(i32::MAX)) as i32), ..Default::default() };
-        match self.docker.stop_container(id, Some(opts)).await {
+        match self.slow.stop_container(id, Some(opts)).await {
             // 304: it was not running.
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
             r => r.map_err(self.err("stop", id)),
@@ -241,10 +252,10 @@ impl Engine for DockerEngine {
             attach_stderr: Some(true),
             ..Default::default()
         };
-        let exec = self.docker.create_exec(id, config).await.map_err(self.err("exec", id))?.id;
+        let exec = self.slow.create_exec(id, config).await.map_err(self.err("exec", id))?.id;
         let mut output = Vec::new();
         if let bollard::exec::StartExecResults::Attached { output: mut stream, .. } =
-            self.docker.start_exec(&exec, None).await.map_err(self.err("exec", id))?
+            self.slow.start_exec(&exec, None).await.map_err(self.err("exec", id))?
         {
             while let Some(chunk) = stream.next().await {
                 output.extend_from_slice(&chunk.map_err(self.err("exec", id))?.into_bytes());
@@ -253,7 +264,7 @@ impl Engine for DockerEngine {
                 }
             }
         }
-        let code = self.docker.inspect_exec(&exec).await.map_err(self.err("exec", id))?.exit_code.unwrap_or(-1);
+        let code = self.slow.inspect_exec(&exec).await.map_err(self.err("exec", id))?.exit_code.unwrap_or(-1);
         let start = output.len().saturating_sub(OUTPUT_TAIL);
         Ok(ExecOutcome { code, output: String::from_utf8_lossy(&output[start..]).into_owned() })
     }
@@ -262,7 +273,7 @@ impl Engine for DockerEngine {
         // Without copyUIDGID both engines keep the tar's owners; with it, both give everything
         // to the container's user (Docker looking the user up by name, which fails for a uid).
         let opts = q::UploadToContainerOptions { path: path.into(), ..Default::default() };
-        self.docker.upload_to_container(id, Some(opts), bollard::body_full(tar.into())).await.map_err(self.err("put archive", id))
+        self.slow.upload_to_container(id, Some(opts), bollard::body_full(tar.into())).await.map_err(self.err("put archive", id))
     }
 
     async fn ensure_volume(&self, v: &crate::VolumeSpecOut, owner: Option<(u32, u32)>) -> Result<bool, Error> {
@@ -270,7 +281,10 @@ impl Engine for DockerEngine {
             return Ok(false);
         }
         let mut driver_opts: HashMap<String, String> = v.driver_options.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        if let (Some((uid, gid)), true) = (owner, self.podman) {
+        // podman's local driver takes the owner as mount options; another driver would
+        // take them for its own.
+        let local = v.driver.as_deref().is_none_or(|d| d == "local");
+        if let (Some((uid, gid)), true, true) = (owner, self.podman, local) {
             let o = driver_opts.entry("o".into()).or_default();
             let sep = if o.is_empty() { "" } else { "," };
             o.push_str(&format!("{sep}uid={uid},gid={gid}"));
@@ -356,7 +370,8 @@ impl DockerEngine {
                 None => RunState::Other("unknown".into()),
             };
             let labels = c.labels.unwrap_or_default().into_iter().collect();
-            out.push(Seen { id, name, state, image_id: c.image_id.unwrap_or_default(), labels });
+            let networks = c.network_settings.and_then(|n| n.networks).map(|n| n.into_keys().collect()).unwrap_or_default();
+            out.push(Seen { id, name, state, image_id: c.image_id.unwrap_or_default(), labels, networks });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)

@@ -20,6 +20,8 @@ pub struct Seen {
     pub image_id: String,
     /// Its labels (the map's, among them).
     pub labels: BTreeMap<String, String>,
+    /// The networks it is on.
+    pub networks: std::collections::BTreeSet<String>,
 }
 
 /// Whether a container runs.

@@ -280,6 +280,14 @@ fn update_reasons(
     if s.labels.get(CONFIG_LABEL).map(String::as_str) != body["Labels"][CONFIG_LABEL].as_str() {
         why.push("its configuration changed".to_string());
     }
+    // The hash speaks for every network, but the others are joined after create: one
+    // interrupted in between is on fewer than its label says.
+    if let Some(endpoints) = body["NetworkingConfig"]["EndpointsConfig"].as_object()
+        && !s.networks.is_empty()
+        && let Some(missing) = endpoints.keys().find(|n| !s.networks.contains(*n))
+    {
+        why.push(format!("it is not on network {missing}"));
+    }
     let image = map.image_of(&unit.config);
     let persistent = c.persistent == Some(true);
     if let Some(Some(id)) = seen.images.get(&image)

@@ -13,9 +13,6 @@ const MAX_UNITS: usize = 2048;
 /// The deepest `extends` chain.
 const MAX_EXTENDS: usize = 64;
 
-/// Volume create options, docker-py's names and the Engine API's.
-const VOLUME_OPTIONS: [&str; 6] = ["driver", "Driver", "driver_opts", "DriverOpts", "labels", "Labels"];
-
 impl ContainerMap {
     /// The map with every configuration's `extends` merged in and abstract ones dropped,
     /// after docker-map's integrity check (every alias used is defined, and so on).
@@ -40,9 +37,7 @@ impl ContainerMap {
             out.network_body(network).map_err(invalid)?;
         }
         for (alias, v) in &out.volumes {
-            if let Some(k) = v.create_options.keys().find(|k| !VOLUME_OPTIONS.contains(&k.as_str())) {
-                return Err(invalid(format!("volume {alias}: create option {k} is not one a volume takes (driver, driver_opts, labels)")));
-            }
+            crate::spec::volume_options(alias, v).map_err(invalid)?;
         }
         out.check_cycles()?;
         Ok(out)

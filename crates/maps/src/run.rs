@@ -225,12 +225,15 @@ impl Run<'_> {
             Op::Create { name, body } => {
                 engine.create(name, body).await?;
                 lock(&self.made).containers.push(name.clone());
-                // Volumes it attaches that exist already get its owner and mode again once
-                // it starts: they may have changed (new volumes have them already).
-                if let Some(unit) = map.units().into_iter().find(|u| u.container_name(map) == *name) {
+                // Volumes it attaches that exist already get its owner and mode again, as new
+                // ones do, before it starts (and again once it runs, for podman): they may
+                // have changed, and that re-created it.
+                if let Some(unit) = unit_named(map, name) {
                     for v in map.volume_specs(&unit.config).into_iter().filter(|v| v.owner.is_some() || v.mode.is_some()) {
-                        let f = fresh(map, &v.into())?;
+                        let v: VolumeSpecOut = v.into();
+                        let f = fresh(map, &v)?;
                         if !new_volumes.iter().any(|n| n.path == f.path && n.config == f.config) {
+                            prepare_volume(map, engine, &v, &f, &self.made).await?;
                             new_volumes.push(f);
                         }
                     }
@@ -238,7 +241,7 @@ impl Run<'_> {
             }
             Op::Start { name } => {
                 engine.start(name).await?;
-                let unit = map.units().into_iter().find(|u| u.container_name(map) == *name);
+                let unit = unit_named(map, name);
                 let config = unit.as_ref().map(|u| u.config.clone());
                 let (mine, rest): (Vec<Fresh>, Vec<Fresh>) =
                     std::mem::take(new_volumes).into_iter().partition(|f| Some(&f.config) == config.as_ref());
@@ -267,6 +270,11 @@ impl Run<'_> {
         }
         Ok(())
     }
+}
+
+/// The unit whose container is `name`.
+fn unit_named(map: &ContainerMap, name: &str) -> Option<crate::Unit> {
+    map.units().into_iter().find(|u| u.container_name(map) == name)
 }
 
 /// Wait for every signal: an error when one of them failed.

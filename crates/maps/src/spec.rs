@@ -36,19 +36,84 @@ pub struct VolumeSpec {
     pub labels: BTreeMap<String, String>,
 }
 
-/// Network create options: docker-py's name, and the Engine API's.
-const NETWORK_OPTIONS: [(&str, &str); 10] = [
-    ("driver", "Driver"),
-    ("internal", "Internal"),
-    ("enable_ipv6", "EnableIPv6"),
-    ("attachable", "Attachable"),
-    ("ingress", "Ingress"),
-    ("scope", "Scope"),
-    ("ipam", "IPAM"),
-    ("options", "Options"),
-    ("labels", "Labels"),
-    ("check_duplicate", "CheckDuplicate"),
+/// What a create option's value must be.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Bool,
+    Text,
+    Mapping,
+}
+
+/// Network create options: docker-py's name, the Engine API's, and the value's shape.
+/// (docker-py's `check_duplicate` is not among them: the Engine API dropped it.)
+const NETWORK_OPTIONS: [(&str, &str, Shape); 9] = [
+    ("driver", "Driver", Shape::Text),
+    ("internal", "Internal", Shape::Bool),
+    ("enable_ipv6", "EnableIPv6", Shape::Bool),
+    ("attachable", "Attachable", Shape::Bool),
+    ("ingress", "Ingress", Shape::Bool),
+    ("scope", "Scope", Shape::Text),
+    ("ipam", "IPAM", Shape::Mapping),
+    ("options", "Options", Shape::Mapping),
+    ("labels", "Labels", Shape::Mapping),
 ];
+
+/// Volume create options, as [`NETWORK_OPTIONS`].
+const VOLUME_OPTIONS: [(&str, &str, Shape); 3] =
+    [("driver", "Driver", Shape::Text), ("driver_opts", "DriverOpts", Shape::Mapping), ("labels", "Labels", Shape::Mapping)];
+
+/// `options` checked against `known`: each by its Engine API name, its value of the right
+/// shape; `what` names the network or volume in errors.
+fn create_options<'a>(
+    options: &'a crate::model::Options,
+    known: &[(&str, &'static str, Shape)],
+    what: &str,
+) -> Result<Vec<(&'static str, &'a Value)>, String> {
+    let mut out = Vec::new();
+    for (k, v) in options {
+        let (_, api, shape) = known.iter().find(|(py, api, _)| k == py || k == api).ok_or_else(|| {
+            let names: Vec<&str> = known.iter().map(|(py, _, _)| *py).collect();
+            format!("{what}: create option {k} is not one it takes ({})", names.join(", "))
+        })?;
+        let fits = match shape {
+            Shape::Bool => v.is_boolean(),
+            Shape::Text => v.is_string(),
+            Shape::Mapping => v.is_object(),
+        };
+        if !fits {
+            let want = match shape {
+                Shape::Bool => "true or false",
+                Shape::Text => "a string",
+                Shape::Mapping => "a mapping",
+            };
+            return Err(format!("{what}: create option {k}: expected {want}"));
+        }
+        out.push((*api, v));
+    }
+    Ok(out)
+}
+
+/// A mapping's entries as strings (numbers and the like as JSON text).
+fn string_map(v: &Value) -> Vec<(String, String)> {
+    let o = v.as_object().into_iter().flatten();
+    o.map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect()
+}
+
+/// A volume's driver, driver options and labels.
+type VolumeOptions = (Option<String>, BTreeMap<String, String>, BTreeMap<String, String>);
+
+/// A volume's driver, driver options and labels: its own, then its create options over them.
+pub(crate) fn volume_options(alias: &str, v: &crate::model::VolumeConfig) -> Result<VolumeOptions, String> {
+    let (mut driver, mut driver_options, mut labels) = (v.driver.clone(), v.driver_options.clone(), BTreeMap::new());
+    for (api, value) in create_options(&v.create_options, &VOLUME_OPTIONS, &format!("volume {alias}"))? {
+        match api {
+            "Driver" => driver = value.as_str().map(str::to_string),
+            "DriverOpts" => driver_options.extend(string_map(value)),
+            _ => labels.extend(string_map(value)),
+        }
+    }
+    Ok((driver, driver_options, labels))
+}
 
 /// The engine's name of an attached alias of `config`.
 pub(crate) fn volume_name(map: &ContainerMap, config: &str, alias: &str) -> String {
@@ -89,20 +154,12 @@ impl ContainerMap {
             .iter()
             .map(|a| {
                 let v = self.volumes.get(&a.alias);
-                let option = |py: &str, api: &str| v.and_then(|v| v.create_options.get(py).or_else(|| v.create_options.get(api)));
-                let strings = |o: Option<&Value>| -> Vec<(String, String)> {
-                    let o = o.and_then(Value::as_object).into_iter().flatten();
-                    o.map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect()
-                };
-                let mut driver_options = v.map(|v| v.driver_options.clone()).unwrap_or_default();
-                driver_options.extend(strings(option("driver_opts", "DriverOpts")));
-                let mut l: BTreeMap<String, String> = strings(option("labels", "Labels")).into_iter().collect();
+                // Checked when the map was resolved.
+                let (driver, driver_options, mut l) = v.and_then(|v| volume_options(&a.alias, v).ok()).unwrap_or_default();
                 l.extend(labels(self, None));
                 VolumeSpec {
                     name: volume_name(self, config, &a.alias),
-                    driver: v
-                        .and_then(|v| v.driver.clone())
-                        .or_else(|| option("driver", "Driver").and_then(Value::as_str).map(str::to_string)),
+                    driver,
                     driver_options,
                     owner: v.and_then(|v| v.user.clone()).or_else(|| c.user.clone()),
                     mode: v.and_then(|v| v.permissions.clone()).or_else(|| c.permissions.clone()),
@@ -244,8 +301,8 @@ impl ContainerMap {
         config.insert("HostConfig".into(), Value::Object(host));
         // The map's own labels, then ours over them: a map cannot hide a container from itself.
         let mut l: BTreeMap<String, String> = BTreeMap::new();
-        if let Some(Value::Object(extra)) = config.get("Labels") {
-            l.extend(extra.iter().map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string))));
+        if let Some(extra) = config.get("Labels") {
+            l.extend(string_map(extra));
         }
         l.extend(labels(self, Some(unit)));
         let mut body = Value::Object(config);
@@ -295,18 +352,10 @@ impl ContainerMap {
         }
         let mut options: serde_json::Map<String, Value> = n.driver_options.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
         let mut l: BTreeMap<String, String> = BTreeMap::new();
-        for (k, v) in &n.create_options {
-            let api = NETWORK_OPTIONS.iter().find(|(py, api)| k == py || k == api).map(|(_, api)| *api).ok_or_else(|| {
-                let known: Vec<&str> = NETWORK_OPTIONS.iter().map(|(py, _)| *py).collect();
-                format!("network {network}: create option {k} is not one a network takes ({})", known.join(", "))
-            })?;
-            let strings = |what: &str| -> Result<Vec<(String, String)>, String> {
-                let o = v.as_object().ok_or_else(|| format!("network {network}: {k}: expected a mapping of {what}"))?;
-                Ok(o.iter().map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect())
-            };
+        for (api, v) in create_options(&n.create_options, &NETWORK_OPTIONS, &format!("network {network}"))? {
             match api {
-                "Options" => options.extend(strings("options")?.into_iter().map(|(k, v)| (k, json!(v)))),
-                "Labels" => l.extend(strings("labels")?),
+                "Options" => options.extend(string_map(v).into_iter().map(|(k, v)| (k, json!(v)))),
+                "Labels" => l.extend(string_map(v)),
                 _ => {
                     body.insert(api.into(), v.clone());
                 }

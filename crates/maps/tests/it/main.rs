@@ -2,5 +2,6 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod bodies;
 mod executor;
 mod load;
