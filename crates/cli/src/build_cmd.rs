@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
 use clap::Args;
-use imgtool_core::{CopyOptions, Flavor, Image, Platform, copy_image, source_date_epoch};
+use imgtool_core::{Flavor, Image, Platform, source_date_epoch};
 use imgtool_registry::Registries;
 
 use crate::printer::Printer;
@@ -230,15 +230,7 @@ pub async fn build(args: BuildArgs, reg: &Registries, p: Printer) -> Result<()> 
         }
     };
     p.done(bar, format!("built {} layers", image.layers().len()));
-    let (sink_box, tags) = sink.open_sink(reg)?;
-    let copts = CopyOptions { tags, jobs: 4, progress: p.progress() };
-    let desc = copy_image(&image, sink_box.as_ref(), &copts).await.with_context(|| format!("writing {sink}"))?;
-    sink_box.finish().await.with_context(|| format!("finishing {sink}"))?;
-    p.record(
-        serde_json::json!({"destination": sink.to_string(), "digest": desc.digest.to_string(), "mediaType": desc.media_type.as_str()}),
-        format!("{sink} {}", desc.digest),
-    );
-    Ok(())
+    crate::commands::write(&image, &sink, &[], p, reg).await
 }
 
 #[derive(Debug, Args)]

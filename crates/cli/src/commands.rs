@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
 use imgtool_core::{
-    Compression, ConfigEdit, CopyOptions, Flavor, Image, LayerProducer, Platform, copy_image, copy_manifest_tree, rfc3339,
+    Compression, ConfigEdit, CopyOptions, Flavor, Image, LayerProducer, Platform, copy_image, copy_index, copy_manifest_tree, rfc3339,
     source_date_epoch,
 };
 
@@ -224,10 +224,20 @@ fn report(t: &Transport, desc: &imgtool_core::Descriptor, p: Printer) {
 }
 
 pub(crate) async fn write(image: &Image, t: &Transport, additional_tags: &[String], p: Printer, reg: &Registries) -> Result<()> {
+    write_images(std::slice::from_ref(image), t, additional_tags, p, reg).await
+}
+
+/// Write `images` to `t` (one image, or an index of several) with more tags, and report
+/// what was written: every command that makes images ends here, so `--json` says the same.
+pub(crate) async fn write_images(images: &[Image], t: &Transport, additional_tags: &[String], p: Printer, reg: &Registries) -> Result<()> {
     let (sink, mut tags) = t.open_sink(reg)?;
     tags.extend(additional_tags.iter().cloned());
     let opts = CopyOptions { tags, jobs: 4, progress: p.progress() };
-    let desc = copy_image(image, sink.as_ref(), &opts).await.with_context(|| format!("writing {t}"))?;
+    let desc = match images {
+        [one] => copy_image(one, sink.as_ref(), &opts).await,
+        many => copy_index(many, sink.as_ref(), &opts).await,
+    }
+    .with_context(|| format!("writing {t}"))?;
     sink.finish().await.with_context(|| format!("finishing {t}"))?;
     report(t, &desc, p);
     Ok(())

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use imgtool_conda::{CondaLayers, CondaSpec};
-use imgtool_core::{CopyOptions, Flavor, Image, Platform, copy_image, copy_index, source_date_epoch};
+use imgtool_core::{Flavor, Platform, source_date_epoch};
 use imgtool_registry::Registries;
 
 use crate::printer::Printer;
@@ -108,13 +108,7 @@ pub async fn build(args: CondaBuild, reg: &Registries, p: Printer) -> Result<()>
     let spool = imgtool_core::spool().context("creating a spool directory")?;
     let mut images = Vec::new();
     for platform in &platforms {
-        let image = match (&base, platform) {
-            (Transport::Scratch, pl) => Image::scratch(pl.as_ref().unwrap_or(&Platform::host()), Flavor::Oci),
-            (t, pl) => {
-                let (source, selector) = t.open_source(reg)?;
-                crate::images::load(source, selector.as_deref(), pl.as_ref(), false).await.with_context(|| format!("reading {t}"))?
-            }
-        };
+        let image = crate::commands::load(&base, platform.as_ref().map(ToString::to_string).as_deref(), Flavor::Oci, reg).await?;
         let mut s = spec.clone();
         s.platform = platform.as_ref().map(ToString::to_string);
         let bar = p.spinner(format!(
@@ -129,18 +123,5 @@ pub async fn build(args: CondaBuild, reg: &Registries, p: Printer) -> Result<()>
         image.config_mut().json_mut().insert("created".into(), serde_json::json!(imgtool_core::rfc3339(source_date_epoch())));
         images.push(image);
     }
-    let (sink_box, tags) = sink.open_sink(reg)?;
-    let opts = CopyOptions { tags, jobs: 4, progress: p.progress() };
-    let desc = if images.len() == 1 {
-        copy_image(&images[0], sink_box.as_ref(), &opts).await
-    } else {
-        copy_index(&images, sink_box.as_ref(), &opts).await
-    }
-    .with_context(|| format!("writing {sink}"))?;
-    sink_box.finish().await.with_context(|| format!("finishing {sink}"))?;
-    p.record(
-        serde_json::json!({"destination": sink.to_string(), "digest": desc.digest.to_string(), "mediaType": desc.media_type.as_str()}),
-        format!("{sink} {}", desc.digest),
-    );
-    Ok(())
+    crate::commands::write_images(&images, &sink, &[], p, reg).await
 }

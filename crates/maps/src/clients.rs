@@ -135,7 +135,8 @@ impl ContainerMap {
         map.containers.retain(|name, c| c.r#abstract || here(name));
         for (name, c) in map.containers.iter_mut() {
             for p in c.exposes.iter_mut() {
-                let Some(alias) = p.interface.clone() else { continue };
+                // Only a published port binds an address (docker-map resolves no other).
+                let (Some(alias), Some(_)) = (p.interface.clone(), p.host_port) else { continue };
                 if alias.parse::<IpAddr>().is_ok() {
                     continue;
                 }
