@@ -79,8 +79,7 @@ pub struct CliImages<'a> {
 #[async_trait]
 impl imgtool_dockerfile::Images for CliImages<'_> {
     async fn load(&self, reference: &str, platform: Option<&Platform>) -> std::result::Result<Image, String> {
-        let known = ["docker://", "docker-archive:", "oci:", "oci-archive:"];
-        let t = if known.iter().any(|k| reference.starts_with(k)) {
+        let t = if crate::transport::has_prefix(reference) {
             Transport::parse(reference, &self.base).map_err(|e| format!("{e:#}"))?
         } else {
             Transport::Registry(reference.to_string())
@@ -142,6 +141,16 @@ pub fn dockerfile_dir(file: Option<&Path>, context: &Path) -> PathBuf {
     }
 }
 
+/// `--network` of `build` and `run` (and a pipeline's dockerfile step): whether the
+/// sandbox shares the host's network. `default` is docker's word for none here.
+fn host_network(flag: Option<&str>) -> Result<bool> {
+    match flag {
+        None | Some("none") | Some("default") => Ok(false),
+        Some("host") => Ok(true),
+        Some(n) => bail!("--network {n}: expected host or none"),
+    }
+}
+
 /// Build options from the command line (or a pipeline step, which fills the same fields).
 pub fn options(args: &BuildArgs, spool: &Path, reg: &Registries) -> Result<imgtool_dockerfile::BuildOptions> {
     let mut o = imgtool_dockerfile::BuildOptions::new(&args.context, spool);
@@ -149,16 +158,12 @@ pub fn options(args: &BuildArgs, spool: &Path, reg: &Registries) -> Result<imgto
     o.target = args.target.clone();
     o.platform = args.platform.as_deref().map(str::parse).transpose()?;
     o.epoch = source_date_epoch();
-    o.host_network = match args.network.as_deref() {
-        None | Some("none") | Some("default") => false,
-        Some("host") => true,
-        Some(n) => bail!("--network {n}: expected host or none"),
-    };
+    o.host_network = host_network(args.network.as_deref())?;
     o.cache_dir = Some(args.cache_dir.clone().unwrap_or_else(|| imgtool_core::cache_dir("build")));
     o.no_cache = args.no_cache;
     o.sandbox = args.sandbox.security()?;
     if let Some(repo) = &args.cache_repo {
-        let r = repo.strip_prefix("docker://").unwrap_or(repo);
+        let r = crate::transport::strip_docker(repo);
         let reference: imgtool_core::Reference = r.parse().with_context(|| format!("--cache-repo {repo}"))?;
         let source = std::sync::Arc::new(reg.source(&reference)?);
         let sink = Box::new(reg.sink(&reference)?);
@@ -314,11 +319,7 @@ pub async fn run(args: RunArgs, reg: &Registries) -> Result<()> {
             Ok(imgtool_sandbox::Bind { host, target: target.to_string(), readonly: ro })
         })
         .collect::<Result<Vec<_>>>()?;
-    let host_network = match args.network.as_deref() {
-        None | Some("none") => false,
-        Some("host") => true,
-        Some(n) => bail!("--network {n}: expected host or none"),
-    };
+    let host_network = host_network(args.network.as_deref())?;
     let root = tempfile::tempdir().context("creating the container's root")?;
     let _root_tracked = imgtool_core::track_path(root.path());
     let opts =

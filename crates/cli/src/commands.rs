@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
 use imgtool_core::{
-    Compression, ConfigEdit, CopyOptions, Flavor, Image, LayerProducer, Platform, copy_image, copy_index, copy_manifest_tree, rfc3339,
+    Compression, ConfigEdit, CopyOptions, Flavor, Image, LayerProducer, Platform, copy_image, copy_index, copy_manifest_tree,
     source_date_epoch,
 };
 
@@ -13,7 +13,7 @@ use imgtool_registry::{ClientOptions, Registries};
 use crate::Command;
 use crate::creds::{self, CliCreds, registry_of, registry_of_ref};
 use crate::printer::Printer;
-use crate::transport::Transport;
+use crate::transport::{Transport, strip_docker};
 
 /// The registries a transport names (none, or one), for binding command-line credentials.
 pub(crate) fn names(t: &Transport) -> Vec<String> {
@@ -84,8 +84,7 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
             write(&image, &dst, &[], p, reg).await
         }
         Command::Pull { image, output, force, platform } => {
-            let r: imgtool_core::Reference =
-                image.strip_prefix("docker://").unwrap_or(&image).parse().with_context(|| format!("{image:?}"))?;
+            let r: imgtool_core::Reference = strip_docker(&image).parse().with_context(|| format!("{image:?}"))?;
             let dest = match output {
                 Some(o) => o,
                 None => {
@@ -107,14 +106,14 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
         }
         Command::Push { src, dest } => {
             let src = parse(&src)?;
-            let dest = Transport::Registry(dest.strip_prefix("docker://").unwrap_or(&dest).to_string());
+            let dest = Transport::Registry(strip_docker(&dest).to_string());
             let reg = &creds.registries(opts, &names(&src), &names(&dest))?;
             let img = load(&src, None, Flavor::Oci, reg).await?;
             write(&img, &dest, &[], p, reg).await
         }
         Command::Tags { repo } => crate::registry_cmds::tags(&repo, &creds.registries(opts, &[], &named(&repo))?, p).await,
         Command::Catalog { registry } => {
-            let host = registry.strip_prefix("docker://").unwrap_or(&registry).trim_end_matches('/').to_string();
+            let host = strip_docker(&registry).trim_end_matches('/').to_string();
             crate::registry_cmds::catalog(&registry, &creds.registries(opts, &[], &[host])?, p).await
         }
         Command::Manifest { image, platform } => {
@@ -151,8 +150,7 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
             crate::build_cmd::build(args, &reg, p).await
         }
         Command::Run(args) => {
-            let known = ["docker://", "docker-archive:", "oci:", "oci-archive:"];
-            let source = if known.iter().any(|k| args.image.starts_with(k)) {
+            let source = if crate::transport::has_prefix(&args.image) {
                 names(&parse(&args.image)?)
             } else if args.image == "scratch" || cwd.join(&args.image).exists() {
                 Vec::new()
@@ -211,7 +209,7 @@ pub(crate) async fn produce(
     }
     if !producers.is_empty() {
         // New layers make a new image: its time is the build's, fixed for reproducibility.
-        image.config_mut().json_mut().insert("created".into(), serde_json::json!(rfc3339(epoch)));
+        image.config_mut().set_created(epoch);
     }
     Ok(image)
 }

@@ -120,7 +120,7 @@ pub async fn build(args: CondaBuild, reg: &Registries, p: Printer) -> Result<()>
         let mut image =
             image.add_layers(&CondaLayers::new(s, &cwd), spool.path(), source_date_epoch(), imgtool_core::Compression::Gzip).await?;
         p.done(bar, format!("built {} layers", image.layers().len() - before));
-        image.config_mut().json_mut().insert("created".into(), serde_json::json!(imgtool_core::rfc3339(source_date_epoch())));
+        image.config_mut().set_created(source_date_epoch());
         images.push(image);
     }
     crate::commands::write_images(&images, &sink, &[], p, reg).await

@@ -51,7 +51,7 @@ pub fn parse(flag: &str, value: Option<&SecretArg>) -> Result<Option<Credential>
 
 /// The registry of a reference as written on the command line (`docker://` optional).
 pub fn registry_of_ref(s: &str) -> Option<String> {
-    s.strip_prefix("docker://").unwrap_or(s).parse::<Reference>().ok().map(|r| r.registry().to_string())
+    crate::transport::strip_docker(s).parse::<Reference>().ok().map(|r| r.registry().to_string())
 }
 
 /// The registry a transport names, if it is one.

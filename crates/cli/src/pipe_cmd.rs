@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
-use imgtool_core::{Image, LayerProducer, Platform, rfc3339, source_date_epoch};
+use imgtool_core::{Image, LayerProducer, Platform, source_date_epoch};
 use imgtool_registry::{ClientOptions, Registries};
 
 use crate::build_cmd::BuildArgs;
@@ -145,7 +145,7 @@ async fn image(pf: &PipelineFile, prep: Prepared, spool: &Path, p: Printer, reg:
             (Step::Squash(true), _) => {
                 p.status("squashing");
                 crate::export::squash(&mut image, spool, pl.options.compression).await.with_context(|| where_.clone())?;
-                image.config_mut().json_mut().insert("created".into(), serde_json::json!(rfc3339(source_date_epoch())));
+                image.config_mut().set_created(source_date_epoch());
             }
             (Step::Config(edit), _) => {
                 image.config_mut().apply(edit).with_context(|| where_.clone())?;

@@ -10,7 +10,7 @@ use imgtool_registry::{AuthFiles, ClientOptions, Credential, Registries, Registr
 use crate::printer::Printer;
 
 fn reference(s: &str) -> Result<Reference> {
-    let s = s.strip_prefix("docker://").unwrap_or(s);
+    let s = crate::transport::strip_docker(s);
     s.parse::<Reference>().with_context(|| format!("{s:?} is not an image reference"))
 }
 
@@ -31,7 +31,7 @@ pub async fn tags(repo: &str, reg: &Registries, p: Printer) -> Result<()> {
 
 /// `imgtool catalog REGISTRY`
 pub async fn catalog(registry: &str, reg: &Registries, p: Printer) -> Result<()> {
-    let registry = registry.strip_prefix("docker://").unwrap_or(registry).trim_end_matches('/');
+    let registry = crate::transport::strip_docker(registry).trim_end_matches('/');
     let repos = reg.client(registry)?.catalog(1000).await.with_context(|| format!("listing the catalog of {registry}"))?;
     if p.json {
         p.result(serde_json::to_string(&repos)?);
@@ -110,7 +110,7 @@ pub async fn tag(image: &str, new_tag: &str, reg: &Registries, p: Printer) -> Re
 
 /// `imgtool login REGISTRY`: check the credentials against the registry, then store them.
 pub async fn login(registry: &str, username: Option<String>, password_stdin: bool, password: Option<String>, p: Printer) -> Result<()> {
-    let registry = registry.strip_prefix("docker://").unwrap_or(registry).trim_end_matches('/');
+    let registry = crate::transport::strip_docker(registry).trim_end_matches('/');
     let username = username.ok_or_else(|| anyhow!("give a user name with -u USER"))?;
     let password = match (password, password_stdin) {
         (Some(pw), false) => pw,
@@ -137,7 +137,7 @@ pub async fn login(registry: &str, username: Option<String>, password_stdin: boo
 
 /// `imgtool logout REGISTRY`
 pub async fn logout(registry: &str, p: Printer) -> Result<()> {
-    let registry = registry.strip_prefix("docker://").unwrap_or(registry).trim_end_matches('/');
+    let registry = crate::transport::strip_docker(registry).trim_end_matches('/');
     let file = AuthFiles::login_file();
     if !imgtool_registry::remove_login(&file, registry)? {
         bail!("not logged in to {registry} (no entry in {})", file.display());

@@ -38,6 +38,19 @@ fn split_path(rest: &str) -> (PathBuf, Option<String>) {
     }
 }
 
+/// The transport prefixes a string may start with.
+const PREFIXES: [&str; 4] = ["docker://", "docker-archive:", "oci:", "oci-archive:"];
+
+/// Whether `s` names its transport (rather than being a bare path or reference).
+pub fn has_prefix(s: &str) -> bool {
+    PREFIXES.iter().any(|p| s.starts_with(p))
+}
+
+/// A registry reference or host given with or without skopeo's `docker://`.
+pub fn strip_docker(s: &str) -> &str {
+    s.strip_prefix("docker://").unwrap_or(s)
+}
+
 impl Transport {
     /// Parse a transport string. `base` resolves relative paths (a pipeline file's directory).
     pub fn parse(s: &str, base: &Path) -> Result<Self> {

@@ -78,6 +78,12 @@ pub fn canonical_json(value: &Value) -> Vec<u8> {
 }
 
 impl ImageConfig {
+    /// Say the image was made at `epoch` (seconds; `SOURCE_DATE_EPOCH` for reproducible
+    /// output): every step that makes a new image from an old one says so once.
+    pub fn set_created(&mut self, epoch: i64) {
+        self.json_mut().insert("created".into(), json!(rfc3339(epoch)));
+    }
+
     /// An empty config for a new image on `platform` (no layers yet).
     pub fn new(platform: &Platform) -> Self {
         let mut value = Map::new();
