@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
 use imgtool_core::{
-    Compression, ConfigEdit, CopyOptions, Flavor, Image, LayerProducer, Platform, copy_image, copy_index, copy_manifest_tree,
+    AddLayers, ConfigEdit, CopyOptions, EditConfig, Flavor, Image, Platform, Step, StepContext, copy_image, copy_index, copy_manifest_tree,
     source_date_epoch,
 };
 
@@ -59,15 +59,16 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
         Command::Append { src, dst, paths, contents, env, platform, compression } => {
             let (src, dst) = (parse(&src)?, parse(&dst)?);
             let reg = &creds.registries(opts, &names(&src), &names(&dst))?;
-            let mut image = load(&src, platform.as_deref(), Flavor::Oci, reg).await?;
+            let image = load(&src, platform.as_deref(), Flavor::Oci, reg).await?;
             let spool = imgtool_core::spool().context("creating a spool directory")?;
-            let mut producers: Vec<Box<dyn LayerProducer>> = Vec::new();
+            // The same steps a pipeline's add_path, add_contents and config take.
+            let mut steps: Vec<Box<dyn Step>> = Vec::new();
             for spec in &paths {
                 let (from, to) = spec.split_once(':').ok_or_else(|| anyhow!("--path {spec:?}: expected FROM:TO"))?;
                 if !Path::new(from).exists() {
                     bail!("--path {spec:?}: {from} does not exist");
                 }
-                producers.push(Box::new(imgtool_archive::PathLayer::new(from, to)));
+                steps.push(Box::new(AddLayers(Box::new(imgtool_archive::PathLayer::new(from, to)))));
             }
             if !contents.is_empty() {
                 let mut files = Vec::new();
@@ -75,12 +76,13 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
                     let (path, text) = spec.split_once('=').ok_or_else(|| anyhow!("--contents {spec:?}: expected PATH=TEXT"))?;
                     files.push((path.to_string(), text.as_bytes().to_vec()));
                 }
-                producers.push(Box::new(imgtool_archive::ContentsLayer::new(files)));
+                steps.push(Box::new(AddLayers(Box::new(imgtool_archive::ContentsLayer::new(files)))));
             }
-            image = produce(image, &producers, spool.path(), compression, p).await?;
             if !env.is_empty() {
-                image.config_mut().apply(&ConfigEdit { env, ..Default::default() })?;
+                steps.push(Box::new(EditConfig(ConfigEdit { env, ..Default::default() })));
             }
+            let cx = StepContext { spool: spool.path(), compression, epoch: source_date_epoch() };
+            let image = crate::pipe_cmd::fold(image, &steps, &cx, p).await.map_err(|(_, e)| anyhow!(e))?;
             write(&image, &dst, &[], p, reg).await
         }
         Command::Pull { image, output, force, platform } => {
@@ -187,31 +189,6 @@ pub(crate) async fn load_any(t: &Transport, platform: Option<&str>, flavor: Flav
     }
     let (source, selector) = t.open_source(reg)?;
     crate::images::load(source, selector.as_deref(), platform.as_ref(), any).await.with_context(|| format!("reading {t}"))
-}
-
-pub(crate) async fn produce(
-    mut image: Image,
-    producers: &[Box<dyn LayerProducer>],
-    spool: &Path,
-    compression: Compression,
-    p: Printer,
-) -> Result<Image> {
-    let epoch = source_date_epoch();
-    for producer in producers {
-        let bar = p.spinner(format!("building {}", producer.describe()));
-        let before = image.layers().len();
-        image = image.add_layers(producer.as_ref(), spool, epoch, compression).await.with_context(|| producer.describe())?;
-        let made: Vec<String> = image.layers()[before..]
-            .iter()
-            .map(|l| format!("{} ({})", l.descriptor.digest, indicatif::HumanBytes(l.descriptor.size)))
-            .collect();
-        p.done(bar, format!("built {}: {}", producer.describe(), made.join(", ")));
-    }
-    if !producers.is_empty() {
-        // New layers make a new image: its time is the build's, fixed for reproducibility.
-        image.config_mut().set_created(epoch);
-    }
-    Ok(image)
 }
 
 fn report(t: &Transport, desc: &imgtool_core::Descriptor, p: Printer) {

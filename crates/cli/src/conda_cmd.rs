@@ -111,16 +111,15 @@ pub async fn build(args: CondaBuild, reg: &Registries, p: Printer) -> Result<()>
         let image = crate::commands::load(&base, platform.as_ref().map(ToString::to_string).as_deref(), Flavor::Oci, reg).await?;
         let mut s = spec.clone();
         s.platform = platform.as_ref().map(ToString::to_string);
-        let bar = p.spinner(format!(
-            "installing {} for {}",
-            spec.specs.join(" "),
-            platform.as_ref().map_or_else(|| image.platform().to_string(), ToString::to_string)
-        ));
+        // The pipeline's conda step, alone, with its own progress (which platform).
+        let step = imgtool_core::AddLayers(Box::new(CondaLayers::new(s, &cwd)));
+        let cx =
+            imgtool_core::StepContext { spool: spool.path(), compression: imgtool_core::Compression::Gzip, epoch: source_date_epoch() };
+        let shown = platform.as_ref().map_or_else(|| image.platform().to_string(), ToString::to_string);
+        let bar = p.spinner(format!("installing {} for {shown}", spec.specs.join(" ")));
         let before = image.layers().len();
-        let mut image =
-            image.add_layers(&CondaLayers::new(s, &cwd), spool.path(), source_date_epoch(), imgtool_core::Compression::Gzip).await?;
+        let image = imgtool_core::Step::apply(&step, image, &cx).await.map_err(|e| anyhow::anyhow!(e))?;
         p.done(bar, format!("built {} layers", image.layers().len() - before));
-        image.config_mut().set_created(source_date_epoch());
         images.push(image);
     }
     crate::commands::write_images(&images, &sink, &[], p, reg).await

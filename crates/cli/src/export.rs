@@ -58,3 +58,27 @@ pub async fn squash(image: &mut Image, spool: &Path, compression: Compression) -
     image.replace_layers(vec![(layer.into_layer(), history)]);
     Ok(())
 }
+
+/// The pipeline's `squash` step: every layer so far flattened into one (`squash = false`
+/// keeps them, and says so in plans).
+#[derive(Debug)]
+pub struct Squash(pub bool);
+
+#[async_trait::async_trait(?Send)]
+impl imgtool_core::Step for Squash {
+    fn describe(&self) -> String {
+        if self.0 { "squash every layer into one".into() } else { "no squash".into() }
+    }
+
+    fn progress(&self) -> Option<String> {
+        self.0.then(|| "squashing".into())
+    }
+
+    async fn apply(&self, mut image: Image, cx: &imgtool_core::StepContext<'_>) -> Result<Image, imgtool_core::StepError> {
+        if self.0 {
+            squash(&mut image, cx.spool, cx.compression).await.map_err(|e| -> imgtool_core::StepError { e.into() })?;
+            image.config_mut().set_created(cx.epoch);
+        }
+        Ok(image)
+    }
+}

@@ -4,11 +4,12 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
-use imgtool_core::{Image, LayerProducer, Platform, source_date_epoch};
+use imgtool_core::{AddLayers, EditConfig, Image, Platform, RemoveLayerAt, RemoveTopLayers, StepContext, source_date_epoch};
+use imgtool_dockerfile::DockerfileStep;
 use imgtool_registry::{ClientOptions, Registries};
 
-use crate::build_cmd::BuildArgs;
-use crate::commands::{load_any, names, produce, write};
+use crate::build_cmd::{BuildArgs, CliImages};
+use crate::commands::{load_any, names, write};
 use crate::creds::CliCreds;
 use crate::pipeline::{PipelineFile, Step};
 use crate::printer::Printer;
@@ -21,16 +22,8 @@ enum Source {
     Dockerfile(Box<BuildArgs>),
 }
 
-/// A pipeline's source and steps, read and checked, nothing done yet: a typo late in the
-/// file costs nothing.
-struct Prepared {
-    source: Source,
-    platform: Option<Platform>,
-    producers: Vec<Option<Box<dyn LayerProducer>>>,
-    dockerfiles: Vec<Option<(BuildArgs, imgtool_dockerfile::Dockerfile, String)>>,
-}
-
-fn prepare(pf: &PipelineFile) -> Result<Prepared> {
+/// Where the pipeline starts.
+fn source(pf: &PipelineFile) -> Result<(Source, Option<Platform>)> {
     let pl = &pf.pipeline;
     let at = |s: std::ops::Range<usize>| pf.at(s);
     let source = match (&pl.source.image, &pl.source.dockerfile) {
@@ -42,19 +35,25 @@ fn prepare(pf: &PipelineFile) -> Result<Prepared> {
         Some(s) => Some(s.get_ref().parse::<Platform>().map_err(|e| anyhow!("{}: {e}", at(s.span())))?),
         None => None,
     };
-    let mut producers: Vec<Option<Box<dyn LayerProducer>>> = Vec::new();
-    for step in &pl.steps {
-        producers.push(match step.get_ref() {
-            Step::AddPath(a) => Some(Box::new(pf.path_layer(a)?)),
-            Step::AddContents(c) => Some(Box::new(pf.contents_layer(c, step.span())?)),
-            Step::Conda(spec) => Some(Box::new(imgtool_conda::CondaLayers::new(spec.clone(), &pf.dir))),
-            _ => None,
-        });
-    }
-    // Dockerfiles are read and parsed up front too.
-    let mut dockerfiles = Vec::new();
-    for step in &pl.steps {
-        dockerfiles.push(match step.get_ref() {
+    Ok((source, platform))
+}
+
+/// The pipeline's steps, each read and checked (paths exist, Dockerfiles parse), nothing
+/// done yet: a typo late in the file costs nothing. `images` finds what Dockerfile steps
+/// name.
+fn steps<'a>(pf: &PipelineFile, reg: &Registries, images: &'a [CliImages<'a>]) -> Result<Vec<Box<dyn imgtool_core::Step + 'a>>> {
+    let at = |s: std::ops::Range<usize>| pf.at(s);
+    let mut out: Vec<Box<dyn imgtool_core::Step + 'a>> = Vec::new();
+    let mut dockerfiles = images.iter();
+    for step in &pf.pipeline.steps {
+        out.push(match step.get_ref() {
+            Step::AddPath(a) => Box::new(AddLayers(Box::new(pf.path_layer(a)?))),
+            Step::AddContents(c) => Box::new(AddLayers(Box::new(pf.contents_layer(c, step.span())?))),
+            Step::Conda(spec) => Box::new(AddLayers(Box::new(imgtool_conda::CondaLayers::new(spec.clone(), &pf.dir)))),
+            Step::RemoveLayers(n) => Box::new(RemoveTopLayers(*n)),
+            Step::RemoveLayer(i) => Box::new(RemoveLayerAt(*i)),
+            Step::Config(edit) => Box::new(EditConfig(edit.clone())),
+            Step::Squash(on) => Box::new(crate::export::Squash(*on)),
             Step::Dockerfile(d) => {
                 if d.target.is_some() {
                     bail!("{}: a dockerfile step has no target (it builds on the image so far, with no stages); remove it", at(step.span()));
@@ -68,51 +67,54 @@ fn prepare(pf: &PipelineFile) -> Result<Prepared> {
                         df.instructions[n].line
                     );
                 }
-                Some((args, df, name))
+                // Spool, compression and time come from the fold.
+                let options = crate::build_cmd::options(&args, Path::new(""), reg)?;
+                let images = dockerfiles.next().ok_or_else(|| anyhow!("internal: no image finder for {name}"))?;
+                Box::new(DockerfileStep::new(df, name, images, options).shown_as(d.file.display().to_string()))
             }
-            _ => None,
         });
     }
-    Ok(Prepared { source, platform, producers, dockerfiles })
+    Ok(out)
+}
+
+/// One image finder per Dockerfile step: paths in a Dockerfile are relative to it.
+fn finders<'a>(pf: &PipelineFile, reg: &'a Registries) -> Vec<CliImages<'a>> {
+    let any_platform = pf.pipeline.source.any_platform;
+    pf.pipeline
+        .steps
+        .iter()
+        .filter_map(|s| match s.get_ref() {
+            Step::Dockerfile(d) => Some(pf.dockerfile_args(d)),
+            _ => None,
+        })
+        .map(|args| CliImages { reg, base: crate::build_cmd::dockerfile_dir(args.file.as_deref(), &args.context), any_platform })
+        .collect()
 }
 
 /// What `--dry-run` prints: the source and one line per step.
-fn plan_lines(pf: &PipelineFile, prep: &Prepared) -> Vec<String> {
-    let shown = match &prep.source {
+fn plan_lines(source: &Source, platform: Option<&Platform>, steps: &[Box<dyn imgtool_core::Step + '_>]) -> Vec<String> {
+    let shown = match source {
         Source::Image(t) => t.to_string(),
         Source::Dockerfile(a) => format!("build {}", a.file.as_deref().unwrap_or(&a.context).display()),
     };
-    let mut lines = vec![format!("source: {shown}{}", prep.platform.as_ref().map(|p| format!(" ({p})")).unwrap_or_default())];
-    for (step, prod) in pf.pipeline.steps.iter().zip(&prep.producers) {
-        let line = match (step.get_ref(), prod) {
-            (_, Some(prod)) => prod.describe(),
-            (Step::RemoveLayers(n), _) => format!("remove the top {n} layer(s)"),
-            (Step::RemoveLayer(i), _) => format!("remove layer {i}"),
-            (Step::Config(c), _) => format!("config {}", c.summary()),
-            (Step::Squash(true), _) => "squash every layer into one".into(),
-            (Step::Squash(false), _) => "no squash".into(),
-            (Step::Dockerfile(d), _) => format!("dockerfile {}", d.file.display()),
-            _ => String::new(),
-        };
-        lines.push(format!("step: {line}"));
-    }
+    let mut lines = vec![format!("source: {shown}{}", platform.map(|p| format!(" ({p})")).unwrap_or_default())];
+    lines.extend(steps.iter().map(|s| format!("step: {}", s.describe())));
     lines
 }
 
-/// The pipeline's image: its source loaded, its steps applied. New layers are written under
-/// `spool`, which must outlive the image.
-async fn image(pf: &PipelineFile, prep: Prepared, spool: &Path, p: Printer, reg: &Registries) -> Result<Image> {
+/// The pipeline's image: its source loaded, its steps folded over it. New layers are written
+/// under `spool`, which must outlive the image.
+async fn image(
+    pf: &PipelineFile,
+    (source, platform): (Source, Option<Platform>),
+    steps: &[Box<dyn imgtool_core::Step + '_>],
+    spool: &Path,
+    p: Printer,
+    reg: &Registries,
+) -> Result<Image> {
     let pl = &pf.pipeline;
-    let at = |s: std::ops::Range<usize>| pf.at(s);
     let flavor = pl.source.media_types.unwrap_or_default();
-    // Paths a Dockerfile writes are relative to it.
-    let images_for = |args: &BuildArgs| crate::build_cmd::CliImages {
-        reg,
-        base: crate::build_cmd::dockerfile_dir(args.file.as_deref(), &args.context),
-        any_platform: pl.source.any_platform,
-    };
-    let platform = prep.platform;
-    let mut image = match &prep.source {
+    let image = match &source {
         Source::Image(t) => load_any(t, platform.as_ref().map(ToString::to_string).as_deref(), flavor, pl.source.any_platform, reg)
             .await
             .with_context(|| format!("{}: the source", pf.path.display()))?,
@@ -123,40 +125,42 @@ async fn image(pf: &PipelineFile, prep: Prepared, spool: &Path, p: Printer, reg:
             opts.flavor = flavor;
             opts.compression = pl.options.compression;
             p.status(format!("building {name}"));
-            let images = images_for(args);
+            // Paths a Dockerfile writes are relative to it.
+            let images = CliImages {
+                reg,
+                base: crate::build_cmd::dockerfile_dir(args.file.as_deref(), &args.context),
+                any_platform: pl.source.any_platform,
+            };
             imgtool_dockerfile::build(&df, &images, &opts).await.map_err(|e| anyhow!("{}: {}", pf.path.display(), e.in_file(&name)))?
         }
     };
-    for ((step, prod), dockerfile) in pl.steps.iter().zip(prep.producers).zip(prep.dockerfiles) {
-        if let Some((args, df, name)) = dockerfile {
-            let mut opts = crate::build_cmd::options(&args, spool, reg)?;
-            opts.compression = pl.options.compression;
-            let images = images_for(&args);
-            image = imgtool_dockerfile::build_on(image, &df, &images, &opts)
-                .await
-                .map_err(|e| anyhow!("{}: {}", at(step.span()), e.in_file(&name)))?;
-            continue;
+    let cx = StepContext { spool, compression: pl.options.compression, epoch: source_date_epoch() };
+    fold(image, steps, &cx, p).await.map_err(|(i, e)| anyhow!(e).context(pf.at(pl.steps[i].span())))
+}
+
+/// Fold `steps` over `image`, with a line of progress per step.
+pub async fn fold(
+    image: Image,
+    steps: &[Box<dyn imgtool_core::Step + '_>],
+    cx: &StepContext<'_>,
+    p: Printer,
+) -> std::result::Result<Image, (usize, imgtool_core::StepError)> {
+    let mut bar = None;
+    let mut before = image.layers().len();
+    let mut each = |_: usize, step: &dyn imgtool_core::Step, after: Option<&Image>| match (after, step.progress()) {
+        (None, Some(line)) => bar = p.spinner(line),
+        (Some(image), Some(_)) => {
+            let made: Vec<String> = image.layers()[before.min(image.layers().len())..]
+                .iter()
+                .map(|l| format!("{} ({})", l.descriptor.digest, indicatif::HumanBytes(l.descriptor.size)))
+                .collect();
+            p.done(bar.take(), format!("built {}: {}", step.describe(), made.join(", ")));
+            before = image.layers().len();
         }
-        let where_ = at(step.span());
-        match (step.get_ref(), prod) {
-            (_, Some(prod)) => image = produce(image, &[prod], spool, pl.options.compression, p).await.with_context(|| where_.clone())?,
-            (Step::RemoveLayers(n), _) => image.remove_top_layers(*n).with_context(|| where_.clone())?,
-            (Step::RemoveLayer(i), _) => image.remove_layer_at(*i).with_context(|| where_.clone())?,
-            (Step::Squash(true), _) => {
-                p.status("squashing");
-                crate::export::squash(&mut image, spool, pl.options.compression).await.with_context(|| where_.clone())?;
-                image.config_mut().set_created(source_date_epoch());
-            }
-            (Step::Config(edit), _) => {
-                image.config_mut().apply(edit).with_context(|| where_.clone())?;
-                if !edit.annotations.is_empty() {
-                    image.annotations_mut().extend(edit.annotations.clone());
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(image)
+        (Some(image), None) => before = image.layers().len(),
+        (None, None) => {}
+    };
+    imgtool_core::fold_steps(image, steps, cx, &mut each).await
 }
 
 pub async fn pipe(file: &Path, dry_run: bool, p: Printer, opts: &ClientOptions, creds: &CliCreds) -> Result<()> {
@@ -173,16 +177,18 @@ pub async fn pipe(file: &Path, dry_run: bool, p: Printer, opts: &ClientOptions, 
     if sinks.is_empty() {
         bail!("{}: the pipeline has no [[sink]]; add one, e.g. [[sink]] to = \"oci:out:latest\"", pf.path.display());
     }
-    let prep = prepare(&pf)?;
+    let (source, platform) = source(&pf)?;
     // The source image and the sinks are named; a Dockerfile's FROM is not.
-    let sources = match &prep.source {
+    let sources = match &source {
         Source::Image(t) => names(t),
         Source::Dockerfile(_) => Vec::new(),
     };
     let targets: Vec<String> = sinks.iter().flat_map(names).collect();
     let reg = &creds.registries(opts, &sources, &targets)?;
+    let finders = finders(&pf, reg);
+    let steps = steps(&pf, reg, &finders)?;
     if dry_run {
-        for line in plan_lines(&pf, &prep) {
+        for line in plan_lines(&source, platform.as_ref(), &steps) {
             p.result(line);
         }
         for s in &sinks {
@@ -191,7 +197,7 @@ pub async fn pipe(file: &Path, dry_run: bool, p: Printer, opts: &ClientOptions, 
         return Ok(());
     }
     let spool = imgtool_core::spool().context("creating a spool directory")?;
-    let image = image(&pf, prep, spool.path(), p, reg).await?;
+    let image = image(&pf, (source, platform), &steps, spool.path(), p, reg).await?;
     for (s, spec) in sinks.iter().zip(&pl.sinks) {
         write(&image, s, &spec.additional_tags, p, reg).await?;
     }
@@ -202,6 +208,8 @@ pub async fn pipe(file: &Path, dry_run: bool, p: Printer, opts: &ClientOptions, 
 /// `spool`, which must outlive it.
 pub async fn pipeline_image(file: &Path, spool: &Path, p: Printer, reg: &Registries) -> Result<Image> {
     let pf = PipelineFile::load(file)?;
-    let prep = prepare(&pf)?;
-    image(&pf, prep, spool, p, reg).await
+    let source = source(&pf)?;
+    let finders = finders(&pf, reg);
+    let steps = steps(&pf, reg, &finders)?;
+    image(&pf, source, &steps, spool, p, reg).await
 }

@@ -32,6 +32,7 @@ mod diff;
 mod error;
 mod fetch;
 mod parse;
+mod step;
 mod subst;
 
 pub use build::{BuildOptions, Images, build, build_on};
@@ -39,6 +40,7 @@ pub use cache::{RepoCache, StepCache};
 pub use context::{CONTEXT_FILE_LIMIT, FileHashes, read_context_file};
 pub use error::{Error, Result};
 pub use parse::{Command, Dockerfile, Flag, Heredoc, Instruction, KEYWORDS, Kind, parse};
+pub use step::{DockerfileStep, InFile};
 pub use subst::{expand, expand_words};
 
 /// Exercise the parser and substitution on arbitrary text (the fuzz target's body): parse,
