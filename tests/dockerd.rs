@@ -183,18 +183,33 @@ impl Drop for PodmanService {
         let _ = self.podman().args(["rm", "-af", "-t", "0"]).output();
         let _ = self.child.kill();
         let _ = self.child.wait();
-        // conmon runs `podman container cleanup` after a container ends, with our --root:
-        // wait for those (at most 5 s), or they make the directory again once it is gone.
+        // conmon runs `podman container cleanup` after a container ends, and exec sessions'
+        // conmons wait 300 s before theirs, all with our --root: they would make the
+        // directory again once it is gone. They belong to this service alone: end them.
         let dir = self.dir.path().to_string_lossy().into_owned();
         let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline && users_of(&dir) {
+        loop {
+            let users = users_of(&dir);
+            if users.is_empty() || Instant::now() > deadline {
+                break;
+            }
+            for pid in users {
+                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 }
 
-/// Whether a process has `dir` on its command line.
-fn users_of(dir: &str) -> bool {
-    let Ok(procs) = std::fs::read_dir("/proc") else { return false };
-    procs.flatten().any(|p| std::fs::read(p.path().join("cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(dir)))
+/// The processes with `dir` on their command line.
+fn users_of(dir: &str) -> Vec<u32> {
+    let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
+    procs
+        .flatten()
+        .filter_map(|p| p.file_name().to_str()?.parse::<u32>().ok().map(|pid| (pid, p.path())))
+        .filter(|(pid, path)| {
+            *pid != std::process::id() && std::fs::read(path.join("cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(dir))
+        })
+        .map(|(pid, _)| pid)
+        .collect()
 }
