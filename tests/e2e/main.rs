@@ -13,6 +13,7 @@ mod interrupt;
 mod map_clients;
 mod map_networks;
 mod maps;
+mod mutate;
 mod parallel;
 mod paths;
 mod platforms;

@@ -168,6 +168,10 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
             let image = load(&t, platform.as_deref(), Flavor::Oci, reg).await?;
             crate::export::export(&image, &dest, p).await
         }
+        Command::Mutate(args) => {
+            let (sources, targets) = args.names();
+            crate::mutate_cmd::run(args, p, &creds.registries(opts, &sources, &targets)?).await
+        }
         Command::Map(args) => crate::map_cmd::run(args, p, &creds.registries(opts, &[], &[])?).await,
         Command::Gc { layout, dry_run } => crate::layout_cmds::gc(layout, dry_run, p).await,
     }

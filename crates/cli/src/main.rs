@@ -8,6 +8,7 @@ mod export;
 mod images;
 mod layout_cmds;
 mod map_cmd;
+mod mutate_cmd;
 mod pipe_cmd;
 mod pipeline;
 mod printer;
@@ -119,6 +120,9 @@ enum Command {
         #[arg(long, default_value = "gzip")]
         compression: imgtool_core::Compression,
     },
+    /// Edit an image's config as crane mutate does (env, labels, entrypoint, cmd, workdir,
+    /// user, ports, annotations), over the image or to -t DEST.
+    Mutate(mutate_cmd::MutateArgs),
     /// Pull an image from a registry into a local transport (default: NAME.tar in the current directory).
     Pull {
         /// The image, `REF` or `docker://REF`.
