@@ -129,23 +129,15 @@ fn ca_signed_cert(dir: &Path) {
         "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
     )
     .unwrap();
-    ssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "cert.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "server.ext",
-    ]);
+    sign(dir, "server.csr", "server.ext", "cert.pem");
+}
+
+/// Sign the request `csr` in `dir` with the CA there (`ca.pem`, `ca.key`), extensions from
+/// `ext`, for two days, into `out`.
+fn sign(dir: &Path, csr: &str, ext: &str, out: &str) {
+    let args =
+        ["x509", "-req", "-in", csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", out, "-days", "2", "-extfile", ext];
+    run_ok(Command::new("openssl").current_dir(dir).args(args));
 }
 
 /// A CA, a server certificate for 127.0.0.1 (`cert.pem`, `key.pem`) and a client one
@@ -155,23 +147,7 @@ pub fn engine_certs(dir: &Path) {
     let ssl = |args: &[&str]| run_ok(Command::new("openssl").current_dir(dir).args(args));
     ssl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client-key.pem", "-out", "client.csr", "-subj", "/CN=client"]);
     std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    ssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "client.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "client-cert.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "client.ext",
-    ]);
+    sign(dir, "client.csr", "client.ext", "client-cert.pem");
 }
 
 /// Incompressible bytes from a seed, for blobs big enough to cut mid-way or to bench.

@@ -337,10 +337,9 @@ pub async fn run(args: MapArgs, p: Printer, reg: &Registries) -> Result<()> {
     // Only what may create a container needs its image, and only that container's: taking
     // containers down or starting them needs none. Planning needs them to know whether they
     // changed.
-    let wanted: BTreeSet<String> = match args.action {
-        MapAction::Startup | MapAction::Create => map.with_dependencies(&chosen)?.into_iter().map(|u| u.config).collect(),
-        MapAction::Update | MapAction::Plan | MapAction::Status => {
-            map.with_dependencies(&map.with_dependents(&chosen)?)?.into_iter().map(|u| u.config).collect()
+    let wanted: BTreeSet<String> = match action(&args) {
+        Some(a @ (Action::Startup | Action::Create | Action::Update)) => {
+            imgtool_maps::units_for(&map, &a, chosen.clone())?.into_iter().map(|u| u.config).collect()
         }
         _ => BTreeSet::new(),
     };
@@ -367,6 +366,24 @@ pub async fn run(args: MapArgs, p: Printer, reg: &Registries) -> Result<()> {
     failed.map_or(Ok(()), Err)
 }
 
+/// The planner's action for the command (`plan` and `status` look at what `update` would
+/// do); none for the housekeeping that reads no map.
+fn action(args: &MapArgs) -> Option<Action> {
+    Some(match args.action {
+        MapAction::Startup => Action::Startup,
+        MapAction::Update | MapAction::Plan | MapAction::Status => Action::Update,
+        MapAction::Shutdown => Action::Shutdown,
+        MapAction::Stop => Action::Stop,
+        MapAction::Restart => Action::Restart,
+        MapAction::Remove => Action::Remove,
+        MapAction::Create => Action::Create,
+        MapAction::Start => Action::Start,
+        MapAction::Kill => Action::Kill(args.signal.clone()),
+        MapAction::Exec => Action::Exec,
+        MapAction::CleanupContainers | MapAction::CleanupImages | MapAction::RemoveAllContainers => return None,
+    })
+}
+
 /// The action on one engine, for the part of the map that runs there.
 async fn on_engine(
     args: &MapArgs,
@@ -380,21 +397,7 @@ async fn on_engine(
     let load = !matches!(args.action, MapAction::Plan | MapAction::Status);
     bring_images(&mut map, engine, images, load, out).await?;
     let seen = observe(&map, engine).await?;
-    let action = match args.action {
-        MapAction::Startup => Action::Startup,
-        MapAction::Update | MapAction::Plan | MapAction::Status => Action::Update,
-        MapAction::Shutdown => Action::Shutdown,
-        MapAction::Stop => Action::Stop,
-        MapAction::Restart => Action::Restart,
-        MapAction::Remove => Action::Remove,
-        MapAction::Create => Action::Create,
-        MapAction::Start => Action::Start,
-        MapAction::Kill => Action::Kill(args.signal.clone()),
-        MapAction::Exec => Action::Exec,
-        MapAction::CleanupContainers | MapAction::CleanupImages | MapAction::RemoveAllContainers => {
-            return housekeeping(args.action, engine, out).await;
-        }
-    };
+    let Some(action) = action(args) else { return housekeeping(args.action, engine, out).await };
     if args.action == MapAction::Status {
         for unit in map.targets(&targets)? {
             let name = unit.container_name(&map);

@@ -38,7 +38,7 @@ pub use model::{
     Attach, Bind, Command, ContainerConfig, ContainerMap, Endpoint, ExecCommand, ExecPolicy, HealthCheck, HostPath, Link, NetworkConfig,
     NetworkMode, Options, Port, Use, VolumeConfig,
 };
-pub use plan::{Action, Observed, Op, Step, VolumeSpecOut, plan};
+pub use plan::{Action, Observed, Op, Step, VolumeSpecOut, plan, units_for};
 pub use run::{RunOptions, execute, observe};
 pub use spec::{CONFIG_LABEL, MAP_LABEL, UNIT_LABEL, VolumeSpec};
 pub use units::Unit;

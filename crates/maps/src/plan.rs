@@ -154,14 +154,7 @@ fn running(s: Option<&Seen>) -> bool {
 /// The plan for `action` on the containers `targets` name (all, when none) of the resolved
 /// map, given what the engine has.
 pub fn plan(map: &ContainerMap, action: &Action, targets: &[String], seen: &Observed) -> Result<Vec<Step>, Error> {
-    let chosen = map.targets(targets)?;
-    let units = match action {
-        Action::Create | Action::Start | Action::Startup => map.with_dependencies(&chosen)?,
-        // What needs a re-created container is re-created with it: include it.
-        Action::Update => map.with_dependencies(&map.with_dependents(&chosen)?)?,
-        Action::Stop | Action::Shutdown | Action::Remove => map.with_dependents(&chosen)?,
-        Action::Restart | Action::Kill(_) | Action::Exec => chosen,
-    };
+    let units = units_for(map, action, map.targets(targets)?)?;
     let mut steps = Vec::new();
     let mut made_networks = BTreeSet::new();
     let mut recreated: BTreeSet<Unit> = BTreeSet::new();
@@ -263,6 +256,18 @@ pub fn plan(map: &ContainerMap, action: &Action, targets: &[String], seen: &Obse
         }
     }
     Ok(steps)
+}
+
+/// The units `action` on `chosen` acts on: with what they need when it brings them up, with
+/// what needs them when it takes them down.
+pub fn units_for(map: &ContainerMap, action: &Action, chosen: Vec<Unit>) -> Result<Vec<Unit>, Error> {
+    match action {
+        Action::Create | Action::Start | Action::Startup => map.with_dependencies(&chosen),
+        // What needs a re-created container is re-created with it: include it.
+        Action::Update => map.with_dependencies(&map.with_dependents(&chosen)?),
+        Action::Stop | Action::Shutdown | Action::Remove => map.with_dependents(&chosen),
+        Action::Restart | Action::Kill(_) | Action::Exec => Ok(chosen),
+    }
 }
 
 /// Why `update` must re-create `unit` (nothing: it may stay).
