@@ -7,11 +7,11 @@ use imgtool_tests::{Dockerd, PodmanService, transcript};
 
 const MAP: &str = r#"name: nets
 networks:
-  front: {}
+  front: {create_options: {ipam: {Config: [{Subnet: FRONT}]}}}
   back:
     internal: true
     driver_options: {com.docker.network.driver.mtu: "1400"}
-    create_options: {labels: {team: data}}
+    create_options: {labels: {team: data}, ipam: {Config: [{Subnet: BACK}]}}
 volumes:
   cache:
     default_path: /cache
@@ -42,7 +42,12 @@ fn networks_and_volume_options_on_podman() {
 fn networks_and_volumes(d: &Eng) {
     let tmp = scene(d);
     let t = tmp.path();
-    std::fs::write(t.join("nets.yml"), d.adapt(MAP)).unwrap();
+    // Subnets of its own: engines side by side in other tests take the default pools.
+    let n = imgtool_tests::free_port();
+    let text = MAP
+        .replace("FRONT", &format!("10.{}.{}.0/24", 100 + n % 100, (n / 100) % 125 * 2))
+        .replace("BACK", &format!("10.{}.{}.0/24", 100 + n % 100, (n / 100) % 125 * 2 + 1));
+    std::fs::write(t.join("nets.yml"), d.adapt(&text)).unwrap();
     map_ok(t, d, &["startup", "nets.yml"]);
     let joined = docker(d, &["inspect", "--format", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}", "nets.app"]);
     assert_eq!(joined.split_whitespace().collect::<Vec<_>>(), ["nets.back", "nets.front"]);
@@ -85,12 +90,12 @@ fn networks_and_volumes(d: &Eng) {
     // An alias on the network joined after create changed: app alone is re-created; a bad network
     // option is refused before anything is done.
     let before = ids(d);
-    std::fs::write(t.join("nets.yml"), d.adapt(&MAP.replace("aliases: [application]", "aliases: [application, app2]"))).unwrap();
+    std::fs::write(t.join("nets.yml"), d.adapt(&text.replace("aliases: [application]", "aliases: [application, app2]"))).unwrap();
     map_ok(t, d, &["update", "nets.yml"]);
     let after = ids(d);
     assert_ne!(after["nets.app"], before["nets.app"]);
     assert_eq!(after["nets.db"], before["nets.db"]);
-    std::fs::write(t.join("bad.yml"), MAP.replace("{labels: {team: data}}", "{lables: {team: data}}").replace("name: nets", "name: bad"))
+    std::fs::write(t.join("bad.yml"), text.replace("{labels: {team: data},", "{lables: {team: data},").replace("name: nets", "name: bad"))
         .unwrap();
     let out = map(t, d, &["startup", "bad.yml"]);
     assert!(!out.status.success() && transcript(&out).contains("create option lables is not one it takes"), "{}", transcript(&out));
