@@ -25,6 +25,7 @@ mod pgzip;
 mod read;
 mod sink;
 mod source;
+mod squash;
 mod store;
 
 pub use cache::LayerCache;
@@ -39,6 +40,7 @@ pub use pgzip::ParallelGzip;
 pub use read::{CopyError, Defect, Fragment, Member, MemberKind, TarError, TarReader};
 pub use sink::LayoutSink;
 pub use source::{CONTAINERD_NAME, DockerArchiveSource, OciLayoutSource, REF_NAME};
+pub use squash::{Squash, squash};
 
 /// The README's library example, compiled by `cargo test` so it cannot drift from the API.
 #[cfg(doctest)]

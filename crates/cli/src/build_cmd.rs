@@ -3,69 +3,17 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
 use async_trait::async_trait;
-use clap::Args;
-use imgtool_core::{Flavor, Image, Platform, source_date_epoch};
+use imgtool_core::{Compression, Flavor, Image, Platform, StepContext, StepError, source_date_epoch};
+use imgtool_dockerfile::DockerfileStep;
 use imgtool_registry::Registries;
 
+use crate::args::{BuildArgs, RunArgs};
 use crate::printer::Printer;
-use crate::sandbox_args::SandboxArgs;
 use crate::transport::Transport;
-
-/// The exit code a command wants the process to end with (after printing nothing more).
-#[derive(Debug)]
-pub struct ExitWith(pub i32);
-
-impl std::fmt::Display for ExitWith {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit code {}", self.0)
-    }
-}
-
-impl std::error::Error for ExitWith {}
-
-#[derive(Debug, Args)]
-pub struct BuildArgs {
-    /// The Dockerfile (default CONTEXT/Dockerfile; `-` reads standard input).
-    #[arg(short, long)]
-    pub file: Option<PathBuf>,
-    /// The image's name, NAME:TAG (the docker-archive tag, and where --push goes).
-    #[arg(short, long)]
-    pub tag: Option<String>,
-    /// Where to write the image (any transport; a bare path is a docker-archive).
-    #[arg(short, long)]
-    pub output: Option<String>,
-    /// Push to the registry the tag names.
-    #[arg(long)]
-    pub push: bool,
-    /// A build argument, KEY=VALUE (repeatable).
-    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
-    pub build_args: Vec<String>,
-    /// The stage to build (default the last).
-    #[arg(long)]
-    pub target: Option<String>,
-    /// The platform to build for (default the host's).
-    #[arg(long)]
-    pub platform: Option<String>,
-    /// Build every step afresh (results are still stored for later builds).
-    #[arg(long)]
-    pub no_cache: bool,
-    /// The step cache directory (default ~/.cache/imgtool/build).
-    #[arg(long)]
-    pub cache_dir: Option<PathBuf>,
-    /// `host` gives RUN the host's network; default none (loopback only).
-    #[arg(long)]
-    pub network: Option<String>,
-    /// A registry repository (REGISTRY/REPO) that shares step results between builders.
-    #[arg(long, value_name = "REPO")]
-    pub cache_repo: Option<String>,
-    // Applied to every RUN.
-    #[command(flatten)]
-    pub sandbox: SandboxArgs,
-    /// The build context directory.
-    pub context: PathBuf,
-}
 
 /// `FROM` and `COPY --from` images: a transport string, or a registry reference as Docker
 /// reads one.
@@ -78,14 +26,14 @@ pub struct CliImages<'a> {
 
 #[async_trait]
 impl imgtool_dockerfile::Images for CliImages<'_> {
-    async fn load(&self, reference: &str, platform: Option<&Platform>) -> std::result::Result<Image, String> {
+    async fn load(&self, reference: &str, platform: Option<&Platform>) -> std::result::Result<Image, imgtool_dockerfile::BoxError> {
         let t = if crate::transport::has_prefix(reference) {
-            Transport::parse(reference, &self.base).map_err(|e| format!("{e:#}"))?
+            Transport::parse(reference, &self.base)?
         } else {
             Transport::Registry(reference.to_string())
         };
-        let (source, selector) = t.open_source(self.reg).map_err(|e| format!("{e:#}"))?;
-        crate::images::load(source, selector.as_deref(), platform, self.any_platform).await.map_err(|e| format!("{e:#}"))
+        let (source, selector) = t.open_source(self.reg)?;
+        Ok(crate::images::load(source, selector.as_deref(), platform, self.any_platform).await?)
     }
 }
 
@@ -143,7 +91,7 @@ pub fn dockerfile_dir(file: Option<&Path>, context: &Path) -> PathBuf {
 
 /// `--network` of `build` and `run` (and a pipeline's dockerfile step): whether the
 /// sandbox shares the host's network. `default` is docker's word for none here.
-fn host_network(flag: Option<&str>) -> Result<bool> {
+pub(crate) fn host_network(flag: Option<&str>) -> Result<bool> {
     match flag {
         None | Some("none") | Some("default") => Ok(false),
         Some("host") => Ok(true),
@@ -151,46 +99,112 @@ fn host_network(flag: Option<&str>) -> Result<bool> {
     }
 }
 
-/// Build options from the command line (or a pipeline step, which fills the same fields).
-pub fn options(args: &BuildArgs, spool: &Path, reg: &Registries) -> Result<imgtool_dockerfile::BuildOptions> {
-    let mut o = imgtool_dockerfile::BuildOptions::new(&args.context, spool);
-    o.build_args = parse_build_args(&args.build_args)?;
-    o.target = args.target.clone();
-    o.platform = args.platform.as_deref().map(str::parse).transpose()?;
-    o.epoch = source_date_epoch();
-    o.host_network = host_network(args.network.as_deref())?;
-    o.cache_dir = Some(args.cache_dir.clone().unwrap_or_else(|| imgtool_core::cache_dir("build")));
-    o.no_cache = args.no_cache;
-    o.sandbox = args.sandbox.security()?;
-    if let Some(repo) = &args.cache_repo {
-        let r = crate::transport::strip_docker(repo);
-        let reference: imgtool_core::Reference = r.parse().with_context(|| format!("--cache-repo {repo}"))?;
-        let source = std::sync::Arc::new(reg.source(&reference)?);
-        let sink = Box::new(reg.sink(&reference)?);
-        o.cache_repo = Some(std::sync::Arc::new(imgtool_dockerfile::RepoCache::new(source, sink)));
-    }
-    Ok(o)
+/// What a Dockerfile build needs, resolved once from `build`'s flags or a pipeline's
+/// `dockerfile` table.
+#[derive(Debug, Clone)]
+pub struct BuildSettings {
+    /// The Dockerfile, when not CONTEXT/Dockerfile.
+    pub file: Option<PathBuf>,
+    pub context: PathBuf,
+    pub build_args: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub platform: Option<Platform>,
+    pub no_cache: bool,
+    pub cache_dir: Option<PathBuf>,
+    pub host_network: bool,
+    /// REGISTRY/REPO sharing step results, as written.
+    pub cache_repo: Option<String>,
+    pub sandbox: imgtool_sandbox::Security,
 }
 
-impl BuildArgs {
+impl BuildSettings {
     /// `imgtool build CONTEXT` with no other flag.
     pub fn for_context(context: PathBuf) -> Self {
         Self {
             file: None,
-            tag: None,
-            output: None,
-            push: false,
-            build_args: Vec::new(),
+            context,
+            build_args: BTreeMap::new(),
             target: None,
             platform: None,
             no_cache: false,
             cache_dir: None,
-            network: None,
+            host_network: false,
             cache_repo: None,
             sandbox: Default::default(),
-            context,
         }
     }
+
+    /// The build options these settings make, new layers under `spool`.
+    pub fn options(&self, spool: &Path, reg: &Registries) -> Result<imgtool_dockerfile::BuildOptions> {
+        let mut o = imgtool_dockerfile::BuildOptions::new(&self.context, spool);
+        o.build_args = self.build_args.clone();
+        o.target = self.target.clone();
+        o.platform = self.platform.clone();
+        o.epoch = source_date_epoch();
+        o.host_network = self.host_network;
+        o.cache_dir = Some(self.cache_dir.clone().unwrap_or_else(|| imgtool_core::cache_dir("build")));
+        o.no_cache = self.no_cache;
+        o.sandbox = self.sandbox.clone();
+        if let Some(repo) = &self.cache_repo {
+            let r = crate::transport::strip_docker(repo);
+            let reference: imgtool_core::Reference = r.parse().with_context(|| format!("--cache-repo {repo}"))?;
+            let source = std::sync::Arc::new(reg.source(&reference)?);
+            let sink = Box::new(reg.sink(&reference)?);
+            o.cache_repo = Some(std::sync::Arc::new(imgtool_dockerfile::RepoCache::new(source, sink)));
+        }
+        Ok(o)
+    }
+
+    /// The Dockerfile, parsed, and its name for messages.
+    pub fn dockerfile(&self) -> Result<(imgtool_dockerfile::Dockerfile, String)> {
+        read_dockerfile(self.file.as_deref(), &self.context)
+    }
+
+    /// What paths in the Dockerfile are relative to.
+    pub fn dir(&self) -> PathBuf {
+        dockerfile_dir(self.file.as_deref(), &self.context)
+    }
+}
+
+impl BuildArgs {
+    /// The flags, checked and resolved.
+    pub fn settings(&self) -> Result<BuildSettings> {
+        Ok(BuildSettings {
+            file: self.file.clone(),
+            context: self.context.clone(),
+            build_args: parse_build_args(&self.build_args)?,
+            target: self.target.clone(),
+            platform: self.platform.as_deref().map(str::parse).transpose()?,
+            no_cache: self.no_cache,
+            cache_dir: self.cache_dir.clone(),
+            host_network: host_network(self.network.as_deref())?,
+            cache_repo: self.cache_repo.clone(),
+            sandbox: self.sandbox.security()?,
+        })
+    }
+}
+
+impl BuildSettings {
+    /// The build as a step, over scratch: the Dockerfile read and checked, the images it
+    /// names found through `images` (see [`BuildSettings::images`]). Spool, compression and
+    /// time come from the fold.
+    pub fn step<'a>(&self, images: &'a CliImages<'a>, reg: &Registries) -> Result<DockerfileStep<'a>> {
+        let (df, name) = self.dockerfile()?;
+        Ok(DockerfileStep::new(df, name, images, self.options(Path::new(""), reg)?))
+    }
+
+    /// How the Dockerfile's images are found: paths in it are relative to it.
+    pub fn images<'a>(&self, reg: &'a Registries, any_platform: bool) -> CliImages<'a> {
+        CliImages { reg, base: self.dir(), any_platform }
+    }
+}
+
+/// The image `step` builds over scratch, new layers under `spool` (which must outlive it).
+pub async fn build_image(step: DockerfileStep<'_>, platform: Option<&Platform>, spool: &Path) -> Result<Image, StepError> {
+    let scratch = Image::scratch(&platform.cloned().unwrap_or_else(Platform::host), Flavor::Oci);
+    let cx = StepContext { spool, compression: Compression::Gzip, epoch: source_date_epoch() };
+    let steps: [Box<dyn imgtool_core::Step + '_>; 1] = [Box::new(step)];
+    imgtool_core::fold_steps(scratch, &steps, &cx, &mut |_, _, _| {}).await.map_err(|(_, e)| e)
 }
 
 /// The image `imgtool build CONTEXT` makes (a container map's `build:CONTEXT`), new layers
@@ -199,17 +213,17 @@ pub async fn context_image(context: &Path, reg: &Registries, spool: &Path) -> Re
     if !context.is_dir() {
         bail!("the build context {} is not a directory", context.display());
     }
-    let args = BuildArgs::for_context(context.to_path_buf());
-    let (df, file) = read_dockerfile(None, context)?;
-    let opts = options(&args, spool, reg)?;
-    let images = CliImages { reg, base: dockerfile_dir(None, context), any_platform: false };
-    imgtool_dockerfile::build(&df, &images, &opts).await.map_err(|e| anyhow::anyhow!(e.in_file(&file)))
+    let settings = BuildSettings::for_context(context.to_path_buf());
+    let images = settings.images(reg, false);
+    let step = settings.step(&images, reg)?;
+    build_image(step, None, spool).await.map_err(|e| anyhow!(e))
 }
 
-pub async fn build(args: BuildArgs, reg: &Registries, p: Printer) -> Result<()> {
+pub async fn build(args: BuildArgs, reg: &Registries, p: Printer) -> Result<ExitCode> {
     if !args.context.is_dir() {
         bail!("the build context {} is not a directory", args.context.display());
     }
+    let settings = args.settings()?;
     let name: Option<imgtool_core::Reference> = args.tag.as_deref().map(|t| t.parse().with_context(|| format!("-t {t}"))).transpose()?;
     let sink = match (&args.output, args.push, &name) {
         (Some(o), false, _) => match Transport::parse_arg(o)? {
@@ -221,53 +235,30 @@ pub async fn build(args: BuildArgs, reg: &Registries, p: Printer) -> Result<()> 
         (Some(_), true, _) => bail!("give either -o OUT or --push, not both"),
         (None, false, _) => bail!("say where the image goes: -o OUT (a path is a docker-archive) or --push with -t NAME:TAG"),
     };
-    let (df, file) = read_dockerfile(args.file.as_deref(), &args.context)?;
+    let images = settings.images(reg, false);
+    let step = settings.step(&images, reg)?;
     let spool = imgtool_core::spool().context("creating a spool directory")?;
-    let opts = options(&args, spool.path(), reg)?;
-    let images = CliImages { reg, base: dockerfile_dir(args.file.as_deref(), &args.context), any_platform: false };
     let bar = p.spinner(format!("building {}", args.context.display()));
-    let image = match imgtool_dockerfile::build(&df, &images, &opts).await {
+    let image = match build_image(step, settings.platform.as_ref(), spool.path()).await {
         Ok(i) => i,
         Err(e) => {
             p.done(bar, "build failed".into());
-            p.error(e.in_file(&file));
-            return Err(ExitWith(e.exit_code().unwrap_or(1)).into());
+            p.error(imgtool_core::error_chain(e.as_ref()));
+            let code = e.downcast_ref::<imgtool_dockerfile::InFile>().and_then(|f| f.error.exit_code()).unwrap_or(1);
+            return Ok(exit_code(code));
         }
     };
     p.done(bar, format!("built {} layers", image.layers().len()));
-    crate::commands::write(&image, &sink, &[], p, reg).await
+    crate::commands::write(&image, &sink, &[], p, reg).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
-#[derive(Debug, Args)]
-pub struct RunArgs {
-    /// The image, as a transport string or a registry reference.
-    pub image: String,
-    /// An environment variable, KEY=VALUE (repeatable).
-    #[arg(short, long = "env", value_name = "KEY=VALUE")]
-    pub env: Vec<String>,
-    /// The working directory inside.
-    #[arg(short, long)]
-    pub workdir: Option<String>,
-    /// The user (name or id, optionally :group).
-    #[arg(short, long)]
-    pub user: Option<String>,
-    /// A bind mount, HOST:CONTAINER[:ro] (repeatable).
-    #[arg(short, long = "volume", value_name = "HOST:CONTAINER[:ro]")]
-    pub volumes: Vec<String>,
-    /// `host` shares the host's network; default none (loopback only).
-    #[arg(long)]
-    pub network: Option<String>,
-    /// Platform to pick from a multi-platform image.
-    #[arg(long)]
-    pub platform: Option<String>,
-    #[command(flatten)]
-    pub sandbox: SandboxArgs,
-    /// The command and its arguments (default: the image's entrypoint and cmd).
-    #[arg(last = true)]
-    pub command: Vec<String>,
+/// A process's exit status as this process's (codes past 255 as failure).
+pub fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
-pub async fn run(args: RunArgs, reg: &Registries) -> Result<()> {
+pub async fn run(args: RunArgs, reg: &Registries) -> Result<ExitCode> {
     // Flag mistakes before the image is fetched and unpacked.
     let security = args.sandbox.security()?;
     let cwd = std::env::current_dir()?;
@@ -283,7 +274,7 @@ pub async fn run(args: RunArgs, reg: &Registries) -> Result<()> {
     } else {
         imgtool_dockerfile::Images::load(&images, &args.image, platform.as_ref())
             .await
-            .map_err(|m| anyhow::anyhow!("{}: {m}", args.image))?
+            .map_err(|e| anyhow!(e).context(args.image.clone()))?
     };
     let cfg = image.config().container().cloned().unwrap_or_default();
     let list = |k: &str| -> Vec<String> {
@@ -337,8 +328,5 @@ pub async fn run(args: RunArgs, reg: &Registries) -> Result<()> {
     };
     let rootp = root.path().to_path_buf();
     let outcome = tokio::task::spawn_blocking(move || imgtool_sandbox::run(&rootp, &spec, imgtool_sandbox::Output::Inherit)).await??;
-    if outcome.code != 0 {
-        return Err(ExitWith(outcome.code).into());
-    }
-    Ok(())
+    Ok(exit_code(outcome.code))
 }

@@ -1,6 +1,7 @@
 //! One function per command.
 
 use std::path::Path;
+use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use imgtool_core::{
@@ -10,7 +11,7 @@ use imgtool_core::{
 
 use imgtool_registry::{ClientOptions, Registries};
 
-use crate::Command;
+use crate::args::{Command, CondaCommand};
 use crate::creds::{self, CliCreds, registry_of, registry_of_ref};
 use crate::printer::Printer;
 use crate::transport::{Transport, strip_docker};
@@ -20,13 +21,14 @@ pub(crate) fn names(t: &Transport) -> Vec<String> {
     registry_of(t).into_iter().collect()
 }
 
-pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: CliCreds) -> Result<()> {
+/// Run `command`; the status is the process's (a command run in a sandbox ends with its code).
+pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: CliCreds) -> Result<ExitCode> {
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let parse = |s: &str| Transport::parse_arg(s);
     // Each arm says which registries its command line names as sources and targets: the
     // only ones command-line credentials may go to.
     let named = |r: &str| -> Vec<String> { registry_of_ref(r).into_iter().collect() };
-    match command {
+    let done: Result<()> = match command {
         Command::Pipe { file, dry_run, src_creds, dest_creds } => {
             creds.src = creds::parse("--src-creds", src_creds.as_ref())?;
             creds.dest = creds::parse("--dest-creds", dest_creds.as_ref())?;
@@ -37,19 +39,12 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
             creds.dest = creds::parse("--dest-creds", dest_creds.as_ref())?;
             let (src, dst) = (parse(&src)?, parse(&dst)?);
             let reg = &creds.registries(opts, &names(&src), &names(&dst))?;
-            if !all {
+            if all {
+                copy_all(&src, &dst, additional_tags, p, reg).await
+            } else {
                 let image = load(&src, platform.as_deref(), Flavor::Oci, reg).await?;
-                return write(&image, &dst, &additional_tags, p, reg).await;
+                write(&image, &dst, &additional_tags, p, reg).await
             }
-            let (source, selector) = src.open_source(reg)?;
-            let desc = source.resolve(selector.as_deref()).await.with_context(|| format!("reading {src}"))?;
-            let (sink, mut tags) = dst.open_sink(reg)?;
-            tags.extend(additional_tags);
-            let opts = CopyOptions { tags, jobs: 4, progress: p.progress() };
-            copy_manifest_tree(source.as_ref(), &desc, sink.as_ref(), &opts).await.with_context(|| format!("writing {dst}"))?;
-            sink.finish().await.with_context(|| format!("finishing {dst}"))?;
-            report(&dst, &desc, p);
-            Ok(())
         }
         Command::Inspect { image, platform } => {
             let t = parse(&image)?;
@@ -136,7 +131,7 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
             crate::registry_cmds::login(&registry, username, password_stdin, password, p).await
         }
         Command::Logout { registry } => crate::registry_cmds::logout(&registry, p).await,
-        Command::Conda(crate::CondaCommand::Build(args)) => {
+        Command::Conda(CondaCommand::Build(args)) => {
             let base = names(&parse(&args.base)?);
             let target = match (&args.output, args.push) {
                 (Some(o), false) => names(&parse(o)?),
@@ -149,7 +144,7 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
             // Only the push target: `FROM` images are not named on the command line.
             let target = if args.push { args.tag.as_deref().map(named).unwrap_or_default() } else { Vec::new() };
             let reg = creds.registries(opts, &[], &target)?;
-            crate::build_cmd::build(args, &reg, p).await
+            return crate::build_cmd::build(args, &reg, p).await;
         }
         Command::Run(args) => {
             let source = if crate::transport::has_prefix(&args.image) {
@@ -160,7 +155,7 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
                 named(&args.image)
             };
             let reg = creds.registries(opts, &source, &[])?;
-            crate::build_cmd::run(args, &reg).await
+            return crate::build_cmd::run(args, &reg).await;
         }
         Command::Export { image, dest, platform } => {
             let t = parse(&image)?;
@@ -169,12 +164,45 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
             crate::export::export(&image, &dest, p).await
         }
         Command::Mutate(args) => {
-            let (sources, targets) = args.names();
-            crate::mutate_cmd::run(args, p, &creds.registries(opts, &sources, &targets)?).await
+            let (sources, targets) = crate::edit_cmds::names(&args.image, args.tag.as_deref(), &[]);
+            crate::edit_cmds::mutate(args, p, &creds.registries(opts, &sources, &targets)?).await
+        }
+        Command::Flatten(args) => {
+            let (sources, targets) = crate::edit_cmds::names(&args.image, args.tag.as_deref(), &[]);
+            crate::edit_cmds::flatten(args, p, &creds.registries(opts, &sources, &targets)?).await
+        }
+        Command::Rebase(args) => {
+            let (sources, targets) = crate::edit_cmds::names(&args.image, args.tag.as_deref(), &[&args.old_base, &args.new_base]);
+            crate::edit_cmds::rebase(args, p, &creds.registries(opts, &sources, &targets)?).await
         }
         Command::Map(args) => crate::map_cmd::run(args, p, &creds.registries(opts, &[], &[])?).await,
+        Command::Blob(args) => {
+            let reg = creds.registries(opts, &crate::blob_cmd::names(&args), &[])?;
+            crate::blob_cmd::blob(args, p, &reg).await
+        }
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut <crate::args::Cli as clap::CommandFactory>::command(), "imgtool", &mut out);
+            p.result(String::from_utf8_lossy(&out).trim_end());
+            Ok(())
+        }
+        Command::Man { dir } => crate::man::write(&dir, p),
         Command::Gc { layout, dry_run } => crate::layout_cmds::gc(layout, dry_run, p).await,
-    }
+    };
+    done.map(|()| ExitCode::SUCCESS)
+}
+
+/// `copy --all`: an index and every image in it, byte for byte.
+async fn copy_all(src: &Transport, dst: &Transport, additional_tags: Vec<String>, p: Printer, reg: &Registries) -> Result<()> {
+    let (source, selector) = src.open_source(reg)?;
+    let desc = source.resolve(selector.as_deref()).await.with_context(|| format!("reading {src}"))?;
+    let (sink, mut tags) = dst.open_sink(reg)?;
+    tags.extend(additional_tags);
+    let opts = CopyOptions { tags, jobs: 4, progress: p.progress() };
+    copy_manifest_tree(source.as_ref(), &desc, sink.as_ref(), &opts).await.with_context(|| format!("writing {dst}"))?;
+    sink.finish().await.with_context(|| format!("finishing {dst}"))?;
+    report(dst, &desc, p);
+    Ok(())
 }
 
 fn platform_of(s: Option<&str>) -> Result<Option<Platform>> {

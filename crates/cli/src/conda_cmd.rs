@@ -1,63 +1,13 @@
 //! `imgtool conda build`: conda-docker's job, without conda or docker.
 
-use std::path::PathBuf;
-
 use anyhow::{Context, Result, bail};
 use imgtool_conda::{CondaLayers, CondaSpec};
 use imgtool_core::{Flavor, Platform, source_date_epoch};
 use imgtool_registry::Registries;
 
+use crate::args::CondaBuild;
 use crate::printer::Printer;
 use crate::transport::Transport;
-
-/// The options of `imgtool conda build`.
-#[derive(Debug, clap::Args)]
-pub struct CondaBuild {
-    /// The base image (any source transport, or `scratch` for a fully static environment).
-    #[arg(short = 'b', long = "base", value_name = "BASE")]
-    pub base: String,
-    /// The image name, NAME:TAG (used for docker-archive outputs and --push).
-    #[arg(short = 'i', long = "image", value_name = "NAME:TAG")]
-    pub image: String,
-    /// Where to write the image (any sink transport; a path alone is a docker-archive).
-    #[arg(short = 'o', long = "output", value_name = "OUT")]
-    pub output: Option<String>,
-    /// Push the image to NAME:TAG.
-    #[arg(long)]
-    pub push: bool,
-    /// A channel (directory, file:// or http(s):// URL, or name), highest priority first.
-    #[arg(short = 'c', long = "channel", value_name = "CHANNEL")]
-    pub channels: Vec<String>,
-    /// Build for this platform (repeatable: several make a multi-platform index).
-    #[arg(long = "platform", value_name = "PLATFORM")]
-    pub platforms: Vec<String>,
-    /// Read channels and specs from an environment.yml.
-    #[arg(short = 'f', long = "file", value_name = "ENVIRONMENT_YML", conflicts_with = "lock")]
-    pub file: Option<PathBuf>,
-    /// Install exactly the records of a pixi.lock or conda-lock.yml (no solve).
-    #[arg(long, value_name = "LOCKFILE")]
-    pub lock: Option<PathBuf>,
-    /// The prefix inside the image.
-    #[arg(long, default_value = "/opt/conda")]
-    pub prefix: String,
-    /// A package that gets a layer of its own (repeatable).
-    #[arg(long = "separate", value_name = "NAME")]
-    pub separate: Vec<String>,
-    /// The most layers the whole image may have: the base's, the packages' and conda-meta.
-    #[arg(long, default_value_t = 100)]
-    pub max_layers: usize,
-    /// A virtual package override such as __glibc=2.28 (repeatable).
-    #[arg(long = "virtual-package", value_name = "NAME=VERSION")]
-    pub virtual_packages: Vec<String>,
-    /// The package cache directory.
-    #[arg(long)]
-    pub cache_dir: Option<PathBuf>,
-    /// Link and compress every package again instead of reusing earlier builds' results.
-    #[arg(long)]
-    pub no_layer_cache: bool,
-    /// Package specs (`numpy`, `python=3.12`).
-    pub specs: Vec<String>,
-}
 
 pub async fn build(args: CondaBuild, reg: &Registries, p: Printer) -> Result<()> {
     let cwd = std::env::current_dir()?;

@@ -8,6 +8,7 @@ use anyhow::{Result, anyhow, bail};
 use imgtool_core::Reference;
 use imgtool_registry::{ClientOptions, Credential, Registries, Secret};
 
+use crate::args::SecretArg;
 use crate::transport::Transport;
 
 /// The credentials given on the command line, not yet bound to a registry.
@@ -19,24 +20,6 @@ pub struct CliCreds {
     pub src: Option<Credential>,
     /// `--dest-creds`.
     pub dest: Option<Credential>,
-}
-
-/// A `USER:PASSWORD` argument as given: it always parses (so clap never echoes it in an
-/// error) and never shows in `Debug`.
-#[derive(Clone)]
-pub struct SecretArg(String);
-
-impl std::str::FromStr for SecretArg {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(s.to_string()))
-    }
-}
-
-impl std::fmt::Debug for SecretArg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SecretArg(***)")
-    }
 }
 
 /// `USER:PASSWORD` as a credential; the error names the flag, never the value.

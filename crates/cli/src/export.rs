@@ -1,10 +1,10 @@
-//! `imgtool export`: flatten an image into a directory or a tar, and the `squash` step.
+//! `imgtool export`: flatten an image into a directory or a tar.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use imgtool_archive::{Devices, ExtractOptions, LayerOptions, extract_image, flatten};
-use imgtool_core::{Compression, History, Image, rfc3339, source_date_epoch};
+use imgtool_core::{Compression, Image, source_date_epoch};
 
 use crate::printer::Printer;
 
@@ -47,38 +47,4 @@ pub async fn export(image: &Image, dest: &Path, p: Printer) -> Result<()> {
 
 fn running_as_root() -> bool {
     std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
-}
-
-/// Replace all layers by one flattened layer.
-pub async fn squash(image: &mut Image, spool: &Path, compression: Compression) -> Result<()> {
-    let epoch = source_date_epoch();
-    let opts = LayerOptions { compression, flavor: image.flavor(), ..Default::default() };
-    let layer = flatten(image, spool, opts, epoch).await?;
-    let history = History { created: Some(rfc3339(epoch)), created_by: Some("imgtool squash".into()), ..Default::default() };
-    image.replace_layers(vec![(layer.into_layer(), history)]);
-    Ok(())
-}
-
-/// The pipeline's `squash` step: every layer so far flattened into one (`squash = false`
-/// keeps them, and says so in plans).
-#[derive(Debug)]
-pub struct Squash(pub bool);
-
-#[async_trait::async_trait(?Send)]
-impl imgtool_core::Step for Squash {
-    fn describe(&self) -> String {
-        if self.0 { "squash every layer into one".into() } else { "no squash".into() }
-    }
-
-    fn progress(&self) -> Option<String> {
-        self.0.then(|| "squashing".into())
-    }
-
-    async fn apply(&self, mut image: Image, cx: &imgtool_core::StepContext<'_>) -> Result<Image, imgtool_core::StepError> {
-        if self.0 {
-            squash(&mut image, cx.spool, cx.compression).await.map_err(|e| -> imgtool_core::StepError { e.into() })?;
-            image.config_mut().set_created(cx.epoch);
-        }
-        Ok(image)
-    }
 }

@@ -4,11 +4,11 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
-use imgtool_core::{AddLayers, EditConfig, Image, Platform, RemoveLayerAt, RemoveTopLayers, StepContext, source_date_epoch};
+use imgtool_core::{AddLayers, EditConfig, Image, Platform, RemoveLayerAt, RemoveTopLayers, Step as _, StepContext, source_date_epoch};
 use imgtool_dockerfile::DockerfileStep;
 use imgtool_registry::{ClientOptions, Registries};
 
-use crate::build_cmd::{BuildArgs, CliImages};
+use crate::build_cmd::{BuildSettings, CliImages};
 use crate::commands::{load_any, names, write};
 use crate::creds::CliCreds;
 use crate::pipeline::{PipelineFile, Step};
@@ -18,8 +18,8 @@ use crate::transport::Transport;
 /// Where a pipeline's image starts.
 enum Source {
     Image(Transport),
-    // Boxed: the build flags make it several times the size of the other.
-    Dockerfile(Box<BuildArgs>),
+    // Boxed: the build settings make it several times the size of the other.
+    Dockerfile(Box<BuildSettings>),
 }
 
 /// Where the pipeline starts.
@@ -28,7 +28,7 @@ fn source(pf: &PipelineFile) -> Result<(Source, Option<Platform>)> {
     let at = |s: std::ops::Range<usize>| pf.at(s);
     let source = match (&pl.source.image, &pl.source.dockerfile) {
         (Some(image), None) => Source::Image(Transport::parse(image.get_ref(), &pf.dir).map_err(|e| anyhow!("{}: {e}", at(image.span())))?),
-        (None, Some(d)) => Source::Dockerfile(Box::new(pf.dockerfile_args(d.get_ref()))),
+        (None, Some(d)) => Source::Dockerfile(Box::new(pf.dockerfile_settings(d.get_ref())?)),
         _ => bail!("{}: [source] takes either image = \"...\" or dockerfile = {{ file = \"...\" }}", pf.path.display()),
     };
     let platform = match &pl.source.platform {
@@ -53,13 +53,13 @@ fn steps<'a>(pf: &PipelineFile, reg: &Registries, images: &'a [CliImages<'a>]) -
             Step::RemoveLayers(n) => Box::new(RemoveTopLayers(*n)),
             Step::RemoveLayer(i) => Box::new(RemoveLayerAt(*i)),
             Step::Config(edit) => Box::new(EditConfig(edit.clone())),
-            Step::Squash(on) => Box::new(crate::export::Squash(*on)),
+            Step::Squash(on) => Box::new(imgtool_archive::Squash(*on)),
             Step::Dockerfile(d) => {
                 if d.target.is_some() {
                     bail!("{}: a dockerfile step has no target (it builds on the image so far, with no stages); remove it", at(step.span()));
                 }
-                let args = pf.dockerfile_args(d);
-                let (df, name) = crate::build_cmd::read_dockerfile(args.file.as_deref(), &args.context).with_context(|| at(step.span()))?;
+                let settings = pf.dockerfile_settings(d)?;
+                let (df, name) = settings.dockerfile().with_context(|| at(step.span()))?;
                 if let Some(&n) = df.stage_starts().first() {
                     bail!(
                         "{}: {name}:{}: a dockerfile step applies to the image built so far, so it cannot have FROM; remove it, or build the file as the [source]",
@@ -68,7 +68,7 @@ fn steps<'a>(pf: &PipelineFile, reg: &Registries, images: &'a [CliImages<'a>]) -
                     );
                 }
                 // Spool, compression and time come from the fold.
-                let options = crate::build_cmd::options(&args, Path::new(""), reg)?;
+                let options = settings.options(Path::new(""), reg)?;
                 let images = dockerfiles.next().ok_or_else(|| anyhow!("internal: no image finder for {name}"))?;
                 Box::new(DockerfileStep::new(df, name, images, options).shown_as(d.file.display().to_string()))
             }
@@ -78,16 +78,16 @@ fn steps<'a>(pf: &PipelineFile, reg: &Registries, images: &'a [CliImages<'a>]) -
 }
 
 /// One image finder per Dockerfile step: paths in a Dockerfile are relative to it.
-fn finders<'a>(pf: &PipelineFile, reg: &'a Registries) -> Vec<CliImages<'a>> {
+fn finders<'a>(pf: &PipelineFile, reg: &'a Registries) -> Result<Vec<CliImages<'a>>> {
     let any_platform = pf.pipeline.source.any_platform;
     pf.pipeline
         .steps
         .iter()
         .filter_map(|s| match s.get_ref() {
-            Step::Dockerfile(d) => Some(pf.dockerfile_args(d)),
+            Step::Dockerfile(d) => Some(pf.dockerfile_settings(d)),
             _ => None,
         })
-        .map(|args| CliImages { reg, base: crate::build_cmd::dockerfile_dir(args.file.as_deref(), &args.context), any_platform })
+        .map(|settings| Ok(settings?.images(reg, any_platform)))
         .collect()
 }
 
@@ -95,7 +95,7 @@ fn finders<'a>(pf: &PipelineFile, reg: &'a Registries) -> Vec<CliImages<'a>> {
 fn plan_lines(source: &Source, platform: Option<&Platform>, steps: &[Box<dyn imgtool_core::Step + '_>]) -> Vec<String> {
     let shown = match source {
         Source::Image(t) => t.to_string(),
-        Source::Dockerfile(a) => format!("build {}", a.file.as_deref().unwrap_or(&a.context).display()),
+        Source::Dockerfile(s) => format!("build {}", s.file.as_deref().unwrap_or(&s.context).display()),
     };
     let mut lines = vec![format!("source: {shown}{}", platform.map(|p| format!(" ({p})")).unwrap_or_default())];
     lines.extend(steps.iter().map(|s| format!("step: {}", s.describe())));
@@ -114,27 +114,20 @@ async fn image(
 ) -> Result<Image> {
     let pl = &pf.pipeline;
     let flavor = pl.source.media_types.unwrap_or_default();
+    let cx = StepContext { spool, compression: pl.options.compression, epoch: source_date_epoch() };
     let image = match &source {
         Source::Image(t) => load_any(t, platform.as_ref().map(ToString::to_string).as_deref(), flavor, pl.source.any_platform, reg)
             .await
             .with_context(|| format!("{}: the source", pf.path.display()))?,
-        Source::Dockerfile(args) => {
-            let (df, name) = crate::build_cmd::read_dockerfile(args.file.as_deref(), &args.context)?;
-            let mut opts = crate::build_cmd::options(args, spool, reg)?;
-            opts.platform = platform.clone();
-            opts.flavor = flavor;
-            opts.compression = pl.options.compression;
-            p.status(format!("building {name}"));
-            // Paths a Dockerfile writes are relative to it.
-            let images = CliImages {
-                reg,
-                base: crate::build_cmd::dockerfile_dir(args.file.as_deref(), &args.context),
-                any_platform: pl.source.any_platform,
-            };
-            imgtool_dockerfile::build(&df, &images, &opts).await.map_err(|e| anyhow!("{}: {}", pf.path.display(), e.in_file(&name)))?
+        Source::Dockerfile(settings) => {
+            let images = settings.images(reg, pl.source.any_platform);
+            let settings = BuildSettings { platform: platform.clone(), ..(**settings).clone() };
+            let step = settings.step(&images, reg)?.flavor(flavor);
+            p.status(format!("building {}", step.name()));
+            let scratch = Image::scratch(&platform.unwrap_or_else(Platform::host), flavor);
+            step.apply(scratch, &cx).await.map_err(|e| anyhow!(e).context(pf.path.display().to_string()))?
         }
     };
-    let cx = StepContext { spool, compression: pl.options.compression, epoch: source_date_epoch() };
     fold(image, steps, &cx, p).await.map_err(|(i, e)| anyhow!(e).context(pf.at(pl.steps[i].span())))
 }
 
@@ -185,7 +178,7 @@ pub async fn pipe(file: &Path, dry_run: bool, p: Printer, opts: &ClientOptions, 
     };
     let targets: Vec<String> = sinks.iter().flat_map(names).collect();
     let reg = &creds.registries(opts, &sources, &targets)?;
-    let finders = finders(&pf, reg);
+    let finders = finders(&pf, reg)?;
     let steps = steps(&pf, reg, &finders)?;
     if dry_run {
         for line in plan_lines(&source, platform.as_ref(), &steps) {
@@ -209,7 +202,7 @@ pub async fn pipe(file: &Path, dry_run: bool, p: Printer, opts: &ClientOptions, 
 pub async fn pipeline_image(file: &Path, spool: &Path, p: Printer, reg: &Registries) -> Result<Image> {
     let pf = PipelineFile::load(file)?;
     let source = source(&pf)?;
-    let finders = finders(&pf, reg);
+    let finders = finders(&pf, reg)?;
     let steps = steps(&pf, reg, &finders)?;
     image(&pf, source, &steps, spool, p, reg).await
 }

@@ -224,28 +224,25 @@ impl PipelineFile {
         if p.is_absolute() { p.to_path_buf() } else { self.dir.join(p) }
     }
 
-    /// The `add_path` step as a layer producer, checking its inputs.
-    /// A `dockerfile` source or step as the build command's arguments, paths resolved.
-    pub fn dockerfile_args(&self, d: &DockerfileSpec) -> crate::build_cmd::BuildArgs {
+    /// A `dockerfile` source or step as build settings, paths resolved.
+    pub fn dockerfile_settings(&self, d: &DockerfileSpec) -> Result<crate::build_cmd::BuildSettings> {
         let file = self.resolve(&d.file);
         let context = d.context.as_ref().map_or_else(|| file.parent().map(Path::to_path_buf).unwrap_or_default(), |c| self.resolve(c));
-        crate::build_cmd::BuildArgs {
+        let host_network = crate::build_cmd::host_network(d.network.as_deref())
+            .with_context(|| format!("{}: the dockerfile {}", self.path.display(), d.file.display()))?;
+        Ok(crate::build_cmd::BuildSettings {
             file: Some(file),
-            tag: None,
-            output: None,
-            push: false,
-            build_args: d.build_args.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            build_args: d.build_args.clone(),
             target: d.target.clone(),
-            platform: None,
             no_cache: d.no_cache,
             cache_dir: d.cache_dir.as_ref().map(|c| self.resolve(c)),
-            network: d.network.clone(),
+            host_network,
             cache_repo: d.cache_repo.clone(),
-            sandbox: Default::default(),
-            context,
-        }
+            ..crate::build_cmd::BuildSettings::for_context(context)
+        })
     }
 
+    /// The `add_path` step as a layer producer, checking its inputs.
     pub fn path_layer(&self, a: &AddPath) -> Result<PathLayer> {
         let from = self.resolve(a.from.get_ref());
         if !from.exists() {

@@ -1,6 +1,9 @@
 //! All output goes through here: results on stdout, progress on stderr, `--quiet` and
 //! `--json` honoured in one place.
 
+// The one place that prints.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
@@ -37,6 +40,14 @@ impl Printer {
         if !imgtool_core::is_interrupted() {
             eprintln!("error: {}", line.as_ref());
         }
+    }
+
+    /// Bytes as they are (a blob) on stdout.
+    pub async fn bytes(&self, mut stream: imgtool_core::BlobStream) -> std::io::Result<u64> {
+        let mut out = tokio::io::stdout();
+        let n = tokio::io::copy(&mut stream, &mut out).await?;
+        tokio::io::AsyncWriteExt::flush(&mut out).await?;
+        Ok(n)
     }
 
     /// A status line on stderr (silent with --quiet).

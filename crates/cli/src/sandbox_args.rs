@@ -1,20 +1,9 @@
-//! The sandbox flags `imgtool run` and `imgtool build` share, spelled as docker's.
+//! The sandbox flags `imgtool run` and `imgtool build` share, resolved into the sandbox's
+//! settings.
 
 use anyhow::{Result, bail};
-use clap::Args;
 
-#[derive(Debug, Clone, Default, Args)]
-pub struct SandboxArgs {
-    /// A security option: only `seccomp=unconfined` (no system call filter) for now.
-    #[arg(long = "security-opt", value_name = "OPT")]
-    pub security_opt: Vec<String>,
-    /// The most processes and threads at once (0 or -1: no limit).
-    #[arg(long, value_name = "N", allow_hyphen_values = true)]
-    pub pids_limit: Option<i64>,
-    /// A memory limit: bytes, or a number with b, k, m or g (512m, 1g); 0: no limit.
-    #[arg(short, long, value_name = "SIZE")]
-    pub memory: Option<String>,
-}
+use crate::args::SandboxArgs;
 
 impl SandboxArgs {
     pub fn security(&self) -> Result<imgtool_sandbox::Security> {

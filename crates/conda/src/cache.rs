@@ -10,25 +10,12 @@ use std::path::{Path, PathBuf};
 use imgtool_archive::{LayerCache, SpooledLayer};
 use imgtool_core::{Digest, Layer};
 use rattler_conda_types::RepoDataRecord;
-use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::install::InstalledPackage;
+use crate::package::CachedPackage;
 
 /// Bumped whenever what is cached, or how a layer is written from it, changes.
 const VERSION: &str = "imgtool-conda-cache-1";
-
-/// A package as a previous build linked it: enough to lay it out and write its record
-/// without linking it again.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CachedPackage {
-    /// What linking reported.
-    pub package: InstalledPackage,
-    /// Its `conda-meta` file name.
-    pub meta_name: String,
-    /// The sanitized record.
-    pub meta_json: String,
-}
 
 /// The build cache (`imgtool-layers` inside the package cache).
 #[derive(Debug, Clone)]
@@ -37,7 +24,7 @@ pub struct BuildCache(LayerCache);
 impl BuildCache {
     /// The cache under `package_cache`.
     pub fn open(package_cache: &Path) -> Result<Self> {
-        Ok(Self(LayerCache::open(&package_cache.join("imgtool-layers")).map_err(|e| Error::Install(e.to_string()))?))
+        Ok(Self(LayerCache::open(&package_cache.join("imgtool-layers")).map_err(|e| Error::install_from("opening the layer cache", e))?))
     }
 
     /// Where layers are spooled, so a new one is moved into the cache, not copied.

@@ -44,8 +44,14 @@ pub enum Error {
     #[error("layer budget: {0}")]
     Budget(String),
     /// Fetching, extracting or linking packages failed.
-    #[error("installing the environment failed: {0}")]
-    Install(String),
+    #[error("installing the environment failed: {message}")]
+    Install {
+        /// What was being done, or what is wrong.
+        message: String,
+        /// What failed, when something else did.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// A package (or its repodata record) that could reach outside the environment.
     #[error("package {package}: {entry}: {why}; refusing to install it (the channel or package is broken or hostile)")]
     Unsafe {
@@ -71,6 +77,16 @@ pub enum Error {
     /// The image model.
     #[error(transparent)]
     Core(#[from] imgtool_core::Error),
+}
+
+impl Error {
+    pub(crate) fn install(message: impl Into<String>) -> Self {
+        Self::Install { message: message.into(), source: None }
+    }
+
+    pub(crate) fn install_from(message: impl Into<String>, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Install { message: message.into(), source: Some(source.into()) }
+    }
 }
 
 impl From<Error> for imgtool_core::Error {

@@ -54,7 +54,7 @@ pub(crate) async fn fetch(packages: &PackageCache, r: &RepoDataRecord, client: r
             None,
         )
         .await
-        .map_err(|e| Error::Install(format!("fetching {}: {}", r.url, imgtool_core::error_chain(&e))))?;
+        .map_err(|e| Error::install(format!("fetching {}: {}", r.url, imgtool_core::error_chain(&e))))?;
     Ok(meta.path().to_path_buf())
 }
 

@@ -8,21 +8,8 @@ use rattler::package_cache::PackageCache;
 use rattler_conda_types::{PackageName, PrefixRecord, RepoDataRecord, Subdir};
 use serde_json::Value;
 
-use crate::cache::CachedPackage;
 use crate::error::{Error, Result, io};
-
-/// One package as linked into the staging prefix.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct InstalledPackage {
-    /// `name=version=build`.
-    pub id: String,
-    /// Its files, relative to the prefix.
-    pub files: Vec<String>,
-    /// Their total size in bytes.
-    pub size: u64,
-    /// A post-link script it ships (never run), relative to the prefix.
-    pub post_link: Option<String>,
-}
+use crate::package::{CachedPackage, InstalledPackage};
 
 /// Install `records` (already solved) into `staging`, patching prefix placeholders for
 /// `target_prefix`, with packages fetched into `cache`. Nothing from a package is run.
@@ -63,7 +50,7 @@ pub(crate) async fn link(
     }
     // Fetch (and unpack) first, so every package is checked before anything is linked.
     let packages = PackageCache::new(cache);
-    let client = reqwest::Client::builder().build().map_err(|e| Error::Install(format!("making the download client: {e}")))?;
+    let client = reqwest::Client::builder().build().map_err(|e| Error::install_from("making the download client", e))?;
     let fetched = futures::stream::iter(wanted_records.into_iter().cloned())
         .map(|r| {
             let (packages, client) = (packages.clone(), client.clone());
@@ -87,9 +74,9 @@ pub(crate) async fn link(
     };
     crate::isolate::run(job).await?;
     // Read back through the rooted path layer: the prefix holds what packages put there.
-    let fail = |e: imgtool_rootfs::Error| Error::Install(format!("reading the linked prefix: {e}"));
+    let fail = |e: imgtool_rootfs::Error| Error::install_from("reading the linked prefix", e);
     let root = imgtool_rootfs::Root::open(staging).map_err(fail)?;
-    let meta = root.dir("conda-meta").map_err(fail)?.ok_or_else(|| Error::Install("the linker wrote no conda-meta".into()))?;
+    let meta = root.dir("conda-meta").map_err(fail)?.ok_or_else(|| Error::install("the linker wrote no conda-meta"))?;
     let mut by_name: BTreeMap<String, CachedPackage> = BTreeMap::new();
     for meta_name in meta.names().map_err(fail)? {
         let Some(meta_name) = meta_name.to_str().filter(|n| n.ends_with(".json")).map(str::to_string) else { continue };
@@ -98,10 +85,10 @@ pub(crate) async fn link(
             .read(format!("conda-meta/{meta_name}"), RECORD_LIMIT)
             .map_err(fail)?
             .filter(|_| meta.stat(&meta_name).ok().flatten().is_some_and(|s| s.kind == imgtool_rootfs::Kind::File))
-            .ok_or_else(|| Error::Install(format!("conda-meta/{meta_name} is not a regular file")))?;
-        let text = String::from_utf8(text).map_err(|_| Error::Install(format!("conda-meta/{meta_name} is not UTF-8")))?;
+            .ok_or_else(|| Error::install(format!("conda-meta/{meta_name} is not a regular file")))?;
+        let text = String::from_utf8(text).map_err(|_| Error::install(format!("conda-meta/{meta_name} is not UTF-8")))?;
         let record: PrefixRecord =
-            serde_json::from_str(&text).map_err(|e| Error::Install(format!("reading conda-meta/{meta_name}: {e}")))?;
+            serde_json::from_str(&text).map_err(|e| Error::install_from(format!("reading conda-meta/{meta_name}"), e))?;
         let name = record.repodata_record.package_record.name.as_normalized().to_string();
         if !wanted.contains(&name) {
             continue;
@@ -122,7 +109,7 @@ pub(crate) async fn link(
             true => by_name
                 .remove(&name(r))
                 .map(Some)
-                .ok_or_else(|| Error::Install(format!("{} was solved but has no conda-meta record after linking", name(r)))),
+                .ok_or_else(|| Error::install(format!("{} was solved but has no conda-meta record after linking", name(r)))),
         })
         .collect()
 }
@@ -130,7 +117,7 @@ pub(crate) async fn link(
 /// Remove what a record says about the build host (cache paths), in a stable key order,
 /// so records are the same wherever the image was built.
 fn sanitize(meta_name: &str, text: &str, records: &[RepoDataRecord]) -> Result<String> {
-    let mut v: Value = serde_json::from_str(text).map_err(|e| Error::Install(format!("conda-meta/{meta_name}: {e}")))?;
+    let mut v: Value = serde_json::from_str(text).map_err(|e| Error::install_from(format!("conda-meta/{meta_name}"), e))?;
     if let Some(m) = v.as_object_mut() {
         for k in ["extracted_package_dir", "package_tarball_full_path"] {
             m.remove(k);
@@ -160,12 +147,12 @@ const RECORD_LIMIT: u64 = 256 << 20;
 /// name is replaced, never written through. Mode 0644.
 pub(crate) fn write_in_prefix(staging: &Path, dir: &str, name: &str, data: &[u8]) -> Result<()> {
     use std::io::Write;
-    let fail = |e: imgtool_rootfs::Error| Error::Install(format!("writing {dir}/{name}: {e}"));
+    let fail = |e: imgtool_rootfs::Error| Error::install_from(format!("writing {dir}/{name}"), e);
     let root = imgtool_rootfs::Root::open(staging).map_err(fail)?;
     let d = root.make_dirs(dir, &mut |_, _| {}).map_err(fail)?;
     d.remove_all(name).map_err(fail)?;
     let mut f = d.create_file(name).map_err(fail)?;
-    f.write_all(data).map_err(|e| Error::Install(format!("writing {dir}/{name}: {e}")))?;
+    f.write_all(data).map_err(|e| Error::install_from(format!("writing {dir}/{name}"), e))?;
     d.set_meta(name, &imgtool_rootfs::Meta { mode: Some(0o644), ..Default::default() }, Some(&f)).map_err(fail)
 }
 

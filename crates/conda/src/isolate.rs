@@ -54,7 +54,11 @@ pub fn link_helper_main() -> Option<ExitCode> {
     match child() {
         Ok(()) => Some(ExitCode::SUCCESS),
         Err(e) => {
-            eprintln!("{e}");
+            // The helper's stderr is read by its parent, which reports it.
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("{e}");
+            }
             Some(ExitCode::FAILURE)
         }
     }
@@ -71,7 +75,7 @@ pub(crate) async fn run(job: LinkJob) -> Result<()> {
     let job = LinkJob { staging: canon(&job.staging)?, cache: canon(&job.cache)?, ..job };
     let mount_point = imgtool_core::spool().map_err(io("creating a mount point"))?;
     let request = Request { job, root: mount_point.path().to_path_buf() };
-    let input = serde_json::to_vec(&request).map_err(|e| Error::Install(format!("encoding the link request: {e}")))?;
+    let input = serde_json::to_vec(&request).map_err(|e| Error::install_from("encoding the link request", e))?;
     let mut child = tokio::process::Command::new("/proc/self/exe")
         .arg(HELPER_ARG)
         .stdin(std::process::Stdio::piped())
@@ -88,7 +92,7 @@ pub(crate) async fn run(job: LinkJob) -> Result<()> {
         return Ok(());
     }
     let said = String::from_utf8_lossy(&out.stderr[..out.stderr.len().min(64 << 10)]).trim().to_string();
-    Err(Error::Install(if said.is_empty() { format!("the link helper ended with {}", out.status) } else { said }))
+    Err(Error::install(if said.is_empty() { format!("the link helper ended with {}", out.status) } else { said }))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -157,7 +161,7 @@ async fn link_here(job: LinkJob) -> Result<()> {
         .tls_certs_only(Vec::new())
         .no_proxy()
         .build()
-        .map_err(|e| Error::Install(format!("making the (offline) download client: {e}")))?;
+        .map_err(|e| Error::install_from("making the (offline) download client", e))?;
     Installer::new()
         .with_download_client(client)
         .with_package_cache(PackageCache::new(&job.cache))
@@ -168,5 +172,5 @@ async fn link_here(job: LinkJob) -> Result<()> {
         .install(&job.staging, job.records)
         .await
         .map(|_| ())
-        .map_err(|e| Error::Install(imgtool_core::error_chain(&e)))
+        .map_err(|e| Error::install_from("linking", e))
 }

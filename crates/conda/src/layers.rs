@@ -1,6 +1,6 @@
 //! Grouping installed packages into layers.
 
-use crate::install::InstalledPackage;
+use crate::package::InstalledPackage;
 
 /// Indexes into the package list, one group per layer, in dependency order. Each package
 /// is its own group until there are more than `budget`; then the smallest groups are

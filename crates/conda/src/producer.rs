@@ -8,10 +8,11 @@ use imgtool_archive::{LayerOptions, Owner, PathFilter, SpooledLayer, entries_for
 use imgtool_core::{BuildContext, History, LayerProducer, NewLayer, rfc3339};
 use serde::Deserialize;
 
-use crate::cache::{BuildCache, CachedPackage, layer_key, package_key};
+use crate::cache::{BuildCache, layer_key, package_key};
 use crate::error::{Error, Result};
-use crate::install::{InstalledPackage, link, write_in_prefix};
+use crate::install::{link, write_in_prefix};
 use crate::layers::group;
+use crate::package::{CachedPackage, InstalledPackage};
 use crate::solve::{channel_url, conda_subdir, solve, virtual_packages};
 
 /// Files left out of the image unless `exclude` says otherwise (the seeds' `conda_file_filter`).
@@ -193,7 +194,7 @@ impl CondaLayers {
             store = None;
         }
         if known.len() != records.len() {
-            return Err(Error::Install("a solved package was neither linked nor found in the layer cache".into()));
+            return Err(Error::install("a solved package was neither linked nor found in the layer cache"));
         }
         if let Some(c) = &store {
             for (i, p) in known.iter().enumerate().filter(|(i, _)| is_linked[*i]) {
@@ -277,7 +278,7 @@ impl CondaLayers {
         let listed = imgtool_rootfs::Root::open(&staging)
             .and_then(|r| r.dir("conda-meta"))
             .and_then(|d| d.map(|d| d.names()).transpose())
-            .map_err(|e| Error::Install(format!("reading conda-meta: {e}")))?
+            .map_err(|e| Error::install_from("reading conda-meta", e))?
             .unwrap_or_default();
         let mut meta_files: Vec<String> =
             listed.iter().map(|n| format!("conda-meta/{}", n.to_string_lossy())).filter(|f| !f.ends_with("/history")).collect();
@@ -324,7 +325,7 @@ impl CondaLayers {
             Ok(write_layer(entries, &spool, opts)?)
         })
         .await
-        .map_err(|e| Error::Install(format!("the layer writer stopped: {e}")))?
+        .map_err(|e| Error::install_from("the layer writer stopped", e))?
     }
 
     fn history(&self, created_by: String, cx: &BuildContext) -> History {

@@ -229,7 +229,7 @@ pub async fn solve(
         rattler_solve::resolvo::Solver.solve(task)
     })
     .await
-    .map_err(|e| Error::Install(format!("the solver stopped: {e}")))?
+    .map_err(|e| Error::install_from("the solver stopped", e))?
     .map_err(|e| match e {
         rattler_solve::SolveError::Unsolvable(lines) => Error::Unsolvable { explanation: lines.join("\n") },
         other => Error::Unsolvable { explanation: other.to_string() },

@@ -246,6 +246,45 @@ impl Image {
         self.config.platform()
     }
 
+    /// Swap the base under this image, as `crane rebase` does: `old`'s layers must be this
+    /// image's bottom layers (same diff_ids, in order) and its history the start of this
+    /// image's; they are replaced by `new`'s layers and history. The config is otherwise
+    /// this image's own.
+    pub fn rebase(&mut self, old: &Image, new: &Image) -> Result<()> {
+        let refuse = |why: String| Error::Invalid { what: "old base".into(), value: old.digest().to_string(), why };
+        let n = old.layers.len();
+        if let Some(k) = (0..n).find(|&k| self.layers.get(k).map(|l| &l.diff_id) != Some(&old.layers[k].diff_id)) {
+            return Err(refuse(format!(
+                "the image is not built on it: the image's layer {k} is {}, the old base's is {}",
+                self.layers.get(k).map_or_else(|| "missing".to_string(), |l| l.diff_id.to_string()),
+                old.layers[k].diff_id
+            )));
+        }
+        let (from, to) = (old.platform(), new.platform());
+        if (&from.os, &from.architecture) != (&to.os, &to.architecture) {
+            return Err(refuse(format!("the new base is for {to}, the old one for {from}")));
+        }
+        let (history, old_history) = (self.config.history()?, old.config.history()?);
+        if history.len() < old_history.len() {
+            return Err(refuse(format!(
+                "the image has {} history entries, fewer than the old base's {}",
+                history.len(),
+                old_history.len()
+            )));
+        }
+        let mut new_history = new.config.history()?;
+        new_history.extend(history[old_history.len()..].iter().cloned());
+        let mut layers = new.layers.clone();
+        layers.extend(self.layers.drain(n..));
+        let diff_ids: Vec<&Digest> = layers.iter().map(|l| &l.diff_id).collect();
+        let m = self.config.json_mut();
+        m.insert("rootfs".into(), serde_json::json!({"type": "layers", "diff_ids": diff_ids}));
+        m.insert("history".into(), serde_json::to_value(new_history).unwrap_or_default());
+        self.layers = layers;
+        self.original = None;
+        Ok(())
+    }
+
     /// Replace all layers (with their history) by the given ones, keeping empty-layer history.
     pub fn replace_layers(&mut self, layers: Vec<(Layer, History)>) {
         self.original = None;

@@ -48,6 +48,6 @@ pub use scratch::{
     DeadEntry, SCRATCH_GRACE, ScratchDir, clear_dead_beside, clear_dead_scratch, dead_scratch, dead_scratch_at, lock, output_mode,
     private_dir, publish_file, spool, temp_dir_beside, temp_file_beside, try_lock,
 };
-pub use step::{AddLayers, EditConfig, RemoveLayerAt, RemoveTopLayers, Step, StepContext, StepError, StepWatcher, fold_steps};
+pub use step::{AddLayers, EditConfig, Rebase, RemoveLayerAt, RemoveTopLayers, Step, StepContext, StepError, StepWatcher, fold_steps};
 pub use traits::{BlobSource, BlobStream, BuildContext, ImageSink, LayerProducer, NewLayer, SharedSource};
 pub use validate::validate;

@@ -93,6 +93,30 @@ impl Step for RemoveLayerAt {
     }
 }
 
+/// Swap the base under the image (`crane rebase`): the old base's layers must be its
+/// bottom ones; the new base's take their place.
+#[derive(Debug)]
+pub struct Rebase {
+    /// The base the image was built on.
+    pub old: Image,
+    /// The base it is to be on.
+    pub new: Image,
+    /// How plans name the two, `OLD -> NEW`.
+    pub shown: String,
+}
+
+#[async_trait(?Send)]
+impl Step for Rebase {
+    fn describe(&self) -> String {
+        format!("rebase {}", self.shown)
+    }
+
+    async fn apply(&self, mut image: Image, _: &StepContext<'_>) -> Result<Image, StepError> {
+        image.rebase(&self.old, &self.new)?;
+        Ok(image)
+    }
+}
+
 /// Edit the config (and the manifest's annotations).
 #[derive(Debug)]
 pub struct EditConfig(pub ConfigEdit);

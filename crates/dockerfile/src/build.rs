@@ -17,10 +17,11 @@ use crate::parse::{Command, Dockerfile, Flag, Instruction, Kind, parse};
 use crate::subst::expand;
 
 mod copy;
+mod instructions;
 mod layers;
 mod words;
 
-use copy::missing_dirs;
+use copy::{copy_tree, missing_dirs};
 use words::*;
 
 /// Where `FROM` and `COPY --from` images come from: the caller knows the transports
@@ -28,7 +29,7 @@ use words::*;
 #[async_trait]
 pub trait Images: Send + Sync {
     /// The image `reference` names, for `platform` when it is an index.
-    async fn load(&self, reference: &str, platform: Option<&Platform>) -> std::result::Result<Image, String>;
+    async fn load(&self, reference: &str, platform: Option<&Platform>) -> std::result::Result<Image, crate::BoxError>;
 }
 
 /// How to build.
@@ -186,9 +187,6 @@ struct Builder<'a> {
     expanded: std::cell::Cell<usize>,
 }
 
-/// The most all of a build's substitutions may produce together.
-const EXPANSION_BUDGET: usize = 64 << 20;
-
 impl Builder<'_> {
     async fn run_on(&mut self, base: Image) -> Result<Image> {
         let key = format!("image {}", base.digest());
@@ -294,41 +292,6 @@ impl Builder<'_> {
         Stage::new(name, Image::scratch(&target_platform(self.opts), self.opts.flavor), String::new())
     }
 
-    fn expand(&self, i: &Instruction, word: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String> {
-        let out =
-            expand(word, self.df.escape, lookup).map_err(|m| Error::step(i.line, keyword(&i.kind), format!("{}: {m}", shown(word))))?;
-        self.charge(i, out.len())?;
-        Ok(out)
-    }
-
-    fn charge(&self, i: &Instruction, len: usize) -> Result<()> {
-        let total = self.expanded.get().saturating_add(len);
-        self.expanded.set(total);
-        if total > EXPANSION_BUDGET {
-            return Err(Error::step(
-                i.line,
-                keyword(&i.kind),
-                format!(
-                    "variable substitutions have produced more than {} MiB in this build; a chain of ARG or ENV values grows without bound",
-                    EXPANSION_BUDGET >> 20
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Expand with the stage's variables: its environment, then its ARGs.
-    fn expand_in(&self, st: &Stage, i: &Instruction, word: &str) -> Result<String> {
-        self.expand(i, word, &vars(st))
-    }
-
-    fn expand_heredoc_in(&self, st: &Stage, i: &Instruction, body: &str) -> Result<String> {
-        let out = crate::subst::expand_heredoc(body, self.df.escape, &vars(st))
-            .map_err(|m| Error::step(i.line, keyword(&i.kind), format!("heredoc: {m}")))?;
-        self.charge(i, out.len())?;
-        Ok(out)
-    }
-
     async fn from(&mut self, i: &Instruction, globals: &BTreeMap<String, String>) -> Result<Stage> {
         let Kind::From { image, name, flags } = &i.kind else { unreachable!("called on FROM") };
         let lookup = |n: &str| globals.get(n).cloned();
@@ -355,7 +318,7 @@ impl Builder<'_> {
                 .images
                 .load(&reference, platform.as_ref())
                 .await
-                .map_err(|m| Error::step(i.line, "FROM", format!("{reference}: {m}")))?;
+                .map_err(|e| Error::step_from(i.line, "FROM", reference.clone(), e))?;
             let key = format!("image {}", img.digest());
             (img, key)
         };
@@ -414,159 +377,4 @@ impl Builder<'_> {
         st.key = key.clone();
         key
     }
-
-    async fn step(&mut self, st: &mut Stage, i: &Instruction, globals: &BTreeMap<String, String>) -> Result<()> {
-        let kw = keyword(&i.kind);
-        match &i.kind {
-            Kind::From { .. } => unreachable!("stages start at FROM"),
-            Kind::Arg(pairs) => {
-                for (name, default) in pairs {
-                    let value = match (self.opts.build_args.get(name), default) {
-                        (Some(v), _) => Some(v.clone()),
-                        (None, Some(d)) => Some(self.expand_in(st, i, d)?),
-                        (None, None) => globals.get(name).cloned().or_else(|| platform_arg(name, &st.image.platform())),
-                    };
-                    Self::chain(st, &format!("ARG {name}={value:?}"));
-                    if let Some(v) = value {
-                        st.args.insert(name.clone(), v);
-                    }
-                }
-                return Ok(());
-            }
-            Kind::Env(pairs) => {
-                // Every value sees the variables as they were before this instruction.
-                let mut env = Vec::new();
-                for (k, v) in pairs {
-                    env.push(format!("{}={}", self.expand_in(st, i, k)?, self.expand_in(st, i, v)?));
-                }
-                edit(st, i, ConfigEdit { env, ..ConfigEdit::default() })?;
-            }
-            Kind::Label(pairs) => {
-                // One pair at a time: labels keep the order they were written in.
-                for (k, v) in pairs {
-                    let labels = BTreeMap::from([(self.expand_in(st, i, k)?, self.expand_in(st, i, v)?)]);
-                    edit(st, i, ConfigEdit { labels, ..ConfigEdit::default() })?;
-                }
-            }
-            Kind::Maintainer(m) => edit(st, i, ConfigEdit { author: Some(m.clone()), ..ConfigEdit::default() })?,
-            Kind::User(u) => edit(st, i, ConfigEdit { user: Some(self.expand_in(st, i, u)?), ..ConfigEdit::default() })?,
-            Kind::Expose(words) => {
-                let mut exposed_ports = Vec::new();
-                for w in words {
-                    let got = crate::subst::expand_words(w, self.df.escape, &vars(st))
-                        .map_err(|m| Error::step(i.line, kw, format!("{}: {m}", shown(w))))?;
-                    self.charge(i, got.iter().map(String::len).sum())?;
-                    exposed_ports.extend(got);
-                }
-                edit(st, i, ConfigEdit { exposed_ports, ..ConfigEdit::default() })?;
-            }
-            Kind::Volume(vols) => {
-                let volumes = vols.iter().map(|v| self.expand_in(st, i, v)).collect::<Result<Vec<_>, _>>()?;
-                edit(st, i, ConfigEdit { volumes, ..ConfigEdit::default() })?;
-            }
-            Kind::Stopsignal(sig) => edit(st, i, ConfigEdit { stop_signal: Some(self.expand_in(st, i, sig)?), ..ConfigEdit::default() })?,
-            Kind::Healthcheck(h) => {
-                let value = match h {
-                    None => json!({"Test": ["NONE"]}),
-                    Some((flags, cmd)) => {
-                        check_flags(i, flags, &["interval", "timeout", "start-period", "start-interval", "retries"])?;
-                        let test = match cmd {
-                            Command::Exec(args) => std::iter::once("CMD".to_string()).chain(args.iter().cloned()).collect::<Vec<_>>(),
-                            Command::Shell(s) => vec!["CMD-SHELL".to_string(), s.clone()],
-                        };
-                        let mut hc = serde_json::Map::new();
-                        hc.insert("Test".into(), json!(test));
-                        for (flag_name, field) in [
-                            ("interval", "Interval"),
-                            ("timeout", "Timeout"),
-                            ("start-period", "StartPeriod"),
-                            ("start-interval", "StartInterval"),
-                        ] {
-                            if let Some(v) = flag(flags, flag_name) {
-                                let ns = duration_ns(v).ok_or_else(|| {
-                                    Error::step(i.line, kw, format!("--{flag_name}={v} is not a duration (like 30s, 1m30s, 500ms)"))
-                                })?;
-                                hc.insert(field.into(), json!(ns));
-                            }
-                        }
-                        if let Some(r) = flag(flags, "retries") {
-                            let n: u64 = r.parse().map_err(|_| Error::step(i.line, kw, format!("--retries={r} is not a number")))?;
-                            hc.insert("Retries".into(), json!(n));
-                        }
-                        Value::Object(hc)
-                    }
-                };
-                st.image.config_mut().container_mut().insert("Healthcheck".into(), value);
-            }
-            Kind::Shell(words) => st.shell = words.clone(),
-            Kind::Cmd(c) => {
-                let v = command_json(c, &st.shell);
-                st.image.config_mut().container_mut().insert("Cmd".into(), v);
-                st.cmd_set = true;
-            }
-            Kind::Entrypoint(c) => {
-                let v = command_json(c, &st.shell);
-                let cfg = st.image.config_mut().container_mut();
-                cfg.insert("Entrypoint".into(), v);
-                // A base image's CMD makes no sense for a new entrypoint.
-                if !st.cmd_set {
-                    cfg.insert("Cmd".into(), Value::Null);
-                }
-            }
-            Kind::Onbuild(inner) => {
-                let cfg = st.image.config_mut().container_mut();
-                let list = cfg.entry("OnBuild").or_insert_with(|| json!([]));
-                if !list.is_array() {
-                    *list = json!([]);
-                }
-                let text = inner.text.clone();
-                if let Some(l) = list.as_array_mut() {
-                    l.push(json!(text));
-                }
-            }
-            Kind::Workdir(w) => {
-                let w = self.expand_in(st, i, w)?;
-                let current = st.config_str("WorkingDir");
-                let abs = if w.starts_with('/') { w.clone() } else { format!("{current}/{w}") };
-                let abs = format!("/{}", clean(&abs).unwrap_or_default());
-                edit(st, i, ConfigEdit { workdir: Some(abs.clone()), ..ConfigEdit::default() })?;
-                return self.workdir(st, i, &abs).await;
-            }
-            Kind::Run { flags, command, heredocs: _ } => return self.run_step(st, i, flags, command).await,
-            Kind::Copy { add, flags, sources, dest, heredocs } => return self.copy(st, i, *add, flags, sources, dest, heredocs).await,
-        }
-        // A config-only step: a history entry marked empty, and the chain moves on.
-        let summary = serde_json::to_string(st.image.config().container().unwrap_or(&serde_json::Map::new())).unwrap_or_default();
-        Self::chain(st, &format!("{kw} {summary}"));
-        st.image.config_mut().push_history(self.history(i, true));
-        Ok(())
-    }
-}
-
-/// A config instruction's edit, through the one path every config edit takes (pipeline
-/// `config` steps and CLI flags too): one validation, one error text.
-fn edit(st: &mut Stage, i: &Instruction, e: ConfigEdit) -> Result<(), Error> {
-    st.image.config_mut().apply(&e).map_err(|err| Error::step(i.line, keyword(&i.kind), err.to_string()))
-}
-
-/// Copy a host file or tree (modes and symlinks kept) to `to`.
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    if let Some(parent) = to.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    for item in walkdir::WalkDir::new(from).follow_links(false) {
-        let item = item.map_err(|e| e.into_io_error().unwrap_or_else(|| std::io::Error::other("filesystem loop")))?;
-        let rel = item.path().strip_prefix(from).unwrap_or(Path::new(""));
-        let dest = if rel.as_os_str().is_empty() { to.to_path_buf() } else { to.join(rel) };
-        let ft = item.file_type();
-        if ft.is_dir() {
-            std::fs::create_dir_all(&dest)?;
-            std::fs::set_permissions(&dest, item.metadata()?.permissions())?;
-        } else if ft.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(item.path())?, &dest)?;
-        } else {
-            std::fs::copy(item.path(), &dest)?;
-        }
-    }
-    Ok(())
 }

@@ -19,7 +19,7 @@ pub struct StepCache(LayerCache);
 impl StepCache {
     /// Open (creating) the cache in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
-        Ok(Self(LayerCache::open(dir).map_err(|e| Error::step(0, "cache", e.to_string()))?))
+        Ok(Self(LayerCache::open(dir).map_err(|e| Error::step_from(0, "cache", format!("opening {}", dir.display()), e))?))
     }
 
     pub(crate) fn name(key: &str) -> String {

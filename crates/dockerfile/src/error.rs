@@ -1,3 +1,7 @@
+/// Another crate's error, kept whole as a cause (an image that did not load, a layer that
+/// did not unpack).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// What can go wrong reading or building a Dockerfile.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -23,6 +27,9 @@ pub enum Error {
         keyword: String,
         /// What is wrong and what to do.
         message: String,
+        /// What failed underneath, when something else did.
+        #[source]
+        source: Option<BoxError>,
     },
     /// A `RUN` command exited with a non-zero code.
     #[error("Dockerfile:{line}: {command}\nfailed with exit code {code}; its last output:\n{output}")]
@@ -40,13 +47,20 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn step(line: usize, keyword: &str, message: impl Into<String>) -> Self {
-        Self::Step { line, column: 0, keyword: keyword.into(), message: message.into() }
+        Self::Step { line, column: 0, keyword: keyword.into(), message: message.into(), source: None }
+    }
+
+    /// A step that failed because `source` did.
+    pub(crate) fn step_from(line: usize, keyword: &str, message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::Step { line, column: 0, keyword: keyword.into(), message: message.into(), source: Some(source.into()) }
     }
 
     /// The same error, pointing at `column` of its line when it names `line`.
     pub(crate) fn at_column(self, line: usize, col: usize) -> Self {
         match self {
-            Self::Step { line: l, column: 0, keyword, message } if l == line => Self::Step { line: l, column: col, keyword, message },
+            Self::Step { line: l, column: 0, keyword, message, source } if l == line => {
+                Self::Step { line: l, column: col, keyword, message, source }
+            }
             e => e,
         }
     }

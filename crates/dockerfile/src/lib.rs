@@ -38,10 +38,10 @@ mod subst;
 pub use build::{BuildOptions, Images, build, build_on};
 pub use cache::{RepoCache, StepCache};
 pub use context::{CONTEXT_FILE_LIMIT, FileHashes, read_context_file};
-pub use error::{Error, Result};
+pub use error::{BoxError, Error, Result};
 pub use parse::{Command, Dockerfile, Flag, Heredoc, Instruction, KEYWORDS, Kind, parse};
 pub use step::{DockerfileStep, InFile};
-pub use subst::{expand, expand_words};
+pub use subst::{ExpandError, expand, expand_words};
 
 /// Exercise the parser and substitution on arbitrary text (the fuzz target's body): parse,
 /// expand every word the result holds, render and parse again. It must never panic.

@@ -1,12 +1,14 @@
-//! A Dockerfile without `FROM` as a [`Step`] on the image so far, the way conda exposes
-//! `CondaLayers`: a pipeline's `dockerfile` step.
+//! A Dockerfile as a [`Step`], the way conda exposes `CondaLayers`: without `FROM`, its
+//! instructions on the image so far (a pipeline's `dockerfile` step); with `FROM`, the
+//! image it builds, over nothing (`imgtool build`, a pipeline's Dockerfile source).
 
 use async_trait::async_trait;
 use imgtool_core::{Image, Step, StepContext, StepError};
 
 use crate::{BuildOptions, Dockerfile, Error, Images};
 
-/// A Dockerfile's instructions applied to the image so far, as one stage.
+/// A Dockerfile's instructions applied to the image so far, as one stage; or, when it has
+/// `FROM`, its target stage, built over an image with no layers (scratch).
 pub struct DockerfileStep<'a> {
     dockerfile: Dockerfile,
     /// How the file is named in messages.
@@ -24,12 +26,23 @@ impl std::fmt::Debug for DockerfileStep<'_> {
 }
 
 impl<'a> DockerfileStep<'a> {
-    /// `dockerfile` (named `name` in messages; it must have no `FROM`), its `FROM`-less
-    /// `COPY --from` images found through `images`, built with `options` (whose spool,
+    /// `dockerfile` (named `name` in messages), the images its `FROM` and `COPY --from`
+    /// name found through `images`, built with `options` (whose spool,
     /// compression and time the step's context replaces).
     pub fn new(dockerfile: Dockerfile, name: impl Into<String>, images: &'a dyn Images, options: BuildOptions) -> Self {
         let name = name.into();
         Self { dockerfile, shown: name.clone(), name, images, options }
+    }
+
+    /// Images that start from `scratch` get `flavor`'s media types.
+    pub fn flavor(mut self, flavor: imgtool_core::Flavor) -> Self {
+        self.options.flavor = flavor;
+        self
+    }
+
+    /// The file's name in messages.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Name the file `shown` in plans (as the user wrote it) and keep its full name for errors.
@@ -72,8 +85,12 @@ impl Step for DockerfileStep<'_> {
         options.spool_dir = cx.spool.to_path_buf();
         options.compression = cx.compression;
         options.epoch = cx.epoch;
-        crate::build_on(image, &self.dockerfile, self.images, &options)
-            .await
-            .map_err(|error| Box::new(InFile { file: self.name.clone(), error }) as StepError)
+        let built = if self.dockerfile.stage_starts().is_empty() || !image.layers().is_empty() {
+            // With FROM on layers, this says the file cannot have FROM here.
+            crate::build_on(image, &self.dockerfile, self.images, &options).await
+        } else {
+            crate::build(&self.dockerfile, self.images, &options).await
+        };
+        built.map_err(|error| Box::new(InFile { file: self.name.clone(), error }) as StepError)
     }
 }

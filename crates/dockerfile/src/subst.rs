@@ -8,20 +8,25 @@ pub const MAX_NESTING: usize = 64;
 /// The longest one expanded word may be.
 pub const MAX_EXPANDED: usize = 1 << 20;
 
+/// Why a word does not expand: an unset `${V:?message}`, a bad modifier, too deep or too long.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ExpandError(pub String);
+
 /// Expand one word. `lookup` gives a variable's value (`None` when unset).
-pub fn expand(word: &str, escape: char, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+pub fn expand(word: &str, escape: char, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, ExpandError> {
     let chars: Vec<char> = word.chars().collect();
     let mut lx = Lexer { chars: &chars, pos: 0, escape, lookup, heredoc: false, depth: 0, split: false };
-    lx.word(None)
+    lx.word(None).map_err(ExpandError)
 }
 
 /// Expand one word as BuildKit's `ProcessWords` does (for `EXPOSE`): the value of an
 /// unquoted variable is split on its whitespace into several words; quoted and escaped
 /// spaces stay in their word.
-pub fn expand_words(word: &str, escape: char, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Vec<String>, String> {
+pub fn expand_words(word: &str, escape: char, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Vec<String>, ExpandError> {
     let chars: Vec<char> = word.chars().collect();
     let mut lx = Lexer { chars: &chars, pos: 0, escape, lookup, heredoc: false, depth: 0, split: true };
-    let out = lx.word(None)?;
+    let out = lx.word(None).map_err(ExpandError)?;
     if !out.contains(SPLIT) {
         return Ok(vec![out]);
     }
@@ -33,10 +38,10 @@ const SPLIT: char = '\u{0}';
 
 /// Expand a heredoc body as a shell would: variables, and the escape character before `$`
 /// or itself; quotes are text.
-pub fn expand_heredoc(body: &str, escape: char, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+pub fn expand_heredoc(body: &str, escape: char, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, ExpandError> {
     let chars: Vec<char> = body.chars().collect();
     let mut lx = Lexer { chars: &chars, pos: 0, escape, lookup, heredoc: true, depth: 0, split: false };
-    lx.word(None)
+    lx.word(None).map_err(ExpandError)
 }
 
 struct Lexer<'a> {
@@ -226,7 +231,7 @@ mod tests {
         let ok = format!("{}x{}", "${X:-".repeat(60), "}".repeat(60));
         assert_eq!(x(&ok).unwrap(), "x");
         let big = |n: &str| (n == "B").then(|| "b".repeat(600 << 10));
-        assert!(expand("$B$B", '\\', &big).unwrap_err().contains("longer than 1 MiB"));
+        assert!(expand("$B$B", '\\', &big).unwrap_err().0.contains("longer than 1 MiB"));
         assert_eq!(expand("$B", '\\', &big).unwrap().len(), 600 << 10);
     }
 
@@ -237,7 +242,7 @@ mod tests {
             "SP" => Some("a b".to_string()),
             _ => None,
         };
-        expand(word, '\\', &vars)
+        expand(word, '\\', &vars).map_err(|e| e.0)
     }
 
     #[test]

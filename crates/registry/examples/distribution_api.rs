@@ -3,6 +3,9 @@
 //!
 //! cargo run -p imgtool-registry --example distribution_api -- localhost:5000 busybox latest
 
+// An example prints its results.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use imgtool_core::{Descriptor, MediaType, verify};
 use imgtool_registry::{ClientOptions, Mount, RegistryClient};
 use tokio::io::AsyncReadExt;

@@ -4,6 +4,9 @@
 //!
 //! cargo run -p imgtool-registry --example pull_edit_save -- localhost:5000/busybox:latest ./ out.tar
 
+// An example prints its results.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::sync::Arc;
 
 use imgtool_archive::{ContentsLayer, LayoutSink, PathLayer};

@@ -3,6 +3,9 @@
 //!
 //! cargo run -p imgtool-registry --example push_without_download -- localhost:5000/busybox:latest localhost:5000/mine:v1
 
+// An example prints its results.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 

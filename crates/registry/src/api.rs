@@ -160,7 +160,10 @@ impl RegistryClient {
         let url = self.url(&format!("{repo}/blobs/{digest}")).await?;
         let resp = self.send(Method::HEAD, url.clone(), &[Self::scope(repo, "pull")], HeaderMap::new(), None).await?;
         match resp.status() {
-            s if s.is_success() => Ok(Some(resp.content_length().unwrap_or(0))),
+            // The header, not `content_length()`: a HEAD response's body is empty, so that says 0.
+            s if s.is_success() => {
+                Ok(Some(resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0)))
+            }
             StatusCode::NOT_FOUND => Ok(None),
             // A redirect means the blob exists at a storage host.
             s if s.is_redirection() => Ok(Some(0)),

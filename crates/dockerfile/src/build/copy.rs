@@ -20,7 +20,7 @@ impl Builder<'_> {
                         // held to it only when the build named a platform.
                         .load(&name, self.opts.platform.as_ref().map(|_| st.image.platform()).as_ref())
                         .await
-                        .map_err(|m| Error::step(i.line, "COPY", format!("--from={name}: {m}")))?;
+                        .map_err(|e| Error::step_from(i.line, "COPY", format!("--from={name}"), e))?;
                     let key = format!("image {}", img.digest());
                     let s = Stage::new(None, img, key);
                     self.external.insert(name.clone(), s);
@@ -249,4 +249,26 @@ pub(super) fn is_archive(root: &imgtool_rootfs::Root, at: &OsStr) -> bool {
     // As BuildKit decides: an archive is what Go's tar reader reads a first member from
     // (a V7 tar, with no magic, included; an empty one not).
     matches!(imgtool_archive::TarReader::new(r).next_member(), Ok(Some(_)))
+}
+
+/// Copy a host file or tree (modes and symlinks kept) to `to`.
+pub(super) fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    for item in walkdir::WalkDir::new(from).follow_links(false) {
+        let item = item.map_err(|e| e.into_io_error().unwrap_or_else(|| std::io::Error::other("filesystem loop")))?;
+        let rel = item.path().strip_prefix(from).unwrap_or(Path::new(""));
+        let dest = if rel.as_os_str().is_empty() { to.to_path_buf() } else { to.join(rel) };
+        let ft = item.file_type();
+        if ft.is_dir() {
+            std::fs::create_dir_all(&dest)?;
+            std::fs::set_permissions(&dest, item.metadata()?.permissions())?;
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(item.path())?, &dest)?;
+        } else {
+            std::fs::copy(item.path(), &dest)?;
+        }
+    }
+    Ok(())
 }

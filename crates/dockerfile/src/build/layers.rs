@@ -19,7 +19,7 @@ impl Builder<'_> {
             let opts = ExtractOptions { devices: imgtool_archive::Devices::Create, same_owner: true, xattrs: true, package: false };
             imgtool_archive::apply_layers(&st.image.layers()[st.applied..], &root, opts)
                 .await
-                .map_err(|e| Error::step(0, "build", format!("unpacking the stage's filesystem: {e}")))?;
+                .map_err(|e| Error::step_from(0, "build", "unpacking the stage's filesystem", e))?;
             st.applied = st.image.layers().len();
         }
         Ok(root)
@@ -63,8 +63,8 @@ impl Builder<'_> {
         let spool = self.cache.as_ref().map_or_else(|| self.opts.spool_dir.clone(), StepCache::spool_dir);
         let spooled = tokio::task::spawn_blocking(move || write_layer(entries, &spool, opts))
             .await
-            .map_err(|e| Error::step(i.line, keyword(&i.kind), format!("the layer writer stopped: {e}")))?
-            .map_err(|e| Error::step(i.line, keyword(&i.kind), e.to_string()))?;
+            .map_err(|e| Error::step_from(i.line, keyword(&i.kind), "the layer writer stopped", e))?
+            .map_err(|e| Error::step_from(i.line, keyword(&i.kind), "writing the layer", e))?;
         let layer = match &self.cache {
             Some(c) => c.store_layer(key, spooled),
             None => spooled.into_layer(),
@@ -135,8 +135,8 @@ impl Builder<'_> {
         let root2 = root.clone();
         let outcome = tokio::task::spawn_blocking(move || imgtool_sandbox::run(&root2, &spec, imgtool_sandbox::Output::Capture))
             .await
-            .map_err(|e| Error::step(i.line, "RUN", format!("the sandbox stopped: {e}")))?
-            .map_err(|e| Error::step(i.line, "RUN", e.to_string()))?;
+            .map_err(|e| Error::step_from(i.line, "RUN", "the sandbox stopped", e))?
+            .map_err(|e| Error::step_from(i.line, "RUN", "running the command", e))?;
         if outcome.code != 0 {
             return Err(Error::RunFailed { line: i.line, command: i.text.clone(), code: outcome.code, output: outcome.tail });
         }

@@ -151,3 +151,43 @@ pub(super) fn can_execute(p: &Platform) -> std::result::Result<(), String> {
         handler.display()
     ))
 }
+
+/// The most all of a build's substitutions may produce together.
+const EXPANSION_BUDGET: usize = 64 << 20;
+
+impl Builder<'_> {
+    pub(super) fn expand(&self, i: &Instruction, word: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String> {
+        let out =
+            expand(word, self.df.escape, lookup).map_err(|m| Error::step(i.line, keyword(&i.kind), format!("{}: {m}", shown(word))))?;
+        self.charge(i, out.len())?;
+        Ok(out)
+    }
+
+    pub(super) fn charge(&self, i: &Instruction, len: usize) -> Result<()> {
+        let total = self.expanded.get().saturating_add(len);
+        self.expanded.set(total);
+        if total > EXPANSION_BUDGET {
+            return Err(Error::step(
+                i.line,
+                keyword(&i.kind),
+                format!(
+                    "variable substitutions have produced more than {} MiB in this build; a chain of ARG or ENV values grows without bound",
+                    EXPANSION_BUDGET >> 20
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Expand with the stage's variables: its environment, then its ARGs.
+    pub(super) fn expand_in(&self, st: &Stage, i: &Instruction, word: &str) -> Result<String> {
+        self.expand(i, word, &vars(st))
+    }
+
+    pub(super) fn expand_heredoc_in(&self, st: &Stage, i: &Instruction, body: &str) -> Result<String> {
+        let out = crate::subst::expand_heredoc(body, self.df.escape, &vars(st))
+            .map_err(|m| Error::step(i.line, keyword(&i.kind), format!("heredoc: {m}")))?;
+        self.charge(i, out.len())?;
+        Ok(out)
+    }
+}

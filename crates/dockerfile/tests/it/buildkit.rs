@@ -36,6 +36,7 @@ fn names(dir: &str) -> Vec<String> {
 }
 
 /// Fail when more cases disagree than are known to; always show them all (`--nocapture`).
+#[allow(clippy::print_stderr)]
 fn report(what: &str, cases: usize, disagreements: &[String], known: usize) {
     let list = disagreements.join("\n");
     eprintln!("{} of {cases} BuildKit {what} cases disagree with ours:\n{list}", disagreements.len());
@@ -136,7 +137,7 @@ fn buildkit_substitution_cases() {
             e => Some(unescape(e).unwrap_or_else(|e| panic!("{at}: {e}"))),
         };
         cases += 1;
-        let got = expand(&input, '\\', &|name: &str| env.get(name).cloned());
+        let got = expand(&input, '\\', &|name: &str| env.get(name).cloned()).map_err(|e| e.0);
         if let Some((want, got)) = disagreement(&expected, &got) {
             disagreements.push(format!("{at}: {input:?}: BuildKit gives {want}, we give {got}"));
         }
@@ -158,7 +159,7 @@ fn expose_words(input: &str, env: &HashMap<String, String>) -> Result<Vec<String
     };
     let mut out = Vec::new();
     for w in words {
-        out.extend(expand_words(w, df.escape, &|name: &str| env.get(name).cloned())?);
+        out.extend(expand_words(w, df.escape, &|name: &str| env.get(name).cloned()).map_err(|e| e.0)?);
     }
     Ok(out)
 }

@@ -45,11 +45,11 @@ struct Layouts;
 
 #[async_trait]
 impl Images for Layouts {
-    async fn load(&self, reference: &str, platform: Option<&Platform>) -> Result<Image, String> {
+    async fn load(&self, reference: &str, platform: Option<&Platform>) -> Result<Image, imgtool_dockerfile::BoxError> {
         let rest = reference.strip_prefix("oci:").ok_or_else(|| format!("{reference}: only oci:DIR:TAG here"))?;
         let (dir, tag) = rest.rsplit_once(':').ok_or("no tag")?;
-        let src = OciLayoutSource::open_dir(Path::new(dir)).map_err(|e| e.to_string())?;
-        Image::load(Arc::new(src), Some(tag), platform).await.map_err(|e| e.to_string())
+        let src = OciLayoutSource::open_dir(Path::new(dir))?;
+        Ok(Image::load(Arc::new(src), Some(tag), platform).await?)
     }
 }
 
@@ -264,7 +264,7 @@ async fn build_text(
     opts.cache_dir = Some(work.join("cache"));
     edit(&mut opts);
     let df = parse(dockerfile).map_err(|e| e.to_string())?;
-    let image = build(&df, &Layouts, &opts).await.map_err(|e| e.to_string())?;
+    let image = build(&df, &Layouts, &opts).await.map_err(|e| imgtool_core::error_chain(&e))?;
     let root = tempfile::tempdir_in(work).unwrap().keep();
     imgtool_archive::extract_image(&image, &root, imgtool_archive::ExtractOptions { same_owner: true, ..Default::default() })
         .await

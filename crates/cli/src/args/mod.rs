@@ -1,0 +1,288 @@
+//! The command line as clap reads it: types only. Nothing here imports the commands back;
+//! each command resolves its arguments into settings where it runs.
+
+mod build;
+mod edit;
+mod map;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+pub use build::{BuildArgs, CondaBuild, RunArgs, SandboxArgs};
+pub use edit::{FlattenArgs, MutateArgs, RebaseArgs};
+pub use map::{MapAction, MapArgs};
+
+/// Pull, edit, build and push container images without a daemon.
+#[derive(Debug, Parser)]
+#[command(name = "imgtool", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Print only results (no progress or status lines).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Print results as JSON (one object per line; `inspect` prints one document).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// A registry (HOST[:PORT]) that may use plain HTTP or unverified TLS (repeatable).
+    #[arg(long = "insecure-registry", global = true, value_name = "HOST", value_delimiter = ',', env = "IMGTOOL_INSECURE_REGISTRIES")]
+    pub insecure_registries: Vec<String>,
+    /// A directory of HOST[:PORT]/*.crt certificates (CAs, or a registry's own self-signed
+    /// certificate), like /etc/containers/certs.d (repeatable).
+    #[arg(long = "cert-dir", global = true, value_name = "DIR")]
+    pub cert_dirs: Vec<PathBuf>,
+    /// USER:PASSWORD for the registry this command names as its target (where it pushes,
+    /// or the one it reads when it pushes nowhere); other registries use stored logins.
+    #[arg(long, global = true, value_name = "USER:PASSWORD", env = "IMGTOOL_CREDS", hide_env_values = true)]
+    pub creds: Option<SecretArg>,
+    /// With --platform: take a single-platform image of another platform instead of
+    /// refusing it (a warning says so).
+    #[arg(long = "any-platform", global = true)]
+    pub any_platform: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a pipeline file: a source, steps, sinks (see docs/pipeline.md).
+    Pipe {
+        /// The pipeline TOML file.
+        file: PathBuf,
+        /// Print what would be read, built and written, and stop.
+        #[arg(long)]
+        dry_run: bool,
+        /// USER:PASSWORD for the source image's registry.
+        #[arg(long, value_name = "USER:PASSWORD")]
+        src_creds: Option<SecretArg>,
+        /// USER:PASSWORD for the registry of the registry sinks.
+        #[arg(long, value_name = "USER:PASSWORD")]
+        dest_creds: Option<SecretArg>,
+    },
+    /// Copy an image between any two transports.
+    Copy {
+        /// Source (docker-archive:PATH[:NAME:TAG], oci:DIR[:TAG], oci-archive:PATH[:TAG]).
+        src: String,
+        /// Destination, in the same syntax.
+        dst: String,
+        /// Platform to pick from a multi-platform source (default: the host's).
+        #[arg(long, conflicts_with = "all")]
+        platform: Option<String>,
+        /// Copy every platform of an index, and the index itself, byte for byte.
+        #[arg(long)]
+        all: bool,
+        /// Another name for the image at the destination (repeatable), as in the
+        /// destination's syntax (`NAME:TAG` for docker-archive, a tag for OCI).
+        #[arg(long = "additional-tag", value_name = "TAG")]
+        additional_tags: Vec<String>,
+        /// USER:PASSWORD for the source registry.
+        #[arg(long, value_name = "USER:PASSWORD")]
+        src_creds: Option<SecretArg>,
+        /// USER:PASSWORD for the destination registry.
+        #[arg(long, value_name = "USER:PASSWORD")]
+        dest_creds: Option<SecretArg>,
+    },
+    /// Show an image's manifest, config and layers.
+    Inspect {
+        /// The image, as a transport string.
+        image: String,
+        /// Platform to pick from a multi-platform source.
+        #[arg(long)]
+        platform: Option<String>,
+    },
+    /// Add layers (files, inline contents) and config edits to an image and write it.
+    Append {
+        /// The base image (or `scratch`).
+        src: String,
+        /// Where to write the result.
+        dst: String,
+        /// A host path and its destination, FROM:TO (repeatable).
+        #[arg(long = "path", value_name = "FROM:TO")]
+        paths: Vec<String>,
+        /// A file with inline text, IMAGE_PATH=TEXT (repeatable; all go in one layer).
+        #[arg(long = "contents", value_name = "PATH=TEXT")]
+        contents: Vec<String>,
+        /// An environment variable to set, KEY=VALUE (repeatable).
+        #[arg(long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// Platform to pick from a multi-platform source, or to declare for scratch.
+        #[arg(long)]
+        platform: Option<String>,
+        /// Compression of the new layers: gzip, zstd or none.
+        #[arg(long, default_value = "gzip")]
+        compression: imgtool_core::Compression,
+    },
+    /// Edit an image's config as crane mutate does (env, labels, entrypoint, cmd, workdir,
+    /// user, ports, annotations), over the image or to -t DEST.
+    Mutate(MutateArgs),
+    /// Squash an image's layers into one, as crane flatten does, over the image or to -t DEST.
+    Flatten(FlattenArgs),
+    /// Swap the base under an image, as crane rebase does: the old base's layers must be the
+    /// image's bottom ones; the new base's take their place.
+    Rebase(RebaseArgs),
+    /// Pull an image from a registry into a local transport (default: NAME.tar in the current directory).
+    Pull {
+        /// The image, `REF` or `docker://REF`.
+        image: String,
+        /// Where to write it (any transport; a bare path is a docker-archive). A file named
+        /// here is replaced.
+        #[arg(short, long)]
+        output: Option<String>,
+        /// Replace NAME.tar when it exists (without -o).
+        #[arg(long)]
+        force: bool,
+        /// Platform to pick from a multi-platform image (default: the host's).
+        #[arg(long)]
+        platform: Option<String>,
+    },
+    /// Push a local image to a registry (blobs it has are skipped, others in it mounted).
+    Push {
+        /// The local image, as a transport string.
+        src: String,
+        /// The destination, `REF` or `docker://REF`.
+        dest: String,
+    },
+    /// List a repository's tags.
+    #[command(visible_alias = "ls")]
+    Tags {
+        /// `REGISTRY/REPO`, `docker://REGISTRY/REPO`.
+        repo: String,
+    },
+    /// List the repositories of a registry.
+    Catalog {
+        /// `HOST[:PORT]`.
+        registry: String,
+    },
+    /// Print an image's manifest exactly as stored.
+    Manifest {
+        /// The image reference.
+        image: String,
+        /// From an index, the manifest of this platform.
+        #[arg(long)]
+        platform: Option<String>,
+    },
+    /// Print an image's config.
+    Config {
+        /// The image reference.
+        image: String,
+        /// Platform to pick from a multi-platform image.
+        #[arg(long)]
+        platform: Option<String>,
+    },
+    /// Write one blob (a layer, a config) to standard output or a file, verified: REPO@DIGEST
+    /// as crane takes it, or IMAGE DIGEST for a blob of an image on any transport.
+    Blob(BlobArgs),
+    /// Print completions for a shell: `source <(imgtool completions bash)`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (imgtool.1 and one per command) into a directory.
+    Man {
+        /// Where to write them (created if missing).
+        dir: PathBuf,
+    },
+    /// Print the digest a reference resolves to.
+    Digest {
+        /// The image reference.
+        image: String,
+    },
+    /// Delete an image's manifest from its registry (every tag on it goes with it), or a tag
+    /// from an OCI layout (oci:DIR:TAG), freeing the blobs no other tag reaches.
+    Delete {
+        /// The image reference.
+        image: String,
+    },
+    /// Give an image another tag in its repository, moving no blobs.
+    Tag {
+        /// The image reference.
+        image: String,
+        /// The new tag (or a full reference in the same repository).
+        new_tag: String,
+    },
+    /// Store credentials for a registry, after checking them against it.
+    Login {
+        /// `HOST[:PORT]` (docker.io for Docker Hub).
+        registry: String,
+        /// User name.
+        #[arg(short, long)]
+        username: Option<String>,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// The password (visible to other users in the process list; prefer --password-stdin).
+        #[arg(short, long)]
+        password: Option<String>,
+    },
+    /// Remove stored credentials for a registry.
+    Logout {
+        /// `HOST[:PORT]`.
+        registry: String,
+    },
+    /// Build a Dockerfile without a daemon (RUN included), with a step cache.
+    Build(BuildArgs),
+    /// Run a command in an image, in a sandbox (runc), and exit with its code.
+    Run(RunArgs),
+    /// Conda environments as images, without conda or docker.
+    #[command(subcommand)]
+    Conda(CondaCommand),
+    /// Bring a container map (docker-map's YAML, or TOML) up, update it, take it down, or say
+    /// how it stands, on a Docker Engine (DOCKER_HOST, --host).
+    Map(MapArgs),
+    /// Remove what an OCI layout no longer needs: blobs no tag reaches, and temporary files
+    /// of writers that died (it waits for imgtool writers of the layout to finish).
+    Gc {
+        /// The OCI layout directory.
+        layout: PathBuf,
+        /// List what would be removed, and remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Flatten an image into a directory or a tar of its root filesystem.
+    Export {
+        /// The image, as a transport string.
+        image: String,
+        /// A directory, or a file ending in .tar.
+        dest: PathBuf,
+        /// Platform to pick from a multi-platform source.
+        #[arg(long)]
+        platform: Option<String>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BlobArgs {
+    /// REPO@DIGEST (a registry), or an image on any transport with DIGEST after it.
+    pub image: String,
+    /// The blob's digest, when IMAGE names an image.
+    pub digest: Option<String>,
+    /// Write it to FILE (replaced whole, or not at all) instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// The platform to pick from a multi-platform image.
+    #[arg(long)]
+    pub platform: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CondaCommand {
+    /// Solve specs, install them in-process, write one layer per package on top of a base.
+    Build(CondaBuild),
+}
+
+/// A `USER:PASSWORD` argument as given: it always parses (so clap never echoes it in an
+/// error) and never shows in `Debug`.
+#[derive(Clone)]
+pub struct SecretArg(pub String);
+
+impl std::str::FromStr for SecretArg {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_string()))
+    }
+}
+
+impl std::fmt::Debug for SecretArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretArg(***)")
+    }
+}
