@@ -18,6 +18,7 @@ mod mutate;
 mod parallel;
 mod paths;
 mod platforms;
+mod references;
 mod registry;
 mod sandbox;
 mod writers;

@@ -13,7 +13,7 @@ use crate::transport::Transport;
 /// The registries the command line names.
 pub fn names(args: &BlobArgs) -> Vec<String> {
     match &args.digest {
-        Some(_) => Transport::parse_arg(&args.image).ok().map(|t| crate::commands::names(&t)).unwrap_or_default(),
+        Some(_) => Transport::source_arg(&args.image).ok().map(|t| crate::commands::names(&t)).unwrap_or_default(),
         None => crate::creds::registry_of_ref(&args.image).into_iter().collect(),
     }
 }
@@ -49,7 +49,7 @@ async fn by_reference(image: &str, reg: &Registries) -> Result<BlobStream> {
 
 /// A blob of an image (its config, a layer or the manifest), on any transport.
 async fn in_image(image: &str, digest: Digest, platform: Option<&str>, reg: &Registries) -> Result<BlobStream> {
-    let t = Transport::parse_arg(image)?;
+    let t = Transport::source_arg(image)?;
     let img = crate::commands::load(&t, platform, Flavor::Oci, reg).await?;
     if let Some(l) = img.layers().iter().find(|l| l.descriptor.digest == digest) {
         let stream = l.source.open(&l.descriptor).await.with_context(|| format!("reading {digest} from {t}"))?;

@@ -28,7 +28,7 @@ pub struct CliImages<'a> {
 impl imgtool_dockerfile::Images for CliImages<'_> {
     async fn load(&self, reference: &str, platform: Option<&Platform>) -> std::result::Result<Image, imgtool_dockerfile::BoxError> {
         let t = if crate::transport::has_prefix(reference) {
-            Transport::parse(reference, &self.base)?
+            Transport::parse(reference, &self.base, crate::transport::Role::Source)?
         } else {
             Transport::Registry(reference.to_string())
         };
@@ -226,7 +226,7 @@ pub async fn build(args: BuildArgs, reg: &Registries, p: Printer) -> Result<Exit
     let settings = args.settings()?;
     let name: Option<imgtool_core::Reference> = args.tag.as_deref().map(|t| t.parse().with_context(|| format!("-t {t}"))).transpose()?;
     let sink = match (&args.output, args.push, &name) {
-        (Some(o), false, _) => match Transport::parse_arg(o)? {
+        (Some(o), false, _) => match Transport::sink_arg(o)? {
             Transport::DockerArchive(path, None) => Transport::DockerArchive(path, name.as_ref().map(|n| n.familiar())),
             t => t,
         },
@@ -261,21 +261,8 @@ pub fn exit_code(code: i32) -> ExitCode {
 pub async fn run(args: RunArgs, reg: &Registries) -> Result<ExitCode> {
     // Flag mistakes before the image is fetched and unpacked.
     let security = args.sandbox.security()?;
-    let cwd = std::env::current_dir()?;
-    let platform = args.platform.as_deref().map(str::parse::<Platform>).transpose()?;
-    let images = CliImages { reg, base: cwd.clone(), any_platform: false };
-    let image = if args.image == "scratch" {
-        Image::scratch(&platform.clone().unwrap_or_else(Platform::host), Flavor::Oci)
-    } else if cwd.join(&args.image).exists() {
-        // A path here (an archive or a layout) is meant as one, as in `imgtool copy`.
-        let t = Transport::parse_arg(&args.image)?;
-        let (source, selector) = t.open_source(reg)?;
-        crate::images::load(source, selector.as_deref(), platform.as_ref(), false).await.with_context(|| format!("reading {t}"))?
-    } else {
-        imgtool_dockerfile::Images::load(&images, &args.image, platform.as_ref())
-            .await
-            .map_err(|e| anyhow!(e).context(args.image.clone()))?
-    };
+    let t = Transport::source_arg(&args.image)?;
+    let image = crate::commands::load(&t, args.platform.as_deref(), Flavor::Oci, reg).await?;
     let cfg = image.config().container().cloned().unwrap_or_default();
     let list = |k: &str| -> Vec<String> {
         cfg.get(k).and_then(|v| v.as_array()).map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()).unwrap_or_default()

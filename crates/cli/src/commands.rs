@@ -24,7 +24,7 @@ pub(crate) fn names(t: &Transport) -> Vec<String> {
 /// Run `command`; the status is the process's (a command run in a sandbox ends with its code).
 pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: CliCreds) -> Result<ExitCode> {
     let cwd = std::env::current_dir().context("reading the current directory")?;
-    let parse = |s: &str| Transport::parse_arg(s);
+    let (source, sink) = (Transport::source_arg, Transport::sink_arg);
     // Each arm says which registries its command line names as sources and targets: the
     // only ones command-line credentials may go to.
     let named = |r: &str| -> Vec<String> { registry_of_ref(r).into_iter().collect() };
@@ -37,7 +37,7 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
         Command::Copy { src, dst, platform, all, additional_tags, src_creds, dest_creds } => {
             creds.src = creds::parse("--src-creds", src_creds.as_ref())?;
             creds.dest = creds::parse("--dest-creds", dest_creds.as_ref())?;
-            let (src, dst) = (parse(&src)?, parse(&dst)?);
+            let (src, dst) = (source(&src)?, sink(&dst)?);
             let reg = &creds.registries(opts, &names(&src), &names(&dst))?;
             if all {
                 copy_all(&src, &dst, additional_tags, p, reg).await
@@ -47,12 +47,12 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
             }
         }
         Command::Inspect { image, platform } => {
-            let t = parse(&image)?;
+            let t = source(&image)?;
             let reg = &creds.registries(opts, &names(&t), &[])?;
-            inspect(&t, p.json, platform.as_deref(), p, reg).await
+            crate::inspect_cmds::inspect(&t, platform.as_deref(), p, reg).await
         }
         Command::Append { src, dst, paths, contents, env, platform, compression } => {
-            let (src, dst) = (parse(&src)?, parse(&dst)?);
+            let (src, dst) = (source(&src)?, sink(&dst)?);
             let reg = &creds.registries(opts, &names(&src), &names(&dst))?;
             let image = load(&src, platform.as_deref(), Flavor::Oci, reg).await?;
             let spool = imgtool_core::spool().context("creating a spool directory")?;
@@ -96,13 +96,13 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
                     format!("docker-archive:{name}.tar:{}", r.familiar().split('@').next().unwrap_or_default())
                 }
             };
-            let (src, dest) = (Transport::Registry(r.to_string()), parse(&dest)?);
+            let (src, dest) = (Transport::Registry(r.to_string()), sink(&dest)?);
             let reg = &creds.registries(opts, &names(&src), &names(&dest))?;
             let img = load(&src, platform.as_deref(), Flavor::Oci, reg).await?;
             write(&img, &dest, &[], p, reg).await
         }
         Command::Push { src, dest } => {
-            let src = parse(&src)?;
+            let src = source(&src)?;
             let dest = Transport::Registry(strip_docker(&dest).to_string());
             let reg = &creds.registries(opts, &names(&src), &names(&dest))?;
             let img = load(&src, None, Flavor::Oci, reg).await?;
@@ -113,13 +113,19 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
             let host = strip_docker(&registry).trim_end_matches('/').to_string();
             crate::registry_cmds::catalog(&registry, &creds.registries(opts, &[], &[host])?, p).await
         }
+        // The registry these read is their target: --creds goes there.
         Command::Manifest { image, platform } => {
-            crate::registry_cmds::manifest(&image, platform.as_deref(), &creds.registries(opts, &[], &named(&image))?, p).await
+            let t = source(&image)?;
+            crate::inspect_cmds::manifest(&t, platform.as_deref(), &creds.registries(opts, &[], &names(&t))?, p).await
         }
         Command::Config { image, platform } => {
-            crate::registry_cmds::config(&image, platform.as_deref(), &creds.registries(opts, &[], &named(&image))?, p).await
+            let t = source(&image)?;
+            crate::inspect_cmds::config(&t, platform.as_deref(), &creds.registries(opts, &[], &names(&t))?, p).await
         }
-        Command::Digest { image } => crate::registry_cmds::digest(&image, &creds.registries(opts, &[], &named(&image))?, p).await,
+        Command::Digest { image } => {
+            let t = source(&image)?;
+            crate::inspect_cmds::digest(&t, &creds.registries(opts, &[], &names(&t))?, p).await
+        }
         Command::Delete { image } if ["oci:", "oci-archive:", "docker-archive:"].iter().any(|t| image.starts_with(t)) => {
             crate::layout_cmds::delete(&image, p).await
         }
@@ -132,9 +138,9 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
         }
         Command::Logout { registry } => crate::registry_cmds::logout(&registry, p).await,
         Command::Conda(CondaCommand::Build(args)) => {
-            let base = names(&parse(&args.base)?);
+            let base = names(&source(&args.base)?);
             let target = match (&args.output, args.push) {
-                (Some(o), false) => names(&parse(o)?),
+                (Some(o), false) => names(&sink(o)?),
                 _ => named(&args.image),
             };
             let reg = creds.registries(opts, &base, &target)?;
@@ -147,18 +153,11 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
             return crate::build_cmd::build(args, &reg, p).await;
         }
         Command::Run(args) => {
-            let source = if crate::transport::has_prefix(&args.image) {
-                names(&parse(&args.image)?)
-            } else if args.image == "scratch" || cwd.join(&args.image).exists() {
-                Vec::new()
-            } else {
-                named(&args.image)
-            };
-            let reg = creds.registries(opts, &source, &[])?;
+            let reg = creds.registries(opts, &names(&source(&args.image)?), &[])?;
             return crate::build_cmd::run(args, &reg).await;
         }
         Command::Export { image, dest, platform } => {
-            let t = parse(&image)?;
+            let t = source(&image)?;
             let reg = &creds.registries(opts, &names(&t), &[])?;
             let image = load(&t, platform.as_deref(), Flavor::Oci, reg).await?;
             crate::export::export(&image, &dest, p).await
@@ -247,51 +246,5 @@ pub(crate) async fn write_images(images: &[Image], t: &Transport, additional_tag
     .with_context(|| format!("writing {t}"))?;
     sink.finish().await.with_context(|| format!("finishing {t}"))?;
     report(t, &desc, p);
-    Ok(())
-}
-
-async fn inspect(t: &Transport, json: bool, platform: Option<&str>, p: Printer, reg: &Registries) -> Result<()> {
-    let image = load(t, platform, Flavor::Oci, reg).await?;
-    let (mdesc, raw) = image.manifest();
-    let config: serde_json::Value = serde_json::from_slice(&image.config().to_bytes()).context("parsing the config")?;
-    if json {
-        let manifest: serde_json::Value = serde_json::from_slice(&raw).context("parsing the manifest")?;
-        let out = serde_json::json!({
-            "digest": mdesc.digest.to_string(),
-            "mediaType": mdesc.media_type.as_str(),
-            "manifest": manifest,
-            "config": config,
-        });
-        // Keys sorted, so the output is the same whatever serde_json features the build has.
-        let sorted: serde_json::Value = serde_json::from_slice(&imgtool_core::canonical_json(&out))?;
-        p.result(serde_json::to_string_pretty(&sorted)?);
-        return Ok(());
-    }
-    p.result(format!("Image:      {t}"));
-    p.result(format!("Digest:     {}", mdesc.digest));
-    p.result(format!("MediaType:  {}", mdesc.media_type));
-    p.result(format!("Platform:   {}", image.platform()));
-    if let Some(c) = config.get("created").and_then(|v| v.as_str()) {
-        p.result(format!("Created:    {c}"));
-    }
-    let c = config.get("config");
-    let field = |k: &str| c.and_then(|c| c.get(k)).filter(|v| !v.is_null());
-    for (k, label) in
-        [("Env", "Env"), ("Entrypoint", "Entrypoint"), ("Cmd", "Cmd"), ("WorkingDir", "WorkingDir"), ("User", "User"), ("Labels", "Labels")]
-    {
-        if let Some(v) = field(k) {
-            p.result(format!("{:<12}{}", format!("{label}:"), v));
-        }
-    }
-    let total: u64 = image.layers().iter().map(|l| l.descriptor.size).sum();
-    p.result(format!("Layers:     {} ({})", image.layers().len(), indicatif::HumanBytes(total)));
-    for (i, l) in image.layers().iter().enumerate() {
-        p.result(format!(
-            "  {i:>3}  {}  {:>10}  {}",
-            l.descriptor.digest,
-            indicatif::HumanBytes(l.descriptor.size).to_string(),
-            l.descriptor.media_type
-        ));
-    }
     Ok(())
 }

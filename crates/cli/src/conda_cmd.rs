@@ -35,7 +35,7 @@ pub async fn build(args: CondaBuild, reg: &Registries, p: Printer) -> Result<()>
     spec.layer_cache = !args.no_layer_cache;
     let name: imgtool_core::Reference = args.image.parse().with_context(|| format!("-i {}", args.image))?;
     let sink = match (&args.output, args.push) {
-        (Some(o), false) => match Transport::parse_arg(o)? {
+        (Some(o), false) => match Transport::sink_arg(o)? {
             Transport::DockerArchive(path, None) => Transport::DockerArchive(path, Some(name.familiar())),
             t => t,
         },
@@ -43,7 +43,7 @@ pub async fn build(args: CondaBuild, reg: &Registries, p: Printer) -> Result<()>
         (Some(_), true) => bail!("give either -o OUT or --push, not both"),
         (None, false) => bail!("say where the image goes: -o OUT (a path is a docker-archive) or --push"),
     };
-    let base = Transport::parse_arg(&args.base)?;
+    let base = Transport::source_arg(&args.base)?;
     let platforms: Vec<Option<Platform>> = if args.platforms.is_empty() {
         vec![None]
     } else {

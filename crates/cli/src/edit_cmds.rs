@@ -16,16 +16,20 @@ use crate::transport::Transport;
 /// The registries an edit's command line names: where it reads (the image, and `more`
 /// images), and where it writes.
 pub fn names(image: &str, tag: Option<&str>, more: &[&str]) -> (Vec<String>, Vec<String>) {
-    let of = |s: &str| Transport::parse_arg(s).ok().map(|t| crate::commands::names(&t)).unwrap_or_default();
-    let mut sources = of(image);
-    sources.extend(more.iter().flat_map(|m| of(m)));
-    (sources, of(tag.unwrap_or(image)))
+    let of = |t: Result<Transport>| t.ok().map(|t| crate::commands::names(&t)).unwrap_or_default();
+    let mut sources = of(Transport::source_arg(image));
+    sources.extend(more.iter().flat_map(|m| of(Transport::source_arg(m))));
+    (sources, of(Transport::sink_arg(tag.unwrap_or(image))))
 }
 
 /// Load `image`, apply `step`, write the result over it or to `tag`.
 async fn edit(image: &str, tag: Option<&str>, platform: Option<&str>, step: &dyn Step, p: Printer, reg: &Registries) -> Result<()> {
-    let src = Transport::parse_arg(image)?;
-    let dst = Transport::parse_arg(tag.unwrap_or(image))?;
+    let src = Transport::source_arg(image)?;
+    // Over the image itself: where it was read from, whatever a sink would make of the name.
+    let dst = match tag {
+        Some(t) => Transport::sink_arg(t)?,
+        None => src.clone(),
+    };
     if dst == Transport::Scratch {
         bail!("scratch cannot be written: name where the result goes with -t DEST");
     }
@@ -50,8 +54,8 @@ pub async fn flatten(args: FlattenArgs, p: Printer, reg: &Registries) -> Result<
 
 pub async fn rebase(args: RebaseArgs, p: Printer, reg: &Registries) -> Result<()> {
     let platform = args.platform.as_deref();
-    let old = crate::commands::load(&Transport::parse_arg(&args.old_base)?, platform, Flavor::Oci, reg).await.context("--old-base")?;
-    let new = crate::commands::load(&Transport::parse_arg(&args.new_base)?, platform, Flavor::Oci, reg).await.context("--new-base")?;
+    let old = crate::commands::load(&Transport::source_arg(&args.old_base)?, platform, Flavor::Oci, reg).await.context("--old-base")?;
+    let new = crate::commands::load(&Transport::source_arg(&args.new_base)?, platform, Flavor::Oci, reg).await.context("--new-base")?;
     let step = Rebase { old, new, shown: format!("{} -> {}", args.old_base, args.new_base) };
     edit(&args.image, args.tag.as_deref(), args.platform.as_deref(), &step, p, reg).await
 }

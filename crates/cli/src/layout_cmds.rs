@@ -25,7 +25,7 @@ pub async fn gc(layout: PathBuf, dry_run: bool, p: Printer) -> Result<()> {
 /// `imgtool delete oci:DIR:TAG`: untag, then free the blobs nothing reaches any more (as
 /// `skopeo delete oci:` does), waiting for the layout's other imgtool writers.
 pub async fn delete(image: &str, p: Printer) -> Result<()> {
-    let Transport::Oci(layout, tag) = Transport::parse_arg(image)? else {
+    let Transport::Oci(layout, tag) = Transport::source_arg(image)? else {
         bail!("{image}: delete works on registries (REF) and OCI layouts (oci:DIR:TAG); write a new archive with `imgtool copy` instead");
     };
     let Some(tag) = tag else { bail!("{image}: name the tag to delete, as oci:{}:TAG", layout.display()) };

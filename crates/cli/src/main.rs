@@ -9,6 +9,7 @@ mod creds;
 mod edit_cmds;
 mod export;
 mod images;
+mod inspect_cmds;
 mod layout_cmds;
 mod man;
 mod map_cmd;

@@ -116,7 +116,7 @@ async fn read_images(
             p.status(format!("building {dir}"));
             crate::build_cmd::context_image(&base.join(dir), reg, spool).await
         } else {
-            let t = Transport::parse(&given, base)?;
+            let t = Transport::parse(&given, base, crate::transport::Role::Source)?;
             crate::commands::load(&t, None, Flavor::Docker, reg).await
         };
         images.insert(given.clone(), Some(image.with_context(|| format!("container {cfg}: {given}"))?));

@@ -13,7 +13,7 @@ use crate::commands::{load_any, names, write};
 use crate::creds::CliCreds;
 use crate::pipeline::{PipelineFile, Step};
 use crate::printer::Printer;
-use crate::transport::Transport;
+use crate::transport::{Role, Transport};
 
 /// Where a pipeline's image starts.
 enum Source {
@@ -27,7 +27,9 @@ fn source(pf: &PipelineFile) -> Result<(Source, Option<Platform>)> {
     let pl = &pf.pipeline;
     let at = |s: std::ops::Range<usize>| pf.at(s);
     let source = match (&pl.source.image, &pl.source.dockerfile) {
-        (Some(image), None) => Source::Image(Transport::parse(image.get_ref(), &pf.dir).map_err(|e| anyhow!("{}: {e}", at(image.span())))?),
+        (Some(image), None) => {
+            Source::Image(Transport::parse(image.get_ref(), &pf.dir, Role::Source).map_err(|e| anyhow!("{}: {e}", at(image.span())))?)
+        }
         (None, Some(d)) => Source::Dockerfile(Box::new(pf.dockerfile_settings(d.get_ref())?)),
         _ => bail!("{}: [source] takes either image = \"...\" or dockerfile = {{ file = \"...\" }}", pf.path.display()),
     };
@@ -161,7 +163,7 @@ pub async fn pipe(file: &Path, dry_run: bool, p: Printer, opts: &ClientOptions, 
     let pl = &pf.pipeline;
     let mut sinks = Vec::new();
     for s in &pl.sinks {
-        let t = Transport::parse(s.to.get_ref(), &pf.dir).map_err(|e| anyhow!("{}: {e}", pf.at(s.to.span())))?;
+        let t = Transport::parse(s.to.get_ref(), &pf.dir, Role::Sink).map_err(|e| anyhow!("{}: {e}", pf.at(s.to.span())))?;
         if t == Transport::Scratch {
             bail!("{}: scratch cannot be a sink", pf.at(s.to.span()));
         }

@@ -1,10 +1,9 @@
-//! Commands that talk to a registry directly: tags, catalog, manifest, config, digest,
-//! delete, tag, login, logout.
+//! Commands that talk to a registry directly: tags, catalog, delete, tag, login, logout.
 
 use std::io::Read;
 
 use anyhow::{Context, Result, anyhow, bail};
-use imgtool_core::{ParsedManifest, Platform, Reference};
+use imgtool_core::Reference;
 use imgtool_registry::{AuthFiles, ClientOptions, Credential, Registries, RegistryClient, Secret};
 
 use crate::printer::Printer;
@@ -40,46 +39,6 @@ pub async fn catalog(registry: &str, reg: &Registries, p: Printer) -> Result<()>
             p.result(r);
         }
     }
-    Ok(())
-}
-
-/// `imgtool manifest REF`: the manifest bytes exactly as the registry holds them.
-pub async fn manifest(image: &str, platform: Option<&str>, reg: &Registries, p: Printer) -> Result<()> {
-    let r = reference(image)?;
-    let client = reg.client(r.registry())?;
-    let (_, raw) = client.get_manifest(r.repository(), &r.tag_or_digest()).await.with_context(|| format!("reading {r}"))?;
-    let raw = match (platform, ParsedManifest::parse(&raw, None)?) {
-        (Some(pl), ParsedManifest::Index(index)) => {
-            let want: Platform = pl.parse()?;
-            let d = imgtool_core::choose_platform(&index, Some(&want), &r.to_string())?;
-            client.get_manifest(r.repository(), &d.digest.to_string()).await?.1
-        }
-        _ => raw,
-    };
-    p.result(String::from_utf8_lossy(&raw));
-    Ok(())
-}
-
-/// `imgtool config REF`: the config blob of the image (for the chosen platform).
-pub async fn config(image: &str, platform: Option<&str>, reg: &Registries, p: Printer) -> Result<()> {
-    let r = reference(image)?;
-    let platform = platform.map(str::parse::<Platform>).transpose()?;
-    let img = crate::images::load(std::sync::Arc::new(reg.source(&r)?), None, platform.as_ref(), false)
-        .await
-        .with_context(|| format!("reading {r}"))?;
-    p.result(String::from_utf8_lossy(&img.config().to_bytes()));
-    Ok(())
-}
-
-/// `imgtool digest REF`: the manifest digest the reference resolves to.
-pub async fn digest(image: &str, reg: &Registries, p: Printer) -> Result<()> {
-    let r = reference(image)?;
-    let client = reg.client(r.registry())?;
-    let d = client.head_manifest(r.repository(), &r.tag_or_digest()).await?.ok_or_else(|| anyhow!("{r} not found"))?;
-    p.record(
-        serde_json::json!({"reference": r.to_string(), "digest": d.digest.to_string(), "mediaType": d.media_type.as_str()}),
-        d.digest.to_string(),
-    );
     Ok(())
 }
 

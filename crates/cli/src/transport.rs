@@ -23,8 +23,33 @@ pub enum Transport {
     Registry(String),
 }
 
-const HELP: &str =
-    "expected one of: scratch, docker-archive:PATH[:NAME:TAG], oci:DIR[:TAG], oci-archive:PATH[:TAG], docker://REF, or a path";
+const HELP: &str = "expected one of: scratch, docker-archive:PATH[:NAME:TAG], oci:DIR[:TAG], oci-archive:PATH[:TAG], docker://REF, a path, or a registry reference";
+
+/// Which way a string without a transport prefix is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// An image to read: an existing path is a local archive or layout; anything else is a
+    /// registry reference, as crane reads it.
+    Source,
+    /// Where to write: an existing path, or a registry reference that names its registry
+    /// (`HOST.DOMAIN/...`, `HOST:PORT/...`, `localhost/...`); anything else is a new file.
+    /// Docker Hub needs `docker://`, so a typo never pushes there.
+    Sink,
+}
+
+/// skopeo's transports imgtool does not have: named, they get an error, not a registry.
+const OTHER_TRANSPORTS: [&str; 7] = ["containers-storage", "docker-daemon", "dir", "sif", "tarball", "ostree", "ftp"];
+
+/// Whether `s` names a registry explicitly, as docker decides: a first component with a
+/// `.` or a `:`, or `localhost`, before a `/`.
+fn names_a_registry(s: &str) -> bool {
+    match s.split_once('/') {
+        Some((host, rest)) => {
+            !rest.is_empty() && !host.starts_with('.') && (host.contains('.') || host.contains(':') || host == "localhost")
+        }
+        None => false,
+    }
+}
 
 fn split_path(rest: &str) -> (PathBuf, Option<String>) {
     // A path that exists as written wins, so paths with ':' still work.
@@ -52,8 +77,9 @@ pub fn strip_docker(s: &str) -> &str {
 }
 
 impl Transport {
-    /// Parse a transport string. `base` resolves relative paths (a pipeline file's directory).
-    pub fn parse(s: &str, base: &Path) -> Result<Self> {
+    /// Parse a transport string read as `role`. `base` resolves relative paths (a pipeline
+    /// file's directory).
+    pub fn parse(s: &str, base: &Path, role: Role) -> Result<Self> {
         // Relative to `base`; the working directory's own paths stay as written, so results
         // name the destination the way the user did.
         let here = base.as_os_str().is_empty() || base == Path::new(".");
@@ -72,20 +98,29 @@ impl Transport {
             let (p, n) = split_path(r);
             Transport::Oci(abs(p), n)
         } else if let Some((scheme, _)) = s.split_once(':')
-            && !scheme.contains('/')
-            && !scheme.contains('.')
+            && OTHER_TRANSPORTS.contains(&scheme)
             && !Path::new(s).exists()
         {
             bail!("unknown transport {scheme:?} in {s:?}: {HELP}");
         } else {
-            // A bare path: a layout directory, or a tarball (docker-archive unless it is an OCI layout tar).
             let p = abs(PathBuf::from(s));
-            if p.join("oci-layout").is_file() {
-                Transport::Oci(p, None)
-            } else if p.is_file() && is_oci_tar(&p) {
-                Transport::OciArchive(p, None)
-            } else {
-                Transport::DockerArchive(p, None)
+            let exists = std::fs::symlink_metadata(&p).is_ok();
+            let reference = s.parse::<imgtool_core::Reference>().is_ok();
+            if exists && reference && names_a_registry(s) {
+                bail!(
+                    "{s:?} is both a path here and a registry reference: write ./{s} (or docker-archive:, oci:, oci-archive:) for the path, or docker://{s} for the registry"
+                );
+            }
+            let scheme = s.split_once(':').map(|x| x.0).filter(|scheme| !scheme.contains(['/', '.']));
+            match (role, scheme) {
+                _ if exists => local(p),
+                (Role::Source, _) if reference => Transport::Registry(s.to_string()),
+                (Role::Sink, _) if reference && names_a_registry(s) => Transport::Registry(s.to_string()),
+                (Role::Sink, Some(_)) if reference => bail!(
+                    "{s:?}: a destination without a transport is a path, unless it names its registry (HOST[:PORT]/REPO:TAG); write docker://{s} to push it to Docker Hub, or docker-archive:FILE:{s} for an archive"
+                ),
+                (_, Some(scheme)) => bail!("unknown transport {scheme:?} in {s:?}: {HELP}"),
+                _ => local(p),
             }
         };
         if let Transport::DockerArchive(p, _) | Transport::Oci(p, _) | Transport::OciArchive(p, _) = &t
@@ -96,9 +131,15 @@ impl Transport {
         Ok(t)
     }
 
-    /// A path on the command line, relative to the working directory and shown as written.
-    pub fn parse_arg(s: &str) -> Result<Self> {
-        Self::parse(s, Path::new(""))
+    /// An image to read, named on the command line (paths relative to the working
+    /// directory, shown as written).
+    pub fn source_arg(s: &str) -> Result<Self> {
+        Self::parse(s, Path::new(""), Role::Source)
+    }
+
+    /// Where to write, named on the command line.
+    pub fn sink_arg(s: &str) -> Result<Self> {
+        Self::parse(s, Path::new(""), Role::Sink)
     }
 
     /// The source this names, and the image selector inside it.
@@ -130,6 +171,17 @@ impl Transport {
                 (Box::new(registries.sink(&reference)?), tags)
             }
         })
+    }
+}
+
+/// A bare path: a layout directory, or a tarball (docker-archive unless it is an OCI layout tar).
+fn local(p: PathBuf) -> Transport {
+    if p.join("oci-layout").is_file() {
+        Transport::Oci(p, None)
+    } else if p.is_file() && is_oci_tar(&p) {
+        Transport::OciArchive(p, None)
+    } else {
+        Transport::DockerArchive(p, None)
     }
 }
 
@@ -179,15 +231,39 @@ mod tests {
     #[test]
     fn parses_transports() {
         let b = Path::new("/base");
-        assert_eq!(Transport::parse("scratch", b).unwrap(), Transport::Scratch);
+        let parse = |s: &str, b: &Path| Transport::parse(s, b, Role::Source);
+        assert_eq!(parse("scratch", b).unwrap(), Transport::Scratch);
         assert_eq!(
-            Transport::parse("docker-archive:out.tar:this-is-a-test:latest", b).unwrap(),
+            parse("docker-archive:out.tar:this-is-a-test:latest", b).unwrap(),
             Transport::DockerArchive("/base/out.tar".into(), Some("this-is-a-test:latest".into()))
         );
-        assert_eq!(Transport::parse("oci:/x/lay:v1", b).unwrap(), Transport::Oci("/x/lay".into(), Some("v1".into())));
-        assert_eq!(Transport::parse("oci-archive:a.tar", b).unwrap(), Transport::OciArchive("/base/a.tar".into(), None));
-        assert_eq!(Transport::parse("docker://busybox", b).unwrap(), Transport::Registry("busybox".into()));
-        assert!(Transport::parse("ftp:x", b).unwrap_err().to_string().contains("unknown transport"));
-        assert!(Transport::parse("oci:", b).is_err());
+        assert_eq!(parse("oci:/x/lay:v1", b).unwrap(), Transport::Oci("/x/lay".into(), Some("v1".into())));
+        assert_eq!(parse("oci-archive:a.tar", b).unwrap(), Transport::OciArchive("/base/a.tar".into(), None));
+        assert_eq!(parse("docker://busybox", b).unwrap(), Transport::Registry("busybox".into()));
+        assert!(parse("ftp:x", b).unwrap_err().to_string().contains("unknown transport"));
+        assert!(parse("dir:/x", b).unwrap_err().to_string().contains("unknown transport"));
+        assert!(parse("oci:", b).is_err());
+    }
+
+    #[test]
+    fn bare_strings_follow_one_rule() {
+        let tmp = tempfile::tempdir().unwrap();
+        let b = tmp.path();
+        std::fs::write(b.join("bb.tar"), b"").unwrap();
+        let src = |s: &str| Transport::parse(s, b, Role::Source);
+        let sink = |s: &str| Transport::parse(s, b, Role::Sink);
+        // An existing path is local; otherwise a source is a registry reference.
+        assert_eq!(src("bb.tar").unwrap(), Transport::DockerArchive(b.join("bb.tar"), None));
+        assert_eq!(src("127.0.0.1:5055/busybox:latest").unwrap(), Transport::Registry("127.0.0.1:5055/busybox:latest".into()));
+        assert_eq!(src("frolvlad/alpine-glibc:latest").unwrap(), Transport::Registry("frolvlad/alpine-glibc:latest".into()));
+        // A sink is a registry only when it names its registry.
+        assert_eq!(sink("localhost:5000/x:1").unwrap(), Transport::Registry("localhost:5000/x:1".into()));
+        assert_eq!(sink("out.tar").unwrap(), Transport::DockerArchive(b.join("out.tar"), None));
+        assert!(sink("busybox:latest").unwrap_err().to_string().contains("docker://busybox:latest"));
+        // Both readings possible: an error naming both.
+        std::fs::create_dir_all(b.join("example.com")).unwrap();
+        std::fs::write(b.join("example.com/app"), b"").unwrap();
+        let err = src("example.com/app").unwrap_err().to_string();
+        assert!(err.contains("both a path here and a registry reference") && err.contains("docker://example.com/app"), "{err}");
     }
 }

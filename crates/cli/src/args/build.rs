@@ -12,7 +12,7 @@ pub struct BuildArgs {
     /// The image's name, NAME:TAG (the docker-archive tag, and where --push goes).
     #[arg(short, long)]
     pub tag: Option<String>,
-    /// Where to write the image (any transport; a bare path is a docker-archive).
+    /// Where to write the image (any transport; a path is a docker-archive).
     #[arg(short, long)]
     pub output: Option<String>,
     /// Push to the registry the tag names.

@@ -60,7 +60,8 @@ pub enum Command {
     },
     /// Copy an image between any two transports.
     Copy {
-        /// Source (docker-archive:PATH[:NAME:TAG], oci:DIR[:TAG], oci-archive:PATH[:TAG]).
+        /// Source (docker-archive:PATH[:NAME:TAG], oci:DIR[:TAG], oci-archive:PATH[:TAG],
+        /// docker://REF, a path, or a registry reference).
         src: String,
         /// Destination, in the same syntax.
         dst: String,
