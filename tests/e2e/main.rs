@@ -21,6 +21,7 @@ mod platforms;
 mod references;
 mod registry;
 mod sandbox;
+mod steps;
 mod writers;
 
 use std::path::Path;

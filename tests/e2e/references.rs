@@ -48,3 +48,39 @@ fn bare_names_mean_the_same_everywhere() {
     }
     assert!(!t.join("busybox:latest").exists() && !t.join("out.tar").exists());
 }
+
+#[test]
+fn oci_layouts_get_oci_media_types() {
+    imgtool_tests::require("umoci", "umoci");
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    busybox_archive(t);
+    let reg = Registry::start();
+    let docker = format!("{}/bb:docker", reg.addr);
+    let media = |image: &str| -> serde_json::Value {
+        let raw = run_ok(std::process::Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", image]).current_dir(t));
+        let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        serde_json::json!([m["mediaType"], m["config"]["mediaType"], m["layers"][0]["mediaType"]])
+    };
+    // A Docker schema-2 image in a registry...
+    run_ok(imgtool(t).args(["copy", "-q", "--format", "docker", "bb.tar", &docker]));
+    assert_eq!(media(&format!("docker://{docker}"))[0], "application/vnd.docker.distribution.manifest.v2+json");
+    // ...becomes OCI in an OCI layout, which umoci (and skopeo) read.
+    run_ok(imgtool(t).args(["copy", "-q", &docker, "oci:lay:1"]));
+    assert_eq!(
+        media("oci:lay:1"),
+        serde_json::json!([
+            "application/vnd.oci.image.manifest.v1+json",
+            "application/vnd.oci.image.config.v1+json",
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        ])
+    );
+    run_ok(std::process::Command::new("umoci").args(["unpack", "--image", "lay:1", "bundle"]).current_dir(t));
+    assert!(t.join("bundle/rootfs").is_dir());
+    // Unless the digest must not change.
+    let out = imgtool(t).args(["copy", "--preserve-digests", &docker, "oci:lay:2"]).output().unwrap();
+    assert!(!out.status.success());
+    insta::assert_snapshot!("preserve_digests_refuses_conversion", transcript(&out).replace(&reg.addr, "[registry]"));
+    let index = std::fs::read_to_string(t.join("lay/index.json")).unwrap();
+    assert!(!index.contains("\"2\""), "{index}");
+}

@@ -25,7 +25,7 @@ pub async fn blob(args: BlobArgs, p: Printer, reg: &Registries) -> Result<()> {
         }
         None => by_reference(&args.image, reg).await?,
     };
-    match &args.output {
+    match args.output.as_deref().filter(|o| *o != Path::new("-")) {
         None => p.bytes(stream).await.map(drop).context("writing the blob to standard output"),
         Some(out) => to_file(stream, out).await.with_context(|| format!("writing {}", out.display())),
     }
@@ -43,6 +43,13 @@ async fn by_reference(image: &str, reg: &Registries) -> Result<BlobStream> {
         .await
         .with_context(|| format!("looking up {digest} in {}", r.name()))?
         .ok_or_else(|| anyhow!("{} has no blob {digest}", r.name()))?;
+    if size == 0 && digest != imgtool_core::Digest::sha256_of(b"") {
+        // A redirect or no Content-Length: without a size the bytes cannot be checked whole.
+        bail!(
+            "{} did not say the size of {digest} (its HEAD answer redirects or has no Content-Length); name an image that has it instead, `imgtool blob IMAGE {digest}`, where the manifest gives the size",
+            r.registry()
+        );
+    }
     let desc = Descriptor::new(MediaType::from("application/octet-stream"), digest, size);
     Ok(verify(&desc, client.get_blob(r.repository(), &desc)))
 }
@@ -63,8 +70,20 @@ async fn in_image(image: &str, digest: Digest, platform: Option<&str>, reg: &Reg
     bail!("{t} has no blob {digest}: its config, layers and manifest are other blobs (imgtool inspect {image} lists them)")
 }
 
-/// Write `stream` to `out` whole, or not at all.
+/// Write `stream` to `out` whole, or not at all. A device or pipe named there (`/dev/null`,
+/// a FIFO) is written into, as the user asked, never replaced by a file.
 async fn to_file(mut stream: BlobStream, out: &Path) -> Result<()> {
+    if let Ok(meta) = std::fs::symlink_metadata(out)
+        && !meta.is_file()
+        && !meta.is_symlink()
+    {
+        if meta.is_dir() {
+            bail!("{} is a directory; name a file", out.display());
+        }
+        let mut file = tokio::fs::OpenOptions::new().write(true).open(out).await?;
+        tokio::io::copy(&mut stream, &mut file).await?;
+        return Ok(());
+    }
     let (tmp, _tracked) = imgtool_core::temp_file_beside(out)?;
     let mut file = tokio::fs::File::from_std(tmp.reopen()?);
     tokio::io::copy(&mut stream, &mut file).await?;

@@ -190,7 +190,7 @@ impl BuildSettings {
     /// time come from the fold.
     pub fn step<'a>(&self, images: &'a CliImages<'a>, reg: &Registries) -> Result<DockerfileStep<'a>> {
         let (df, name) = self.dockerfile()?;
-        Ok(DockerfileStep::new(df, name, images, self.options(Path::new(""), reg)?))
+        Ok(DockerfileStep::source(df, name, images, self.options(Path::new(""), reg)?))
     }
 
     /// How the Dockerfile's images are found: paths in it are relative to it.
@@ -249,7 +249,8 @@ pub async fn build(args: BuildArgs, reg: &Registries, p: Printer) -> Result<Exit
         }
     };
     p.done(bar, format!("built {} layers", image.layers().len()));
-    crate::commands::write(&image, &sink, &[], p, reg).await?;
+    let format = crate::commands::Format { flavor: args.format, preserve_digests: false };
+    crate::commands::write_images(&[image], &sink, &[], format, p, reg).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -34,7 +34,7 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
             creds.dest = creds::parse("--dest-creds", dest_creds.as_ref())?;
             crate::pipe_cmd::pipe(&file, dry_run, p, opts, &creds).await
         }
-        Command::Copy { src, dst, platform, all, additional_tags, src_creds, dest_creds } => {
+        Command::Copy { src, dst, platform, all, format, preserve_digests, additional_tags, src_creds, dest_creds } => {
             creds.src = creds::parse("--src-creds", src_creds.as_ref())?;
             creds.dest = creds::parse("--dest-creds", dest_creds.as_ref())?;
             let (src, dst) = (source(&src)?, sink(&dst)?);
@@ -43,7 +43,7 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
                 copy_all(&src, &dst, additional_tags, p, reg).await
             } else {
                 let image = load(&src, platform.as_deref(), Flavor::Oci, reg).await?;
-                write(&image, &dst, &additional_tags, p, reg).await
+                write_images(&[image], &dst, &additional_tags, Format { flavor: format, preserve_digests }, p, reg).await
             }
         }
         Command::Inspect { image, platform } => {
@@ -51,7 +51,7 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
             let reg = &creds.registries(opts, &names(&t), &[])?;
             crate::inspect_cmds::inspect(&t, platform.as_deref(), p, reg).await
         }
-        Command::Append { src, dst, paths, contents, env, platform, compression } => {
+        Command::Append { src, dst, paths, contents, env, platform, compression, format } => {
             let (src, dst) = (source(&src)?, sink(&dst)?);
             let reg = &creds.registries(opts, &names(&src), &names(&dst))?;
             let image = load(&src, platform.as_deref(), Flavor::Oci, reg).await?;
@@ -78,7 +78,7 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
             }
             let cx = StepContext { spool: spool.path(), compression, epoch: source_date_epoch() };
             let image = crate::pipe_cmd::fold(image, &steps, &cx, p).await.map_err(|(_, e)| anyhow!(e))?;
-            write(&image, &dst, &[], p, reg).await
+            write_images(&[image], &dst, &[], Format { flavor: format, preserve_digests: false }, p, reg).await
         }
         Command::Pull { image, output, force, platform } => {
             let r: imgtool_core::Reference = strip_docker(&image).parse().with_context(|| format!("{image:?}"))?;
@@ -230,16 +230,63 @@ fn report(t: &Transport, desc: &imgtool_core::Descriptor, p: Printer) {
 }
 
 pub(crate) async fn write(image: &Image, t: &Transport, additional_tags: &[String], p: Printer, reg: &Registries) -> Result<()> {
-    write_images(std::slice::from_ref(image), t, additional_tags, p, reg).await
+    write_images(std::slice::from_ref(image), t, additional_tags, Format::default(), p, reg).await
+}
+
+/// The media types an image is written with, and whether its digest may change for them.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Format {
+    /// `--format`: OCI's or Docker's media types.
+    pub flavor: Option<Flavor>,
+    /// `--preserve-digests`: refuse a conversion rather than change the digest.
+    pub preserve_digests: bool,
+}
+
+fn name(f: Flavor) -> &'static str {
+    match f {
+        Flavor::Oci => "OCI",
+        Flavor::Docker => "Docker",
+    }
+}
+
+impl Format {
+    /// `image` in the media types `t` gets: the asked ones; OCI's in an OCI layout or
+    /// archive (skopeo and umoci read only those there); otherwise its own.
+    fn apply(self, image: &Image, t: &Transport) -> Result<Image> {
+        let oci_layout = matches!(t, Transport::Oci(..) | Transport::OciArchive(..));
+        let want = self.flavor.or(oci_layout.then_some(Flavor::Oci)).unwrap_or(image.flavor());
+        if want == image.flavor() {
+            return Ok(image.clone());
+        }
+        if self.preserve_digests {
+            bail!(
+                "{t}: the image has {} media types and is to be written with {} ones, which changes its digest; --preserve-digests forbids that (drop it, or choose --format {})",
+                name(image.flavor()),
+                name(want),
+                name(image.flavor()).to_ascii_lowercase()
+            );
+        }
+        let mut converted = image.clone();
+        converted.set_flavor(want);
+        Ok(converted)
+    }
 }
 
 /// Write `images` to `t` (one image, or an index of several) with more tags, and report
 /// what was written: every command that makes images ends here, so `--json` says the same.
-pub(crate) async fn write_images(images: &[Image], t: &Transport, additional_tags: &[String], p: Printer, reg: &Registries) -> Result<()> {
+pub(crate) async fn write_images(
+    images: &[Image],
+    t: &Transport,
+    additional_tags: &[String],
+    format: Format,
+    p: Printer,
+    reg: &Registries,
+) -> Result<()> {
+    let images = images.iter().map(|i| format.apply(i, t)).collect::<Result<Vec<_>>>()?;
     let (sink, mut tags) = t.open_sink(reg)?;
     tags.extend(additional_tags.iter().cloned());
     let opts = CopyOptions { tags, jobs: 4, progress: p.progress() };
-    let desc = match images {
+    let desc = match images.as_slice() {
         [one] => copy_image(one, sink.as_ref(), &opts).await,
         many => copy_index(many, sink.as_ref(), &opts).await,
     }

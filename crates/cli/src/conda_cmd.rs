@@ -72,5 +72,5 @@ pub async fn build(args: CondaBuild, reg: &Registries, p: Printer) -> Result<()>
         p.done(bar, format!("built {} layers", image.layers().len() - before));
         images.push(image);
     }
-    crate::commands::write_images(&images, &sink, &[], p, reg).await
+    crate::commands::write_images(&images, &sink, &[], Default::default(), p, reg).await
 }

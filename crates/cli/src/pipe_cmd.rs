@@ -9,7 +9,7 @@ use imgtool_dockerfile::DockerfileStep;
 use imgtool_registry::{ClientOptions, Registries};
 
 use crate::build_cmd::{BuildSettings, CliImages};
-use crate::commands::{load_any, names, write};
+use crate::commands::{Format, load_any, names, write_images};
 use crate::creds::CliCreds;
 use crate::pipeline::{PipelineFile, Step};
 use crate::printer::Printer;
@@ -28,7 +28,7 @@ fn source(pf: &PipelineFile) -> Result<(Source, Option<Platform>)> {
     let at = |s: std::ops::Range<usize>| pf.at(s);
     let source = match (&pl.source.image, &pl.source.dockerfile) {
         (Some(image), None) => {
-            Source::Image(Transport::parse(image.get_ref(), &pf.dir, Role::Source).map_err(|e| anyhow!("{}: {e}", at(image.span())))?)
+            Source::Image(Transport::parse(image.get_ref(), &pf.dir, Role::Source).map_err(|e| anyhow!("{}: {e:#}", at(image.span())))?)
         }
         (None, Some(d)) => Source::Dockerfile(Box::new(pf.dockerfile_settings(d.get_ref())?)),
         _ => bail!("{}: [source] takes either image = \"...\" or dockerfile = {{ file = \"...\" }}", pf.path.display()),
@@ -163,7 +163,7 @@ pub async fn pipe(file: &Path, dry_run: bool, p: Printer, opts: &ClientOptions, 
     let pl = &pf.pipeline;
     let mut sinks = Vec::new();
     for s in &pl.sinks {
-        let t = Transport::parse(s.to.get_ref(), &pf.dir, Role::Sink).map_err(|e| anyhow!("{}: {e}", pf.at(s.to.span())))?;
+        let t = Transport::parse(s.to.get_ref(), &pf.dir, Role::Sink).map_err(|e| anyhow!("{}: {e:#}", pf.at(s.to.span())))?;
         if t == Transport::Scratch {
             bail!("{}: scratch cannot be a sink", pf.at(s.to.span()));
         }
@@ -194,7 +194,8 @@ pub async fn pipe(file: &Path, dry_run: bool, p: Printer, opts: &ClientOptions, 
     let spool = imgtool_core::spool().context("creating a spool directory")?;
     let image = image(&pf, (source, platform), &steps, spool.path(), p, reg).await?;
     for (s, spec) in sinks.iter().zip(&pl.sinks) {
-        write(&image, s, &spec.additional_tags, p, reg).await?;
+        let format = Format { flavor: spec.format, preserve_digests: false };
+        write_images(std::slice::from_ref(&image), s, &spec.additional_tags, format, p, reg).await?;
     }
     Ok(())
 }

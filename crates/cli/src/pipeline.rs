@@ -161,6 +161,10 @@ pub struct SinkSpec {
     /// More names for the image at this sink, in its syntax.
     #[serde(default)]
     pub additional_tags: Vec<String>,
+    /// The media types written: `oci` or `docker` (default: OCI's in an OCI layout or
+    /// archive, the image's own elsewhere).
+    #[serde(default)]
+    pub format: Option<imgtool_core::Flavor>,
 }
 
 /// A pipeline file with what is needed to point at places in it.

@@ -92,6 +92,8 @@ pub(crate) async fn run(job: LinkJob) -> Result<()> {
         return Ok(());
     }
     let said = String::from_utf8_lossy(&out.stderr[..out.stderr.len().min(64 << 10)]).trim().to_string();
+    // The helper's error is ours already: said once, not wrapped in itself.
+    let said = said.strip_prefix("installing the environment failed: ").map(str::to_string).unwrap_or(said);
     Err(Error::install(if said.is_empty() { format!("the link helper ended with {}", out.status) } else { said }))
 }
 
@@ -108,7 +110,7 @@ fn child() -> std::result::Result<(), String> {
     let req: Request = serde_json::from_slice(&input).map_err(|e| format!("reading the link request: {e}"))?;
     enter(&req.root, &[&req.job.cache, &req.job.staging]).map_err(|e| format!("isolating the linker: {e}"))?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-    rt.block_on(link_here(req.job)).map_err(|e| e.to_string())
+    rt.block_on(link_here(req.job)).map_err(|e| imgtool_core::error_chain(&e))
 }
 
 /// Enter a private mount namespace whose root holds only `keep`, each at its own path.

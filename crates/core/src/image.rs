@@ -273,6 +273,13 @@ impl Image {
             )));
         }
         let mut new_history = new.config.history()?;
+        // As crane does: a base without history for each layer gets entries, so the
+        // result's history still counts every layer.
+        let described = new_history.iter().filter(|h| !h.empty_layer).count();
+        for _ in described..new.layers.len() {
+            new_history
+                .push(crate::History { created_by: Some("imgtool rebase (the new base has no history)".into()), ..Default::default() });
+        }
         new_history.extend(history[old_history.len()..].iter().cloned());
         let mut layers = new.layers.clone();
         layers.extend(self.layers.drain(n..));

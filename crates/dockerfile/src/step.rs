@@ -1,14 +1,15 @@
 //! A Dockerfile as a [`Step`], the way conda exposes `CondaLayers`: without `FROM`, its
-//! instructions on the image so far (a pipeline's `dockerfile` step); with `FROM`, the
-//! image it builds, over nothing (`imgtool build`, a pipeline's Dockerfile source).
+//! instructions on the image so far (a pipeline's `dockerfile` step); as a source, the
+//! image its `FROM` lines build (`imgtool build`, a pipeline's Dockerfile source).
 
 use async_trait::async_trait;
 use imgtool_core::{Image, Step, StepContext, StepError};
 
 use crate::{BuildOptions, Dockerfile, Error, Images};
 
-/// A Dockerfile's instructions applied to the image so far, as one stage; or, when it has
-/// `FROM`, its target stage, built over an image with no layers (scratch).
+/// A Dockerfile's instructions applied to the image so far, as one stage
+/// ([`DockerfileStep::new`]); or the target stage of a Dockerfile with `FROM`
+/// ([`DockerfileStep::source`]).
 pub struct DockerfileStep<'a> {
     dockerfile: Dockerfile,
     /// How the file is named in messages.
@@ -17,6 +18,8 @@ pub struct DockerfileStep<'a> {
     shown: String,
     images: &'a dyn Images,
     options: BuildOptions,
+    /// Build the file's own image (it has FROM) rather than apply it to the image so far.
+    source: bool,
 }
 
 impl std::fmt::Debug for DockerfileStep<'_> {
@@ -26,12 +29,18 @@ impl std::fmt::Debug for DockerfileStep<'_> {
 }
 
 impl<'a> DockerfileStep<'a> {
-    /// `dockerfile` (named `name` in messages), the images its `FROM` and `COPY --from`
-    /// name found through `images`, built with `options` (whose spool,
-    /// compression and time the step's context replaces).
+    /// `dockerfile` (named `name` in messages; it must have no `FROM`) applied to the image
+    /// so far, the images its `COPY --from` names found through `images`, built with
+    /// `options` (whose spool, compression and time the step's context replaces).
     pub fn new(dockerfile: Dockerfile, name: impl Into<String>, images: &'a dyn Images, options: BuildOptions) -> Self {
         let name = name.into();
-        Self { dockerfile, shown: name.clone(), name, images, options }
+        Self { dockerfile, shown: name.clone(), name, images, options, source: false }
+    }
+
+    /// As [`DockerfileStep::new`], for a Dockerfile that makes its own image from `FROM`
+    /// (`imgtool build`, a pipeline's source): the image it is applied to is not used.
+    pub fn source(dockerfile: Dockerfile, name: impl Into<String>, images: &'a dyn Images, options: BuildOptions) -> Self {
+        Self { source: true, ..Self::new(dockerfile, name, images, options) }
     }
 
     /// Images that start from `scratch` get `flavor`'s media types.
@@ -85,11 +94,10 @@ impl Step for DockerfileStep<'_> {
         options.spool_dir = cx.spool.to_path_buf();
         options.compression = cx.compression;
         options.epoch = cx.epoch;
-        let built = if self.dockerfile.stage_starts().is_empty() || !image.layers().is_empty() {
-            // With FROM on layers, this says the file cannot have FROM here.
-            crate::build_on(image, &self.dockerfile, self.images, &options).await
-        } else {
+        let built = if self.source {
             crate::build(&self.dockerfile, self.images, &options).await
+        } else {
+            crate::build_on(image, &self.dockerfile, self.images, &options).await
         };
         built.map_err(|error| Box::new(InFile { file: self.name.clone(), error }) as StepError)
     }

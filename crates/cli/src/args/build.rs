@@ -18,6 +18,9 @@ pub struct BuildArgs {
     /// Push to the registry the tag names.
     #[arg(long)]
     pub push: bool,
+    /// The media types to write: oci or docker (default: OCI's).
+    #[arg(long, value_parser = super::parse_format)]
+    pub format: Option<imgtool_core::Flavor>,
     /// A build argument, KEY=VALUE (repeatable).
     #[arg(long = "build-arg", value_name = "KEY=VALUE")]
     pub build_args: Vec<String>,

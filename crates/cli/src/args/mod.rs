@@ -71,6 +71,13 @@ pub enum Command {
         /// Copy every platform of an index, and the index itself, byte for byte.
         #[arg(long)]
         all: bool,
+        /// The media types to write: oci or docker (default: OCI's in an OCI layout or
+        /// archive, which skopeo and umoci need there; the image's own elsewhere).
+        #[arg(long, value_parser = parse_format, conflicts_with = "all")]
+        format: Option<imgtool_core::Flavor>,
+        /// Refuse to write the image if its digest would change (a media type conversion).
+        #[arg(long)]
+        preserve_digests: bool,
         /// Another name for the image at the destination (repeatable), as in the
         /// destination's syntax (`NAME:TAG` for docker-archive, a tag for OCI).
         #[arg(long = "additional-tag", value_name = "TAG")]
@@ -111,6 +118,9 @@ pub enum Command {
         /// Compression of the new layers: gzip, zstd or none.
         #[arg(long, default_value = "gzip")]
         compression: imgtool_core::Compression,
+        /// The media types to write: oci or docker (default as for copy).
+        #[arg(long, value_parser = parse_format)]
+        format: Option<imgtool_core::Flavor>,
     },
     /// Edit an image's config as crane mutate does (env, labels, entrypoint, cmd, workdir,
     /// user, ports, annotations), over the image or to -t DEST.
@@ -250,13 +260,23 @@ pub enum Command {
     },
 }
 
+/// `--format`: skopeo's names for the two media type families.
+pub fn parse_format(s: &str) -> Result<imgtool_core::Flavor, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "oci" => Ok(imgtool_core::Flavor::Oci),
+        "docker" | "v2s2" => Ok(imgtool_core::Flavor::Docker),
+        _ => Err(format!("{s:?}: expected oci or docker")),
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct BlobArgs {
     /// REPO@DIGEST (a registry), or an image on any transport with DIGEST after it.
     pub image: String,
     /// The blob's digest, when IMAGE names an image.
     pub digest: Option<String>,
-    /// Write it to FILE (replaced whole, or not at all) instead of standard output.
+    /// Write it to FILE (replaced whole, or not at all) instead of standard output, which
+    /// gets the bytes as they come (a blob that fails verification ends with an error).
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// The platform to pick from a multi-platform image.
