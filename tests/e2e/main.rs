@@ -20,6 +20,7 @@ mod paths;
 mod platforms;
 mod references;
 mod registry;
+mod registry_errors;
 mod sandbox;
 mod steps;
 mod writers;
@@ -393,6 +394,7 @@ fn conda_build_runs_in_podman() {
     assert!(out.status.success(), "{}", transcript(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("postlink-demo=1.0=0") && stderr.contains("post-link") && stderr.contains("not run"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "no colour codes when stderr is not a terminal: {stderr:?}");
 
     // Bad input: clear errors, nothing written.
     let out = imgtool(tmp.path())

@@ -1,5 +1,5 @@
-//! Edges of the step model: which Dockerfile is a build, and blobs written into what the
-//! user named.
+//! Edges of commands: which Dockerfile is a build, blobs written into what the user named,
+//! and `export` to a stream or a compressed tar.
 
 use std::os::unix::fs::FileTypeExt;
 
@@ -31,4 +31,29 @@ fn blob_writes_into_a_device_without_replacing_it() {
     assert!(std::fs::symlink_metadata(t.join("null")).unwrap().file_type().is_char_device());
     let out = imgtool(t).args(["blob", "bb.tar", &layer, "-o", "."]).output().unwrap();
     insta::assert_snapshot!("blob_into_a_directory", transcript(&out));
+}
+
+#[test]
+fn export_streams_and_compresses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    busybox_archive(t);
+    let list = |args: &[&str]| -> Vec<String> {
+        let out = run_ok(std::process::Command::new("tar").args(args).current_dir(t));
+        let mut names: Vec<String> = out.lines().map(|l| l.trim_start_matches("./").to_string()).collect();
+        names.sort();
+        names
+    };
+    run_ok(imgtool(t).args(["export", "-q", "bb.tar", "root.tar"]));
+    let want = list(&["tf", "root.tar"]);
+    assert!(want.iter().any(|n| n.ends_with("busybox")), "{want:?}");
+    run_ok(imgtool(t).args(["export", "-q", "bb.tar", "root.tgz"]));
+    assert_eq!(list(&["tzf", "root.tgz"]), want);
+    let out = imgtool(t).args(["export", "-q", "bb.tar", "-"]).output().unwrap();
+    assert!(out.status.success());
+    std::fs::write(t.join("streamed.tar"), &out.stdout).unwrap();
+    assert_eq!(list(&["tf", "streamed.tar"]), want);
+    let out = imgtool(t).args(["export", "bb.tar", "root.tar.xz"]).output().unwrap();
+    insta::assert_snapshot!("export_to_an_unknown_archive", transcript(&out));
+    assert!(!t.join("root.tar.xz").exists());
 }

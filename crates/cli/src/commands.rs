@@ -111,6 +111,11 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
         Command::Tags { repo } => crate::registry_cmds::tags(&repo, &creds.registries(opts, &[], &named(&repo))?, p).await,
         Command::Catalog { registry } => {
             let host = strip_docker(&registry).trim_end_matches('/').to_string();
+            if host.contains('/') {
+                bail!(
+                    "catalog lists a registry's repositories: give the registry alone (HOST[:PORT]); `imgtool tags {host}` lists a repository's tags"
+                );
+            }
             crate::registry_cmds::catalog(&registry, &creds.registries(opts, &[], &[host])?, p).await
         }
         // The registry these read is their target: --creds goes there.

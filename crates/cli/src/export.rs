@@ -8,12 +8,38 @@ use imgtool_core::{Compression, Image, source_date_epoch};
 
 use crate::printer::Printer;
 
+/// What a destination's name says it is: a tar (and its compression), or a directory.
+fn archive_kind(dest: &Path) -> Result<Option<Compression>> {
+    let name = dest.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    if name.ends_with(".tar") {
+        return Ok(Some(Compression::None));
+    }
+    if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
+        return Ok(Some(Compression::Gzip));
+    }
+    if name.ends_with(".tar.zst") || name.ends_with(".tzst") {
+        return Ok(Some(Compression::Zstd));
+    }
+    if [".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".zip", ".7z", ".gz", ".zst"].iter().any(|e| name.ends_with(e)) {
+        bail!("{} is named like an archive imgtool does not write; name a .tar, .tar.gz or .tar.zst file, or a directory", dest.display());
+    }
+    Ok(None)
+}
+
 pub async fn export(image: &Image, dest: &Path, p: Printer) -> Result<()> {
-    let is_tar = dest.extension().is_some_and(|e| e == "tar");
-    if is_tar {
+    if dest == Path::new("-") {
+        // A tar on standard output, for `| tar x` or `| docker import -`.
+        let spool = imgtool_core::spool().context("creating a spool directory")?;
+        let opts = LayerOptions { compression: Compression::None, ..Default::default() };
+        let layer = flatten(image, spool.path(), opts, source_date_epoch()).await?;
+        let file = tokio::fs::File::open(&layer.file).await.context("reading the flattened tree")?;
+        p.bytes(Box::pin(file)).await.context("writing the tar to standard output")?;
+        return Ok(());
+    }
+    if let Some(compression) = archive_kind(dest)? {
         // Spooled beside the destination, so the finished tar is renamed onto it.
         let spool = imgtool_core::temp_dir_beside(dest).with_context(|| format!("creating a directory beside {}", dest.display()))?;
-        let opts = LayerOptions { compression: Compression::None, ..Default::default() };
+        let opts = LayerOptions { compression, ..Default::default() };
         let layer = flatten(image, spool.path(), opts, source_date_epoch()).await?;
         std::fs::set_permissions(&layer.file, imgtool_core::output_mode(0o666)).with_context(|| format!("writing {}", dest.display()))?;
         imgtool_core::publish(|| layer.file.persist(dest).map_err(|e| e.error)).with_context(|| format!("writing {}", dest.display()))?;

@@ -68,9 +68,14 @@ fn main() -> ExitCode {
         return code;
     }
     let cli = Cli::parse();
+    // Logs are RUST_LOG's. Without it, only imgtool's own warnings show (a post-link script
+    // not run, a device node skipped): other crates' logs are theirs, not the user's. No
+    // colour codes unless a terminal reads them.
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "imgtool=warn".into()))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
         .without_time()
         .init();
     let printer = printer::Printer { quiet: cli.quiet, json: cli.json };

@@ -205,6 +205,23 @@ impl RegistryClient {
             .await
     }
 
+    /// A TLS failure no retry mends, said as what to do: the server speaks plain HTTP, or
+    /// its certificate is not trusted.
+    fn tls_refusal(&self, e: &Error) -> Option<Error> {
+        if !matches!(e, Error::Transport { .. }) {
+            return None;
+        }
+        let chain = error_chain(e);
+        let why = if chain.contains("InvalidContentType") || chain.contains("corrupt message") {
+            format!("server gave HTTP response to HTTPS client: add --insecure-registry {}", self.registry)
+        } else if chain.contains("certificate") && !self.insecure {
+            self.untrusted(&chain)
+        } else {
+            return None;
+        };
+        Some(Error::Config { registry: self.registry.clone(), why })
+    }
+
     fn untrusted(&self, why: &str) -> String {
         let files: Vec<String> = self.cert_files.iter().map(|p| p.display().to_string()).collect();
         if files.is_empty() {
@@ -280,6 +297,7 @@ impl RegistryClient {
                     (Error::Status { method: method.to_string(), url: strip_query(&url), status, errors }, ra)
                 }
                 Ok(resp) => return Ok(resp),
+                Err(e) if self.tls_refusal(&e).is_some() => return Err(self.tls_refusal(&e).unwrap_or(e)),
                 Err(e) if e.should_retry() => (e, None),
                 Err(e) => return Err(e),
             };

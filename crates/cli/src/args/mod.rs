@@ -252,7 +252,8 @@ pub enum Command {
     Export {
         /// The image, as a transport string.
         image: String,
-        /// A directory, or a file ending in .tar.
+        /// A directory; a file ending in .tar, .tar.gz (.tgz) or .tar.zst; or - for a tar on
+        /// standard output.
         dest: PathBuf,
         /// Platform to pick from a multi-platform source.
         #[arg(long)]
