@@ -45,6 +45,28 @@ fn copy_all_platforms_or_one() {
     assert!(!left.iter().any(|n| n.contains("fail.tar")), "nothing is left behind: {left:?}");
 }
 
+/// `push` of an index: refused naming its platforms, or pushed whole with --all, or one with
+/// --platform; `inspect` says it is an index; `--platform arm64` reads as linux/arm64.
+#[test]
+fn push_and_inspect_know_an_index() {
+    require("skopeo", "skopeo");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    multi_platform_layout(d);
+    let reg = imgtool_tests::Registry::start();
+    let out = imgtool(d).args(["push", "oci:multi:multi", &format!("{}/m:1", reg.addr)]).output().unwrap();
+    insta::assert_snapshot!("push_an_index_needs_all_or_platform", transcript(&out));
+    assert_eq!(reg.requests("PUT", "/manifests/"), 0, "nothing pushed");
+    run_ok(imgtool(d).args(["push", "-q", "--all", "oci:multi:multi", &format!("{}/m:all", reg.addr)]));
+    let raw = |t: &str| run_ok(std::process::Command::new("skopeo").current_dir(d).args(["inspect", "--tls-verify=false", "--raw", t]));
+    assert_eq!(raw("oci:multi:multi"), raw(&format!("docker://{}/m:all", reg.addr)));
+    run_ok(imgtool(d).args(["push", "-q", "--platform", "arm64", "oci:multi:multi", &format!("{}/m:arm", reg.addr)]));
+    let cfg = run_ok(imgtool(d).args(["config", &format!("{}/m:arm", reg.addr)]));
+    assert!(cfg.contains("\"architecture\":\"arm64\""), "{cfg}");
+    let text = run_ok(imgtool(d).args(["inspect", "--platform", "linux/arm64", "oci:multi:multi"]));
+    assert!(text.contains("Index:      2 platforms: linux/amd64, linux/arm64 (shown: linux/arm64)"), "{text}");
+}
+
 /// `--platform` that a single-platform source cannot meet is refused by every command that
 /// takes it, as Docker refuses it, unless `--any-platform` (or `any_platform`) says to take
 /// the image as it is; a RUN for a platform this host cannot execute says so by name.

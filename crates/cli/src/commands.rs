@@ -80,7 +80,7 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
             let image = crate::pipe_cmd::fold(image, &steps, &cx, p).await.map_err(|(_, e)| anyhow!(e))?;
             write_images(&[image], &dst, &[], Format { flavor: format, preserve_digests: false }, p, reg).await
         }
-        Command::Pull { image, output, force, platform } => {
+        Command::Pull { image, output, force, platform, all } => {
             let r: imgtool_core::Reference = strip_docker(&image).parse().with_context(|| format!("{image:?}"))?;
             let dest = match output {
                 Some(o) => o,
@@ -98,15 +98,33 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
             };
             let (src, dest) = (Transport::Registry(r.to_string()), sink(&dest)?);
             let reg = &creds.registries(opts, &names(&src), &names(&dest))?;
-            let img = load(&src, platform.as_deref(), Flavor::Oci, reg).await?;
-            write(&img, &dest, &[], p, reg).await
+            if all {
+                copy_all(&src, &dest, Vec::new(), p, reg).await
+            } else {
+                let img = load(&src, platform.as_deref(), Flavor::Oci, reg).await?;
+                write(&img, &dest, &[], p, reg).await
+            }
         }
-        Command::Push { src, dest } => {
+        Command::Push { src, dest, platform, all } => {
             let src = source(&src)?;
             let dest = Transport::Registry(strip_docker(&dest).to_string());
             let reg = &creds.registries(opts, &names(&src), &names(&dest))?;
-            let img = load(&src, None, Flavor::Oci, reg).await?;
-            write(&img, &dest, &[], p, reg).await
+            if all {
+                copy_all(&src, &dest, Vec::new(), p, reg).await
+            } else {
+                if platform.is_none()
+                    && let Some(platforms) = crate::inspect_cmds::index_platforms(&src, reg).await?
+                {
+                    // Pushing one platform of several, silently, would look like pushing them all.
+                    bail!(
+                        "{src} is an index of {} platforms ({}): push them all with --all, or one with --platform PLATFORM",
+                        platforms.len(),
+                        platforms.join(", ")
+                    );
+                }
+                let img = load(&src, platform.as_deref(), Flavor::Oci, reg).await?;
+                write(&img, &dest, &[], p, reg).await
+            }
         }
         Command::Tags { repo } => crate::registry_cmds::tags(&repo, &creds.registries(opts, &[], &named(&repo))?, p).await,
         Command::Catalog { registry } => {

@@ -27,6 +27,21 @@ pub async fn manifest(t: &Transport, platform: Option<&str>, reg: &Registries, p
     Ok(())
 }
 
+/// The platforms of the index `t` names, or `None` when it names a single image.
+pub async fn index_platforms(t: &Transport, reg: &Registries) -> Result<Option<Vec<String>>> {
+    if *t == Transport::Scratch {
+        return Ok(None);
+    }
+    let (source, selector) = t.open_source(reg)?;
+    let desc = source.resolve(selector.as_deref()).await.with_context(|| format!("reading {t}"))?;
+    if !desc.media_type.is_index() {
+        return Ok(None);
+    }
+    let raw = read_blob(source.as_ref(), &desc, MANIFEST_LIMIT).await.with_context(|| format!("reading {t}"))?;
+    let ParsedManifest::Index(index) = ParsedManifest::parse(&raw, Some(&desc.media_type))? else { return Ok(None) };
+    Ok(Some(index.manifests.iter().map(|m| m.platform.as_ref().map_or_else(|| "unknown".to_string(), ToString::to_string)).collect()))
+}
+
 /// `imgtool config IMAGE`: the config blob of the image (for the chosen platform).
 pub async fn config(t: &Transport, platform: Option<&str>, reg: &Registries, p: Printer) -> Result<()> {
     let img = load(t, platform, Flavor::Oci, reg).await?;
@@ -64,6 +79,9 @@ pub async fn inspect(t: &Transport, platform: Option<&str>, p: Printer, reg: &Re
         return Ok(());
     }
     p.result(format!("Image:      {t}"));
+    if let Some(platforms) = index_platforms(t, reg).await? {
+        p.result(format!("Index:      {} platforms: {} (shown: {})", platforms.len(), platforms.join(", "), image.platform()));
+    }
     p.result(format!("Digest:     {}", mdesc.digest));
     p.result(format!("MediaType:  {}", mdesc.media_type));
     p.result(format!("Platform:   {}", image.platform()));

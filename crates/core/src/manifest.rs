@@ -205,14 +205,27 @@ impl fmt::Display for Platform {
 impl FromStr for Platform {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
-        let bad =
-            || Error::Invalid { what: "platform".into(), value: s.into(), why: "expected OS/ARCH[/VARIANT], e.g. linux/arm64/v8".into() };
-        let parts: Vec<&str> = s.split('/').collect();
-        if parts.len() < 2 || parts.len() > 3 || parts.iter().any(|p| p.is_empty()) {
+        let bad = || Error::Invalid {
+            what: "platform".into(),
+            value: s.into(),
+            why: "expected OS/ARCH[/VARIANT] (linux/arm64/v8) or an architecture (arm64)".into(),
+        };
+        let mut parts: Vec<String> = s.split('/').map(str::to_ascii_lowercase).collect();
+        if parts.len() > 3 || parts.iter().any(|p| p.is_empty()) {
             return Err(bad());
         }
-        let mut architecture = parts[1].to_ascii_lowercase();
-        let mut variant = parts.get(2).map(|v| v.to_ascii_lowercase());
+        if let [one] = parts.as_slice() {
+            // As docker reads one word: an OS on this machine's architecture, or an
+            // architecture of Linux (`arm64` is linux/arm64).
+            let host = Platform::host();
+            parts = if ["linux", "windows", "darwin", "freebsd"].contains(&one.as_str()) {
+                vec![one.clone(), host.architecture]
+            } else {
+                vec!["linux".into(), one.clone()]
+            };
+        }
+        let mut architecture = parts[1].clone();
+        let mut variant = parts.get(2).cloned();
         // Normalise the aliases people type to the names registries use.
         match architecture.as_str() {
             "x86_64" | "x86-64" => architecture = "amd64".into(),
@@ -227,7 +240,7 @@ impl FromStr for Platform {
             }
             _ => {}
         }
-        Ok(Platform { architecture, os: parts[0].to_ascii_lowercase(), os_version: None, os_features: Vec::new(), variant })
+        Ok(Platform { architecture, os: parts[0].clone(), os_version: None, os_features: Vec::new(), variant })
     }
 }
 
@@ -243,7 +256,11 @@ mod tests {
         assert!(p.matches(&idx));
         assert!(idx.matches(&p));
         assert_eq!("linux/x86_64".parse::<Platform>().unwrap().architecture, "amd64");
-        assert!("linux".parse::<Platform>().is_err());
+        // One word, as docker reads it: an architecture of Linux, or an OS on this machine's.
+        assert_eq!("arm64".parse::<Platform>().unwrap().to_string(), "linux/arm64");
+        assert_eq!("aarch64".parse::<Platform>().unwrap().to_string(), "linux/arm64");
+        assert_eq!("linux".parse::<Platform>().unwrap(), Platform::host());
+        assert!("".parse::<Platform>().is_err() && "a/b/c/d".parse::<Platform>().is_err());
         assert!(!"linux/arm/v7".parse::<Platform>().unwrap().matches(&"linux/arm/v6".parse().unwrap()));
     }
 

@@ -142,15 +142,25 @@ pub enum Command {
         #[arg(long)]
         force: bool,
         /// Platform to pick from a multi-platform image (default: the host's).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "all")]
         platform: Option<String>,
+        /// Pull every platform of an index, and the index itself, byte for byte.
+        #[arg(long)]
+        all: bool,
     },
     /// Push a local image to a registry (blobs it has are skipped, others in it mounted).
+    /// A multi-platform source needs --all or --platform.
     Push {
         /// The local image, as a transport string.
         src: String,
         /// The destination, `REF` or `docker://REF`.
         dest: String,
+        /// The platform to push from a multi-platform source.
+        #[arg(long, conflicts_with = "all")]
+        platform: Option<String>,
+        /// Push every platform of an index, and the index itself, byte for byte.
+        #[arg(long)]
+        all: bool,
     },
     /// List a repository's tags.
     #[command(visible_alias = "ls")]
