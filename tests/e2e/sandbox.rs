@@ -46,3 +46,36 @@ fn run_and_build_take_the_sandbox_flags() {
     let out = build(&["--security-opt", "seccomp=unconfined"]);
     assert!(out.status.success(), "{}", transcript(&out));
 }
+
+/// Exit codes as podman gives them, on the same image: 127 for a command that does not
+/// exist, 126 for one that cannot be run, the command's own otherwise; `-i` passes stdin.
+#[test]
+fn run_exits_like_podman() {
+    require("runc", "runc");
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    busybox_rootfs_with_a_plain_file(t);
+    run_ok(imgtool(t).args(["append", "-q", "scratch", "docker-archive:bbx.tar:bbx:1", "--path", "rootfs:/"]));
+    run_ok(imgtool_tests::podman(t).args(["load", "-q", "-i"]).arg(t.join("bbx.tar")));
+    for (name, cmd) in [("run_missing_command", "nosuchcmd"), ("run_not_executable", "/plain"), ("run_own_code", "/bin/false")] {
+        let ours = imgtool(t).args(["run", "bbx.tar", "--", cmd]).output().unwrap();
+        let podman = imgtool_tests::podman_run(t, &["bbx:1", cmd]).output().unwrap();
+        assert_eq!(ours.status.code(), podman.status.code(), "{cmd}: {}\n{}", transcript(&ours), transcript(&podman));
+        insta::assert_snapshot!(name, transcript(&ours));
+    }
+    let mut child = imgtool(t)
+        .args(["run", "-i", "bbx.tar", "--", "cat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"through\n").unwrap();
+    assert_eq!(String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout), "through\n");
+    assert_eq!(run_ok(imgtool(t).args(["run", "bbx.tar", "--", "cat"])), "", "without -i the command reads nothing");
+}
+
+/// Debian's busybox as a root filesystem, with a file that is not executable.
+fn busybox_rootfs_with_a_plain_file(dir: &std::path::Path) {
+    imgtool_tests::busybox_rootfs(dir);
+    std::fs::write(dir.join("rootfs/plain"), "not a program\n").unwrap();
+}

@@ -259,7 +259,7 @@ pub fn exit_code(code: i32) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
-pub async fn run(args: RunArgs, reg: &Registries) -> Result<ExitCode> {
+pub async fn run(args: RunArgs, reg: &Registries, p: Printer) -> Result<ExitCode> {
     // Flag mistakes before the image is fetched and unpacked.
     let security = args.sandbox.security()?;
     let t = Transport::source_arg(&args.image)?;
@@ -313,8 +313,12 @@ pub async fn run(args: RunArgs, reg: &Registries) -> Result<ExitCode> {
         binds,
         hostname: None,
         security,
+        stdin: args.interactive,
     };
     let rootp = root.path().to_path_buf();
     let outcome = tokio::task::spawn_blocking(move || imgtool_sandbox::run(&rootp, &spec, imgtool_sandbox::Output::Inherit)).await??;
+    if let Some(why) = &outcome.not_started {
+        p.error(why);
+    }
     Ok(exit_code(outcome.code))
 }

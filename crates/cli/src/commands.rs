@@ -177,7 +177,7 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
         }
         Command::Run(args) => {
             let reg = creds.registries(opts, &names(&source(&args.image)?), &[])?;
-            return crate::build_cmd::run(args, &reg).await;
+            return crate::build_cmd::run(args, &reg, p).await;
         }
         Command::Export { image, dest, platform } => {
             let t = source(&image)?;

@@ -102,6 +102,8 @@ pub struct RunSpec {
     pub hostname: Option<String>,
     /// Seccomp and resource limits (default: Docker's profile, no limits).
     pub security: Security,
+    /// Give the command this process's standard input (`run -i`); otherwise it reads nothing.
+    pub stdin: bool,
 }
 
 /// How a run ended: the exit code (128+N for signal N) and the last of its output.
@@ -111,6 +113,8 @@ pub struct Outcome {
     pub code: i32,
     /// Up to the last 16 KiB of what it wrote to stdout and stderr.
     pub tail: String,
+    /// Why the command never started (it does not exist, or cannot be run), when it did not.
+    pub not_started: Option<String>,
 }
 
 /// Where the process's output goes.
@@ -146,11 +150,22 @@ pub fn run(rootfs: &Path, spec: &RunSpec, output: Output) -> Result<Outcome> {
             let _ = std::process::Command::new(&runc).arg("--root").arg(&state).args(["delete", "--force", &id]).output();
         })
     };
+    // runc's own messages go to a log, read after: a command that never started is said in
+    // one line with podman's exit code, not as runc's log line.
+    let log = bundle.path().join("runc.log");
     let mut cmd = std::process::Command::new(&runc);
-    cmd.arg("--root").arg(&state).args(["run", "--bundle"]).arg(bundle.path()).arg(&id).stdin(Stdio::null());
+    cmd.arg("--root").arg(&state).arg("--log").arg(&log).args(["--log-format", "json"]);
+    cmd.args(["run", "--bundle"]).arg(bundle.path()).arg(&id);
+    cmd.stdin(if spec.stdin { Stdio::inherit() } else { Stdio::null() });
     let (code, tail) = match output {
         Output::Inherit => {
-            let status = cmd.status().map_err(io("starting runc"))?;
+            // stderr passes through, less runc's own "runc run failed" line (said better below).
+            let mut child = cmd.stderr(Stdio::piped()).spawn().map_err(io("starting runc"))?;
+            let pump = child.stderr.take().map(|r| std::thread::spawn(move || pass_stderr(r)));
+            let status = child.wait().map_err(io("waiting for runc"))?;
+            if let Some(p) = pump {
+                let _ = p.join();
+            }
             (exit_code(status), String::new())
         }
         Output::Capture => {
@@ -188,7 +203,64 @@ pub fn run(rootfs: &Path, spec: &RunSpec, output: Output) -> Result<Outcome> {
     };
     // runc removes a container that exited; make sure nothing is left if it did not.
     let _ = std::process::Command::new("runc").arg("--root").arg(&state).args(["delete", "--force", &id]).output();
-    Ok(Outcome { code, tail })
+    let (code, not_started) = match (code, not_started(&log)) {
+        (0, _) | (_, None) => (code, None),
+        (_, Some((code, why))) => (code, Some(why)),
+    };
+    let tail = match &not_started {
+        Some(why) => format!("{tail}{why}\n"),
+        None => tail,
+    };
+    Ok(Outcome { code, tail, not_started })
+}
+
+/// Copy `r` to stderr as it comes, leaving out lines that start with runc's own failure.
+fn pass_stderr(mut r: impl Read) {
+    const RUNC: &[u8] = b"runc run failed: ";
+    let mut out = std::io::stderr();
+    // The start of a line held back while it could still be runc's; `None` mid-line.
+    let (mut held, mut at_start, mut dropping) = (Vec::new(), true, false);
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = r.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        for &b in &buf[..n] {
+            if dropping {
+                dropping = b != b'\n';
+                at_start = !dropping;
+                continue;
+            }
+            if at_start {
+                held.push(b);
+                if held.len() == RUNC.len() && held == RUNC {
+                    (held, dropping, at_start) = (Vec::new(), true, false);
+                } else if !RUNC.starts_with(&held) {
+                    let _ = out.write_all(&held);
+                    at_start = b == b'\n';
+                    held.clear();
+                }
+                continue;
+            }
+            let _ = out.write_all(&[b]);
+            at_start = b == b'\n';
+        }
+    }
+    let _ = out.write_all(&held);
+}
+
+/// Why the command never started, from runc's log, with the exit code podman gives it: 127
+/// for a command that does not exist, 126 for one that cannot be run.
+fn not_started(log: &Path) -> Option<(i32, String)> {
+    let mut text = String::new();
+    std::fs::File::open(log).ok()?.take(64 << 10).read_to_string(&mut text).ok()?;
+    let msg = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| (v["level"] == "error").then(|| v["msg"].as_str().map(str::to_string)).flatten())?;
+    let why = msg.rsplit_once("exec: ").map_or(msg.as_str(), |(_, w)| w).to_string();
+    let missing = why.contains("not found") || why.contains("no such file or directory");
+    Some((if missing { 127 } else { 126 }, why))
 }
 
 fn exit_code(status: std::process::ExitStatus) -> i32 {

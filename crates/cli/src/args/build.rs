@@ -71,6 +71,9 @@ pub struct RunArgs {
     /// Platform to pick from a multi-platform image.
     #[arg(long)]
     pub platform: Option<String>,
+    /// Give the command this standard input (otherwise it reads nothing).
+    #[arg(short, long)]
+    pub interactive: bool,
     #[command(flatten)]
     pub sandbox: SandboxArgs,
     /// The command and its arguments (default: the image's entrypoint and cmd).

@@ -241,7 +241,9 @@ pub enum Command {
     },
     /// Build a Dockerfile without a daemon (RUN included), with a step cache.
     Build(BuildArgs),
-    /// Run a command in an image, in a sandbox (runc), and exit with its code.
+    /// Run a command in an image, in a sandbox (runc), and exit with its code (127: no such
+    /// command, 126: it cannot be run, as podman). Like `podman run --rm`, nothing is left
+    /// behind: the root and the container go when it ends.
     Run(RunArgs),
     /// Conda environments as images, without conda or docker.
     #[command(subcommand)]
