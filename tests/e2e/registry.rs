@@ -98,6 +98,17 @@ fn registry_commands_with_login() {
     run_ok(&mut cli(&["pull", &format!("{r}:v1"), "-o", &format!("docker-archive:example.tar:{r}:v1")]));
     assert_eq!(std::fs::read(dir.path().join("example.tar")).unwrap(), first, "-o names a file to replace");
 
+    // An archive pulled to a bare file keeps the image's name, as docker save writes it.
+    run_ok(&mut cli(&["pull", &format!("{r}:v1"), "-o", "named.tar"]));
+    let manifest = run_ok(std::process::Command::new("tar").current_dir(dir.path()).args(["xOf", "named.tar", "manifest.json"]));
+    assert!(manifest.contains(&format!("\"{r}:v1\"")), "{manifest}");
+
+    // A registry deletes manifests: every tag on one goes, and they are named first.
+    let out = cli(&["delete", "--dry-run", &format!("{r}:v2")]).output().unwrap();
+    insta::with_settings!({filters => vec![(r"sha256:[0-9a-f]{64}", "sha256:[digest]")]}, {
+        insta::assert_snapshot!("delete_dry_run_names_the_tags", transcript(&out).replace(&reg.addr, "[registry]"));
+    });
+    assert_eq!(run_ok(&mut cli(&["tags", &r])).lines().count(), 3, "a dry run deletes nothing");
     run_ok(&mut cli(&["delete", &format!("{r}:v2")]));
     assert_eq!(run_ok(&mut cli(&["tags", &r])), "from-skopeo\n");
     run_ok(&mut cli(&["logout", &reg.addr]));

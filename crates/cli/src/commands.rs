@@ -96,7 +96,14 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
                     format!("docker-archive:{name}.tar:{}", r.familiar().split('@').next().unwrap_or_default())
                 }
             };
-            let (src, dest) = (Transport::Registry(r.to_string()), sink(&dest)?);
+            let dest = match sink(&dest)? {
+                // An archive named without an image name gets the pulled one, as docker save does.
+                Transport::DockerArchive(path, None) => {
+                    Transport::DockerArchive(path, r.familiar().split('@').next().map(str::to_string).filter(|n| !n.is_empty()))
+                }
+                t => t,
+            };
+            let src = Transport::Registry(r.to_string());
             let reg = &creds.registries(opts, &names(&src), &names(&dest))?;
             if all {
                 copy_all(&src, &dest, Vec::new(), p, reg).await
@@ -149,10 +156,12 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
             let t = source(&image)?;
             crate::inspect_cmds::digest(&t, &creds.registries(opts, &[], &names(&t))?, p).await
         }
-        Command::Delete { image } if ["oci:", "oci-archive:", "docker-archive:"].iter().any(|t| image.starts_with(t)) => {
+        Command::Delete { image, .. } if ["oci:", "oci-archive:", "docker-archive:"].iter().any(|t| image.starts_with(t)) => {
             crate::layout_cmds::delete(&image, p).await
         }
-        Command::Delete { image } => crate::registry_cmds::delete(&image, &creds.registries(opts, &[], &named(&image))?, p).await,
+        Command::Delete { image, dry_run } => {
+            crate::registry_cmds::delete(&image, dry_run, &creds.registries(opts, &[], &named(&image))?, p).await
+        }
         Command::Tag { image, new_tag } => {
             crate::registry_cmds::tag(&image, &new_tag, &creds.registries(opts, &[], &named(&image))?, p).await
         }

@@ -42,13 +42,35 @@ pub async fn catalog(registry: &str, reg: &Registries, p: Printer) -> Result<()>
     Ok(())
 }
 
-/// `imgtool delete REF`: delete the manifest (by its digest; every tag on it goes too).
-pub async fn delete(image: &str, reg: &Registries, p: Printer) -> Result<()> {
+/// The most tags `delete` looks through for the ones on the same manifest.
+const TAGS_CHECKED: usize = 1000;
+
+/// `imgtool delete REF`: delete the manifest (by its digest; every tag on it goes too, and
+/// they are named first).
+pub async fn delete(image: &str, dry_run: bool, reg: &Registries, p: Printer) -> Result<()> {
     let r = reference(image)?;
     let client = reg.client(r.registry())?;
     let d = client.head_manifest(r.repository(), &r.tag_or_digest()).await?.ok_or_else(|| anyhow!("{r} not found"))?;
+    // A registry deletes manifests, not tags: say which tags go with this one.
+    let mut tags = Vec::new();
+    for t in client.tags(r.repository(), TAGS_CHECKED).await.with_context(|| format!("listing tags of {}", r.name()))? {
+        if client.head_manifest(r.repository(), &t).await?.is_some_and(|m| m.digest == d.digest) {
+            tags.push(t);
+        }
+    }
+    let shown = if tags.is_empty() { "no tag".to_string() } else { format!("tags {}", tags.join(", ")) };
+    if dry_run {
+        p.record(
+            serde_json::json!({"wouldDelete": r.to_string(), "digest": d.digest.to_string(), "tags": tags}),
+            format!("would delete {} {} ({shown})", r.name(), d.digest),
+        );
+        return Ok(());
+    }
     client.delete_manifest(r.repository(), &d.digest).await.with_context(|| format!("deleting {r}"))?;
-    p.record(serde_json::json!({"deleted": r.to_string(), "digest": d.digest.to_string()}), format!("deleted {} {}", r.name(), d.digest));
+    p.record(
+        serde_json::json!({"deleted": r.to_string(), "digest": d.digest.to_string(), "tags": tags}),
+        format!("deleted {} {} ({shown})", r.name(), d.digest),
+    );
     Ok(())
 }
 

@@ -212,6 +212,9 @@ pub enum Command {
     Delete {
         /// The image reference.
         image: String,
+        /// Say what would be deleted (the manifest, and every tag on it), and delete nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Give an image another tag in its repository, moving no blobs.
     Tag {
