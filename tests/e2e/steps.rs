@@ -57,3 +57,21 @@ fn export_streams_and_compresses() {
     insta::assert_snapshot!("export_to_an_unknown_archive", transcript(&out));
     assert!(!t.join("root.tar.xz").exists());
 }
+
+#[test]
+fn build_prints_each_step_and_what_was_cached() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    std::fs::create_dir_all(t.join("ctx")).unwrap();
+    std::fs::write(t.join("ctx/a.txt"), "a").unwrap();
+    std::fs::write(t.join("ctx/Dockerfile"), "FROM scratch\nCOPY a.txt /a.txt\nENV X=1\n").unwrap();
+    let build = || imgtool(t).args(["build", "--cache-dir", "cache", "-o", "out.tar", "ctx"]).output().unwrap();
+    let first = build();
+    let second = build();
+    // The second finds the COPY in the step cache; the result line counts new layers only.
+    let strip = |out: &std::process::Output| {
+        transcript(out).lines().filter(|l| !l.contains("sha256:") && !l.starts_with("blob ")).collect::<Vec<_>>().join("\n")
+    };
+    insta::assert_snapshot!("build_steps_first", strip(&first));
+    insta::assert_snapshot!("build_steps_cached", strip(&second));
+}

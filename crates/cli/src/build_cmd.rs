@@ -236,19 +236,26 @@ pub async fn build(args: BuildArgs, reg: &Registries, p: Printer) -> Result<Exit
         (None, false, _) => bail!("say where the image goes: -o OUT (a path is a docker-archive) or --push with -t NAME:TAG"),
     };
     let images = settings.images(reg, false);
-    let step = settings.step(&images, reg)?;
+    // STEP lines as buildah prints them, `cached` where the step cache had the result.
+    let new_layers = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = new_layers.clone();
+    let progress = imgtool_dockerfile::BuildProgress(std::sync::Arc::new(move |e| match e {
+        imgtool_dockerfile::BuildEvent::Step { number, total, text } => p.status(format!("STEP {number}/{total}: {text}")),
+        imgtool_dockerfile::BuildEvent::Cached => p.status("--> cached"),
+        imgtool_dockerfile::BuildEvent::Built { new_layers } => counted.store(new_layers, std::sync::atomic::Ordering::Relaxed),
+    }));
+    let step = settings.step(&images, reg)?.with_progress(progress);
     let spool = imgtool_core::spool().context("creating a spool directory")?;
-    let bar = p.spinner(format!("building {}", args.context.display()));
     let image = match build_image(step, settings.platform.as_ref(), spool.path()).await {
         Ok(i) => i,
         Err(e) => {
-            p.done(bar, "build failed".into());
+            p.status("build failed");
             p.error(imgtool_core::error_chain(e.as_ref()));
             let code = e.downcast_ref::<imgtool_dockerfile::InFile>().and_then(|f| f.error.exit_code()).unwrap_or(1);
             return Ok(exit_code(code));
         }
     };
-    p.done(bar, format!("built {} layers", image.layers().len()));
+    p.status(format!("built {} new layers ({} in all)", new_layers.load(std::sync::atomic::Ordering::Relaxed), image.layers().len()));
     let format = crate::commands::Format { flavor: args.format, preserve_digests: false };
     crate::commands::write_images(&[image], &sink, &[], format, p, reg).await?;
     Ok(ExitCode::SUCCESS)

@@ -61,6 +61,8 @@ pub struct BuildOptions {
     pub cache_repo: Option<std::sync::Arc<crate::cache::RepoCache>>,
     /// Seccomp and limits for every `RUN` (like docker's flags, not part of the cache key).
     pub sandbox: imgtool_sandbox::Security,
+    /// Who hears of each instruction as it is built (none by default).
+    pub progress: Option<crate::BuildProgress>,
 }
 
 impl BuildOptions {
@@ -80,6 +82,7 @@ impl BuildOptions {
             no_cache: false,
             cache_repo: None,
             sandbox: Default::default(),
+            progress: None,
         }
     }
 }
@@ -96,12 +99,15 @@ struct Stage {
     cmd_set: bool,
     /// The cache chain: everything this stage's state was built from.
     key: String,
+    /// Layers of the image it started from: the rest are the stage's own.
+    base_layers: usize,
 }
 
 impl Stage {
     /// A stage starting from `image`, its cache chain at `key`.
     fn new(name: Option<String>, image: Image, key: String) -> Self {
-        Self { name, image, root: None, applied: 0, args: BTreeMap::new(), shell: default_shell(), cmd_set: false, key }
+        let base_layers = image.layers().len();
+        Self { name, image, root: None, applied: 0, args: BTreeMap::new(), shell: default_shell(), cmd_set: false, key, base_layers }
     }
 
     /// A string field of the container config (`User`, `WorkingDir`), empty when unset.
@@ -163,6 +169,7 @@ async fn build_from(base: Option<Image>, dockerfile: &Dockerfile, images: &dyn I
         stages: Vec::new(),
         external: HashMap::new(),
         expanded: Default::default(),
+        cached: Default::default(),
     };
     let image = match base {
         None => b.run().await,
@@ -185,6 +192,8 @@ struct Builder<'a> {
     /// Bytes every substitution so far produced: a chain of ARGs that double each other
     /// must stop long before memory does.
     expanded: std::cell::Cell<usize>,
+    /// Whether the step just built came from the cache.
+    cached: std::cell::Cell<bool>,
 }
 
 impl Builder<'_> {
@@ -194,10 +203,33 @@ impl Builder<'_> {
             Instruction { line: 0, column: 0, text: String::new(), kind: Kind::From { image: String::new(), name: None, flags: vec![] } };
         let globals = BTreeMap::new();
         let mut stage = self.start(&header, &None, base, key, &globals).await?;
-        for i in &self.df.instructions {
-            self.step(&mut stage, i, &globals).await.map_err(|e| e.at_column(i.line, i.column))?;
+        for (n, i) in self.df.instructions.iter().enumerate() {
+            self.told_step(&mut stage, n, &globals).await.map_err(|e| e.at_column(i.line, i.column))?;
         }
+        self.tell(crate::BuildEvent::Built { new_layers: stage.image.layers().len().saturating_sub(stage.base_layers) });
         Ok(stage.image)
+    }
+
+    fn tell(&self, event: crate::BuildEvent<'_>) {
+        if let Some(p) = &self.opts.progress {
+            (p.0)(event);
+        }
+    }
+
+    fn tell_step(&self, n: usize) {
+        let text = self.df.instructions[n].text.lines().next().unwrap_or_default();
+        self.tell(crate::BuildEvent::Step { number: n + 1, total: self.df.instructions.len(), text });
+    }
+
+    /// Instruction `n`, told before it is built, and whether it came from the cache after.
+    async fn told_step(&mut self, stage: &mut Stage, n: usize, globals: &BTreeMap<String, String>) -> Result<()> {
+        self.tell_step(n);
+        let i = &self.df.instructions[n];
+        self.step(stage, i, globals).await?;
+        if self.cached.replace(false) {
+            self.tell(crate::BuildEvent::Cached);
+        }
+        Ok(())
     }
 
     async fn run(&mut self) -> Result<Image> {
@@ -242,13 +274,15 @@ impl Builder<'_> {
                 self.stages.push(self.placeholder(&ins[start]));
                 continue;
             }
+            self.tell_step(start);
             let mut stage = self.from(&ins[start], &globals).await.map_err(|e| e.at_column(ins[start].line, ins[start].column))?;
-            for i in &ins[start + 1..end] {
-                self.step(&mut stage, i, &globals).await.map_err(|e| e.at_column(i.line, i.column))?;
+            for (n, i) in ins.iter().enumerate().take(end).skip(start + 1) {
+                self.told_step(&mut stage, n, &globals).await.map_err(|e| e.at_column(i.line, i.column))?;
             }
             self.stages.push(stage);
         }
         let last = self.stages.pop().ok_or_else(|| Error::step(0, "FROM", "no stage was built"))?;
+        self.tell(crate::BuildEvent::Built { new_layers: last.image.layers().len().saturating_sub(last.base_layers) });
         Ok(last.image)
     }
 

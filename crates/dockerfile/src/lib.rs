@@ -32,6 +32,7 @@ mod diff;
 mod error;
 mod fetch;
 mod parse;
+mod progress;
 mod step;
 mod subst;
 
@@ -40,6 +41,7 @@ pub use cache::{RepoCache, StepCache};
 pub use context::{CONTEXT_FILE_LIMIT, FileHashes, read_context_file};
 pub use error::{BoxError, Error, Result};
 pub use parse::{Command, Dockerfile, Flag, Heredoc, Instruction, KEYWORDS, Kind, parse};
+pub use progress::{BuildEvent, BuildProgress};
 pub use step::{DockerfileStep, InFile};
 pub use subst::{ExpandError, expand, expand_words};
 

@@ -49,6 +49,12 @@ impl<'a> DockerfileStep<'a> {
         self
     }
 
+    /// Tell `progress` of each instruction as it is built.
+    pub fn with_progress(mut self, progress: crate::BuildProgress) -> Self {
+        self.options.progress = Some(progress);
+        self
+    }
+
     /// The file's name in messages.
     pub fn name(&self) -> &str {
         &self.name

@@ -39,6 +39,7 @@ impl Builder<'_> {
         }
         let Some(hit) = hit else { return false };
         tracing::info!(line = i.line, "cached: {}", i.text.lines().next().unwrap_or_default());
+        self.cached.set(true);
         match hit {
             Some(layer) => st.image.push_layer(layer, self.history(i, false)),
             None => st.image.config_mut().push_history(self.history(i, true)),
