@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod auth_files;
 mod compat;
 mod conda;
 mod creds;

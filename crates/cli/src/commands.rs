@@ -166,9 +166,9 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
             crate::registry_cmds::tag(&image, &new_tag, &creds.registries(opts, &[], &named(&image))?, p).await
         }
         Command::Login { registry, username, password_stdin, password } => {
-            crate::registry_cmds::login(&registry, username, password_stdin, password, p).await
+            crate::registry_cmds::login(&registry, username, password_stdin, password, opts, p).await
         }
-        Command::Logout { registry } => crate::registry_cmds::logout(&registry, p).await,
+        Command::Logout { registry } => crate::registry_cmds::logout(&registry, opts, p).await,
         Command::Conda(CondaCommand::Build(args)) => {
             let base = names(&source(&args.base)?);
             let target = match (&args.output, args.push) {

@@ -30,6 +30,9 @@ use crate::args::Cli;
 fn registry_options(cli: &Cli) -> imgtool_registry::ClientOptions {
     let mut o = imgtool_registry::ClientOptions { insecure: cli.insecure_registries.clone(), ..Default::default() };
     o.cert_dirs.splice(0..0, cli.cert_dirs.iter().cloned());
+    if let Some(f) = &cli.authfile {
+        o.auth_files = imgtool_registry::AuthFiles::only(f);
+    }
     o
 }
 

@@ -1,6 +1,6 @@
 //! Commands that talk to a registry directly: tags, catalog, delete, tag, login, logout.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 
 use anyhow::{Context, Result, anyhow, bail};
 use imgtool_core::Reference;
@@ -90,7 +90,14 @@ pub async fn tag(image: &str, new_tag: &str, reg: &Registries, p: Printer) -> Re
 }
 
 /// `imgtool login REGISTRY`: check the credentials against the registry, then store them.
-pub async fn login(registry: &str, username: Option<String>, password_stdin: bool, password: Option<String>, p: Printer) -> Result<()> {
+pub async fn login(
+    registry: &str,
+    username: Option<String>,
+    password_stdin: bool,
+    password: Option<String>,
+    opts: &ClientOptions,
+    p: Printer,
+) -> Result<()> {
     let registry = crate::transport::strip_docker(registry).trim_end_matches('/');
     let username = username.ok_or_else(|| anyhow!("give a user name with -u USER"))?;
     let password = match (password, password_stdin) {
@@ -100,16 +107,25 @@ pub async fn login(registry: &str, username: Option<String>, password_stdin: boo
             std::io::stdin().read_to_string(&mut s).context("reading the password from standard input")?;
             s.trim_end_matches(['\n', '\r']).to_string()
         }
+        // As docker login: asked for on a terminal, never echoed.
+        (None, false) if std::io::stdin().is_terminal() => {
+            rpassword::prompt_password(format!("Password for {username}@{registry}: ")).context("reading the password")?
+        }
         (None, false) => bail!("give the password with --password-stdin (or -p, which shows it to other users of this machine)"),
         (Some(_), true) => bail!("-p and --password-stdin cannot be used together"),
     };
     let secret = Secret::new(password);
-    let mut opts = ClientOptions { auth_files: AuthFiles::default(), ..Default::default() };
-    opts.credentials.insert(registry.to_string(), Credential::Basic { username: username.clone(), password: secret.clone() });
-    let client = RegistryClient::new(registry, &opts)?;
+    // The command line's TLS settings, and only the credentials being checked.
+    let mut check = ClientOptions { auth_files: AuthFiles::default(), credentials: Default::default(), ..opts.clone() };
+    check.credentials.insert(registry.to_string(), Credential::Basic { username: username.clone(), password: secret.clone() });
+    let client = RegistryClient::new(registry, &check)?;
     // A catalog-less ping: /v2/ with the credentials, through whatever auth the registry asks for.
-    client.ensure_auth(&[]).await.with_context(|| format!("logging in to {registry}"))?;
-    let file = AuthFiles::login_file();
+    match client.ensure_auth(&[]).await {
+        Ok(()) => {}
+        Err(imgtool_registry::Error::Unauthorized { .. }) => bail!("{registry} refused the user name and password of {username}"),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("logging in to {registry}"))),
+    }
+    let file = opts.auth_files.write_file();
     imgtool_registry::store_login(&file, registry, &username, &secret)?;
     p.status(format!("credentials for {registry} stored in {}", file.display()));
     p.record(serde_json::json!({"registry": registry, "file": file.display().to_string()}), "Login Succeeded");
@@ -117,9 +133,9 @@ pub async fn login(registry: &str, username: Option<String>, password_stdin: boo
 }
 
 /// `imgtool logout REGISTRY`
-pub async fn logout(registry: &str, p: Printer) -> Result<()> {
+pub async fn logout(registry: &str, opts: &ClientOptions, p: Printer) -> Result<()> {
     let registry = crate::transport::strip_docker(registry).trim_end_matches('/');
-    let file = AuthFiles::login_file();
+    let file = opts.auth_files.write_file();
     if !imgtool_registry::remove_login(&file, registry)? {
         bail!("not logged in to {registry} (no entry in {})", file.display());
     }

@@ -16,6 +16,9 @@ use crate::error::{Error, Result};
 pub struct AuthFiles {
     /// Files in `auths` format, first match wins.
     pub paths: Vec<PathBuf>,
+    /// The one file named by the user (`--authfile`): looked up alone, and where `login`
+    /// writes.
+    pub named: Option<PathBuf>,
 }
 
 fn home() -> Option<PathBuf> {
@@ -23,8 +26,10 @@ fn home() -> Option<PathBuf> {
 }
 
 impl AuthFiles {
-    /// The usual places: `REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`,
-    /// `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`.
+    /// The places skopeo and podman read, in their order: `REGISTRY_AUTH_FILE`,
+    /// `$XDG_RUNTIME_DIR/containers/auth.json`, `$XDG_CONFIG_HOME/containers/auth.json` (or
+    /// `~/.config/containers/auth.json`), then `$DOCKER_CONFIG/config.json` or
+    /// `~/.docker/config.json`.
     pub fn from_env() -> Self {
         let mut paths = Vec::new();
         if let Some(p) = std::env::var_os("REGISTRY_AUTH_FILE") {
@@ -33,8 +38,23 @@ impl AuthFiles {
         if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR") {
             paths.push(PathBuf::from(d).join("containers/auth.json"));
         }
+        match std::env::var_os("XDG_CONFIG_HOME") {
+            Some(d) => paths.push(PathBuf::from(d).join("containers/auth.json")),
+            None => paths.extend(home().map(|h| h.join(".config/containers/auth.json"))),
+        }
         paths.push(Self::docker_config());
-        Self { paths }
+        Self { paths, named: None }
+    }
+
+    /// Only `path` (`--authfile`, as skopeo takes it): read alone, written by `login`.
+    pub fn only(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        Self { paths: vec![path.clone()], named: Some(path) }
+    }
+
+    /// The file `login` and `logout` change: the named one, else [`AuthFiles::login_file`].
+    pub fn write_file(&self) -> PathBuf {
+        self.named.clone().unwrap_or_else(Self::login_file)
     }
 
     fn docker_config() -> PathBuf {
@@ -243,7 +263,7 @@ mod tests {
         std::fs::write(&file, r#"{"auths": {"other.example": {"auth": "eDp5"}}, "HttpHeaders": {"X": "1"}}"#).unwrap();
         store_login(&file, "localhost:5000", "alice", &Secret::new("pw:with:colons")).unwrap();
         store_login(&file, "docker.io", "bob", &Secret::new("hub")).unwrap();
-        let files = AuthFiles { paths: vec![file.clone()] };
+        let files = AuthFiles { paths: vec![file.clone()], named: None };
         assert_eq!(
             files.lookup("localhost:5000").unwrap(),
             Some(Credential::Basic { username: "alice".into(), password: Secret::new("pw:with:colons") })
@@ -265,7 +285,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("config.json");
         std::fs::write(&file, r#"{"auths": {"ghcr.io": {"auth": "", "identitytoken": "refresh-me"}}, "credHelpers": {"helped.example": "imgtool-test-missing"}}"#).unwrap();
-        let files = AuthFiles { paths: vec![file] };
+        let files = AuthFiles { paths: vec![file], named: None };
         assert_eq!(files.lookup("ghcr.io").unwrap(), Some(Credential::IdentityToken(Secret::new("refresh-me"))));
         let err = files.lookup("helped.example").unwrap_err().to_string();
         assert!(err.contains("docker-credential-imgtool-test-missing"), "{err}");
@@ -288,7 +308,7 @@ mod tests {
             })
             .collect();
         threads.into_iter().for_each(|t| t.join().unwrap());
-        let files = AuthFiles { paths: vec![file.clone()] };
+        let files = AuthFiles { paths: vec![file.clone()], named: None };
         for i in 0..16 {
             assert!(files.lookup(&format!("r{i}.example")).unwrap().is_some(), "the login to r{i} was lost");
         }

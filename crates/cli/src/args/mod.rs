@@ -34,6 +34,10 @@ pub struct Cli {
     /// or the one it reads when it pushes nowhere); other registries use stored logins.
     #[arg(long, global = true, value_name = "USER:PASSWORD", env = "IMGTOOL_CREDS", hide_env_values = true)]
     pub creds: Option<SecretArg>,
+    /// The credentials file to read (alone) and to write with login, as skopeo's --authfile
+    /// (default: REGISTRY_AUTH_FILE, containers' auth.json files, ~/.docker/config.json).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
     /// With --platform: take a single-platform image of another platform instead of
     /// refusing it (a warning says so).
     #[arg(long = "any-platform", global = true)]
