@@ -113,3 +113,13 @@ fn completions_and_man_pages_come_from_the_command_line() {
     let out = imgtool(t).args(["completions", "tcsh"]).output().unwrap();
     insta::assert_snapshot!("completions_unknown_shell", transcript(&out));
 }
+
+#[test]
+fn help_lists_a_commands_own_flags_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let help = run_ok(imgtool(tmp.path()).args(["copy", "--help"]));
+    let (own, global) = (help.find("--preserve-digests").unwrap(), help.find("Global options:").unwrap());
+    assert!(own < global && help.find("--quiet").unwrap() > global, "{help}");
+    assert!(help.contains("docker://REF"), "{help}");
+    insta::assert_snapshot!("pipe_help", run_ok(imgtool(tmp.path()).args(["pipe", "--help"])));
+}

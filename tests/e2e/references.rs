@@ -23,6 +23,11 @@ fn bare_names_mean_the_same_everywhere() {
     run_ok(imgtool(t).args(["export", "-q", &remote, "rootfs-out"]));
     assert!(t.join("rootfs-out/bin/busybox").exists() || t.join("rootfs-out/busybox").exists());
 
+    // push without a destination goes where the archive's name says, as docker push NAME.
+    run_ok(imgtool(t).args(["copy", "-q", "bb.tar", &format!("docker-archive:named.tar:{}/named:1", reg.addr)]));
+    run_ok(imgtool(t).args(["push", "-q", "named.tar"]));
+    assert_eq!(run_ok(imgtool(t).args(["digest", &format!("{}/named:1", reg.addr)])), run_ok(imgtool(t).args(["digest", &remote])));
+
     // manifest, config and digest read every transport, as skopeo inspect --raw/--config do.
     let skopeo = |args: &[&str]| run_ok(std::process::Command::new("skopeo").args(args).current_dir(t));
     assert_eq!(run_ok(imgtool(t).args(["manifest", "oci:lay:1"])).trim(), skopeo(&["inspect", "--raw", "oci:lay:1"]).trim());

@@ -114,6 +114,10 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
         }
         Command::Push { src, dest, platform, all } => {
             let src = source(&src)?;
+            let dest = match dest {
+                Some(d) => d,
+                None => archive_name(&src)?,
+            };
             let dest = Transport::Registry(strip_docker(&dest).to_string());
             let reg = &creds.registries(opts, &names(&src), &names(&dest))?;
             if all {
@@ -221,6 +225,23 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
         Command::Gc { layout, dry_run } => crate::layout_cmds::gc(layout, dry_run, p).await,
     };
     done.map(|()| ExitCode::SUCCESS)
+}
+
+/// The one image name a docker-archive holds (or the one its transport names), for `push SRC`.
+fn archive_name(src: &Transport) -> Result<String> {
+    let Transport::DockerArchive(path, name) = src else {
+        bail!("{src} holds no image name: give the destination, imgtool push {src} REGISTRY/REPO:TAG");
+    };
+    if let Some(n) = name.as_ref().filter(|n| !n.starts_with('@')) {
+        return Ok(n.clone());
+    }
+    let archive = imgtool_archive::DockerArchiveSource::open(path).with_context(|| format!("opening {src}"))?;
+    let names: Vec<String> = archive.tags().into_iter().flatten().collect();
+    match names.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!("{src} holds no image name: give the destination, imgtool push {src} REGISTRY/REPO:TAG"),
+        many => bail!("{src} holds several names ({}): give the destination", many.join(", ")),
+    }
 }
 
 /// `copy --all`: an index and every image in it, byte for byte.

@@ -18,29 +18,43 @@ pub use map::{MapAction, MapArgs};
 #[command(name = "imgtool", version, about, max_term_width = 100)]
 pub struct Cli {
     /// Print only results (no progress or status lines).
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Global options")]
     pub quiet: bool,
     /// Print results as JSON (one object per line; `inspect` prints one document).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
     /// A registry (HOST[:PORT]) that may use plain HTTP or unverified TLS (repeatable).
-    #[arg(long = "insecure-registry", global = true, value_name = "HOST", value_delimiter = ',', env = "IMGTOOL_INSECURE_REGISTRIES")]
+    #[arg(
+        long = "insecure-registry",
+        global = true,
+        help_heading = "Global options",
+        value_name = "HOST",
+        value_delimiter = ',',
+        env = "IMGTOOL_INSECURE_REGISTRIES"
+    )]
     pub insecure_registries: Vec<String>,
     /// A directory of HOST[:PORT]/*.crt certificates (CAs, or a registry's own self-signed
     /// certificate), like /etc/containers/certs.d (repeatable).
-    #[arg(long = "cert-dir", global = true, value_name = "DIR")]
+    #[arg(long = "cert-dir", global = true, help_heading = "Global options", value_name = "DIR")]
     pub cert_dirs: Vec<PathBuf>,
     /// USER:PASSWORD for the registry this command names as its target (where it pushes,
     /// or the one it reads when it pushes nowhere); other registries use stored logins.
-    #[arg(long, global = true, value_name = "USER:PASSWORD", env = "IMGTOOL_CREDS", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "USER:PASSWORD",
+        env = "IMGTOOL_CREDS",
+        hide_env_values = true
+    )]
     pub creds: Option<SecretArg>,
     /// The credentials file to read (alone) and to write with login, as skopeo's --authfile
     /// (default: REGISTRY_AUTH_FILE, containers' auth.json files, ~/.docker/config.json).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, help_heading = "Global options", value_name = "FILE")]
     pub authfile: Option<PathBuf>,
     /// With --platform: take a single-platform image of another platform instead of
     /// refusing it (a warning says so).
-    #[arg(long = "any-platform", global = true)]
+    #[arg(long = "any-platform", global = true, help_heading = "Global options")]
     pub any_platform: bool,
     #[command(subcommand)]
     pub command: Command,
@@ -49,6 +63,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a pipeline file: a source, steps, sinks (see docs/pipeline.md).
+    #[command(after_help = PIPE_HELP)]
     Pipe {
         /// The pipeline TOML file.
         file: PathBuf,
@@ -157,8 +172,9 @@ pub enum Command {
     Push {
         /// The local image, as a transport string.
         src: String,
-        /// The destination, `REF` or `docker://REF`.
-        dest: String,
+        /// The destination, `REF` or `docker://REF` (default: the name a docker-archive
+        /// holds, as `docker push NAME` takes it).
+        dest: Option<String>,
         /// The platform to push from a multi-platform source.
         #[arg(long, conflicts_with = "all")]
         platform: Option<String>,
@@ -279,6 +295,24 @@ pub enum Command {
         platform: Option<String>,
     },
 }
+
+/// What `pipe --help` shows of the file: docs are not shipped with the binary.
+const PIPE_HELP: &str = "\
+A pipeline file:
+  [source]   image = \"TRANSPORT\" (or scratch), or dockerfile = { file, context, build_args, target };
+             platform, media_types = \"oci\"|\"docker\", any_platform
+  [options]  compression = \"gzip\"|\"zstd\"|\"none\"
+  [[step]]   one of:
+    remove_layers = N             drop the top N layers
+    remove_layer = I              drop layer I (0 the base, -1 the top)
+    add_path = { from, to, include, exclude, owner, mode, xattrs }
+    add_contents = { \"/path\" = \"text\" or { text | file, mode } }
+    config = { env, env_unset, entrypoint, cmd, workdir, user, labels, labels_unset,
+               exposed_ports, volumes, annotations, stop_signal, author, created, platform }
+    conda = { channels, specs, prefix, platform, separate, max_layers, lock, ... }
+    squash = true                 every layer so far in one
+    dockerfile = { file, context, build_args }   instructions on the image so far (no FROM)
+  [[sink]]   to = \"TRANSPORT\", format = \"oci\"|\"docker\", additional_tags = [..]";
 
 /// `--format`: skopeo's names for the two media type families.
 pub fn parse_format(s: &str) -> Result<imgtool_core::Flavor, String> {
