@@ -18,6 +18,7 @@ mod maps;
 mod mutate;
 mod parallel;
 mod paths;
+mod pipeline_checks;
 mod platforms;
 mod references;
 mod registry;

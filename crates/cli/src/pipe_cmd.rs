@@ -54,7 +54,12 @@ fn steps<'a>(pf: &PipelineFile, reg: &Registries, images: &'a [CliImages<'a>]) -
             Step::Conda(spec) => Box::new(AddLayers(Box::new(imgtool_conda::CondaLayers::new(spec.clone(), &pf.dir)))),
             Step::RemoveLayers(n) => Box::new(RemoveTopLayers(*n)),
             Step::RemoveLayer(i) => Box::new(RemoveLayerAt(*i)),
-            Step::Config(edit) => Box::new(EditConfig(edit.clone())),
+            Step::Config(edit) => {
+                // Checked now on an empty config (env syntax, ports, times), so --dry-run and
+                // a typo late in the file cost nothing.
+                imgtool_core::ImageConfig::new(&Platform::host()).apply(edit).map_err(|e| anyhow!("{}: {e}", at(step.span())))?;
+                Box::new(EditConfig(edit.clone()))
+            }
             Step::Squash(on) => Box::new(imgtool_archive::Squash(*on)),
             Step::Dockerfile(d) => {
                 if d.target.is_some() {

@@ -13,7 +13,8 @@ use toml::Spanned;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pipeline {
-    /// Where the image comes from.
+    /// Where the image comes from: a `[source]` table, or `source = "IMAGE"`.
+    #[serde(deserialize_with = "source_spec")]
     pub source: SourceSpec,
     /// What is done to it, in order.
     #[serde(default, rename = "step")]
@@ -26,8 +27,40 @@ pub struct Pipeline {
     pub options: Options,
 }
 
+/// `source = "IMAGE"`, as written, is `[source] image = "IMAGE"`.
+fn source_spec<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SourceSpec, D::Error> {
+    enum Raw {
+        Image(String),
+        Table(Box<SourceSpec>),
+    }
+    struct Visit;
+    impl<'de> serde::de::Visitor<'de> for Visit {
+        type Value = Raw;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a [source] table, or an image as a string (source = \"scratch\")")
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Raw, E> {
+            Ok(Raw::Image(s.to_string()))
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<Raw, A::Error> {
+            SourceSpec::deserialize(serde::de::value::MapAccessDeserializer::new(m)).map(|t| Raw::Table(Box::new(t)))
+        }
+    }
+    impl<'de> Deserialize<'de> for Raw {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(Visit)
+        }
+    }
+    let raw = Spanned::<Raw>::deserialize(d)?;
+    let span = raw.span();
+    Ok(match raw.into_inner() {
+        Raw::Image(s) => SourceSpec { image: Some(Spanned::new(span, s)), ..SourceSpec::default() },
+        Raw::Table(t) => *t,
+    })
+}
+
 /// The `[source]` table.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
     /// A transport string, or `scratch`.
@@ -185,6 +218,25 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// The patterns of `dir/.dockerignore` (none when there is no such regular file).
+fn dockerignore(dir: &Path) -> Result<Vec<String>> {
+    let file = dir.join(".dockerignore");
+    if !std::fs::symlink_metadata(&file).is_ok_and(|m| m.is_file()) {
+        return Ok(Vec::new());
+    }
+    let text = imgtool_dockerfile::read_context_file(&file).with_context(|| format!("reading {}", file.display()))?.unwrap_or_default();
+    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string).collect())
+}
+
+/// toml's words for a `[[step]]` with two kinds in it, said in ours: which two.
+fn two_kinds(text: &str) -> Option<String> {
+    let doc: toml::Table = toml::from_str(text).ok()?;
+    let steps = doc.get("step")?.as_array()?;
+    let both = steps.iter().filter_map(toml::Value::as_table).find(|t| t.len() > 1)?;
+    let keys: Vec<String> = both.keys().map(|k| format!("`{k}`")).collect();
+    Some(format!("a [[step]] does one thing, and this one has {}: give each its own [[step]]", keys.join(" and ")))
+}
+
 pub fn parse_mode(s: &str) -> Result<u32, String> {
     let digits = s.strip_prefix("0o").unwrap_or(s);
     u32::from_str_radix(digits, 8)
@@ -210,7 +262,11 @@ impl PipelineFile {
                 let (l, c) = line_col(&text, s.start);
                 format!(":{l}:{c}")
             });
-            anyhow!("{}{}: {}", path.display(), at.unwrap_or_default(), e.message())
+            let message = match e.message() {
+                m if m.contains("wanted exactly 1 element") => two_kinds(&text).unwrap_or_else(|| m.to_string()),
+                m => m.to_string(),
+            };
+            anyhow!("{}{}: {message}", path.display(), at.unwrap_or_default())
         })?;
         let dir = path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
@@ -247,14 +303,40 @@ impl PipelineFile {
     }
 
     /// The `add_path` step as a layer producer, checking its inputs.
+    /// The sinks' paths inside `dir`, as exclude patterns relative to it.
+    fn outputs_under(&self, dir: &Path) -> Vec<String> {
+        let Ok(dir) = std::path::absolute(dir) else { return Vec::new() };
+        let mut out = Vec::new();
+        for s in &self.pipeline.sinks {
+            let Ok(t) = crate::transport::Transport::parse(s.to.get_ref(), &self.dir, crate::transport::Role::Sink) else { continue };
+            let (crate::transport::Transport::DockerArchive(p, _)
+            | crate::transport::Transport::Oci(p, _)
+            | crate::transport::Transport::OciArchive(p, _)) = t
+            else {
+                continue;
+            };
+            if let Some(rel) = std::path::absolute(&p).ok().and_then(|p| p.strip_prefix(&dir).ok().map(Path::to_path_buf)) {
+                let rel = rel.to_string_lossy().into_owned();
+                out.extend([rel.clone(), format!("{rel}/**")]);
+            }
+        }
+        out
+    }
+
     pub fn path_layer(&self, a: &AddPath) -> Result<PathLayer> {
         let from = self.resolve(a.from.get_ref());
         if !from.exists() {
             bail!("{}: add_path.from {} does not exist", self.at(a.from.span()), from.display());
         }
+        // As `build` reads a context: its .dockerignore first, the step's own excludes after
+        // (the last match wins); and never this pipeline's own outputs, which a second run
+        // would otherwise pack into the image.
+        let mut exclude = dockerignore(&from)?;
+        exclude.extend(self.outputs_under(&from));
+        exclude.extend(a.exclude.iter().cloned());
         let mut layer = PathLayer::new(from, a.to.clone());
         layer.include = a.include.clone();
-        layer.exclude = a.exclude.clone();
+        layer.exclude = exclude;
         layer.xattrs = a.xattrs;
         if let Some(o) = &a.owner {
             layer.owner = o.get_ref().parse::<Owner>().map_err(|e| anyhow!("{}: {e}", self.at(o.span())))?;

@@ -128,6 +128,16 @@ impl Transport {
         {
             bail!("{s:?} names no path: {HELP}");
         }
+        // What a sink will name the image is checked before anything is done.
+        match (&t, role) {
+            (Transport::DockerArchive(_, Some(name)), Role::Sink) => {
+                name.parse::<imgtool_core::Reference>().with_context(|| format!("{s:?}: the image name {name:?}"))?;
+            }
+            (Transport::Registry(r), _) => {
+                parse_ref(r)?;
+            }
+            _ => {}
+        }
         Ok(t)
     }
 
