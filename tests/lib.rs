@@ -29,7 +29,12 @@ pub fn imgtool_at(bin: &Path, dir: &Path) -> Command {
     let mut c = Command::new(bin);
     // Caches (conda packages, build steps) stay in the test's directory: tests do not
     // share state through the user's ~/.cache, and leave nothing behind.
-    c.current_dir(dir).env_remove("RUST_LOG").env_remove("SOURCE_DATE_EPOCH").env("XDG_CACHE_HOME", dir.join(".cache"));
+    // So is the local image store.
+    c.current_dir(dir)
+        .env_remove("RUST_LOG")
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env("XDG_CACHE_HOME", dir.join(".cache"))
+        .env("XDG_DATA_HOME", dir.join(".local/share"));
     c
 }
 

@@ -25,6 +25,7 @@ mod registry;
 mod registry_errors;
 mod sandbox;
 mod steps;
+mod store;
 mod writers;
 
 use std::path::Path;

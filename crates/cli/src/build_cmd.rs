@@ -30,7 +30,8 @@ impl imgtool_dockerfile::Images for CliImages<'_> {
         let t = if crate::transport::has_prefix(reference) {
             Transport::parse(reference, &self.base, crate::transport::Role::Source)?
         } else {
-            Transport::Registry(reference.to_string())
+            // A name as Docker reads it: the local store's image, else the registry's.
+            crate::store::find(reference).unwrap_or_else(|| Transport::Registry(reference.to_string()))
         };
         let (source, selector) = t.open_source(self.reg)?;
         Ok(crate::images::load(source, selector.as_deref(), platform, self.any_platform).await?)
@@ -233,7 +234,8 @@ pub async fn build(args: BuildArgs, reg: &Registries, p: Printer) -> Result<Exit
         (None, true, Some(n)) => Transport::Registry(n.to_string()),
         (None, true, None) => bail!("--push needs -t NAME:TAG to know where to push"),
         (Some(_), true, _) => bail!("give either -o OUT or --push, not both"),
-        (None, false, _) => bail!("say where the image goes: -o OUT (a path is a docker-archive) or --push with -t NAME:TAG"),
+        (None, false, Some(n)) => crate::store::sink(n),
+        (None, false, None) => bail!("say where the image goes: -t NAME:TAG (the local image store), -o OUT, or --push with -t NAME:TAG"),
     };
     let images = settings.images(reg, false);
     // STEP lines as buildah prints them, `cached` where the step cache had the result.

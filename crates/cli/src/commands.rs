@@ -23,7 +23,6 @@ pub(crate) fn names(t: &Transport) -> Vec<String> {
 
 /// Run `command`; the status is the process's (a command run in a sandbox ends with its code).
 pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: CliCreds) -> Result<ExitCode> {
-    let cwd = std::env::current_dir().context("reading the current directory")?;
     let (source, sink) = (Transport::source_arg, Transport::sink_arg);
     // Each arm says which registries its command line names as sources and targets: the
     // only ones command-line credentials may go to.
@@ -80,23 +79,14 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
             let image = crate::pipe_cmd::fold(image, &steps, &cx, p).await.map_err(|(_, e)| anyhow!(e))?;
             write_images(&[image], &dst, &[], Format { flavor: format, preserve_digests: false }, p, reg).await
         }
-        Command::Pull { image, output, force, platform, all } => {
+        Command::Pull { image, output, platform, all } => {
             let r: imgtool_core::Reference = strip_docker(&image).parse().with_context(|| format!("{image:?}"))?;
             let dest = match output {
-                Some(o) => o,
-                None => {
-                    let name = r.repository().rsplit('/').next().unwrap_or("image");
-                    // Two repositories can share a last name: never replace what an earlier
-                    // pull (or anything else) left there unless asked.
-                    if !force && std::fs::symlink_metadata(cwd.join(format!("{name}.tar"))).is_ok() {
-                        bail!(
-                            "{name}.tar already exists here; name the output with -o (a file named with -o is replaced), or pass --force to replace {name}.tar"
-                        );
-                    }
-                    format!("docker-archive:{name}.tar:{}", r.familiar().split('@').next().unwrap_or_default())
-                }
+                Some(o) => sink(&o)?,
+                // As podman pull: into the local image store, under its full name.
+                None => crate::store::sink(&r),
             };
-            let dest = match sink(&dest)? {
+            let dest = match dest {
                 // An archive named without an image name gets the pulled one, as docker save does.
                 Transport::DockerArchive(path, None) => {
                     Transport::DockerArchive(path, r.familiar().split('@').next().map(str::to_string).filter(|n| !n.is_empty()))
@@ -222,6 +212,8 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
             Ok(())
         }
         Command::Man { dir } => crate::man::write(&dir, p),
+        Command::Images => crate::store::list(p),
+        Command::Rmi { names } => crate::store::remove(&names, p).await,
         Command::Gc { layout, dry_run } => crate::layout_cmds::gc(layout, dry_run, p).await,
     };
     done.map(|()| ExitCode::SUCCESS)

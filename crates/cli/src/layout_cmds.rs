@@ -29,6 +29,12 @@ pub async fn delete(image: &str, p: Printer) -> Result<()> {
         bail!("{image}: delete works on registries (REF) and OCI layouts (oci:DIR:TAG); write a new archive with `imgtool copy` instead");
     };
     let Some(tag) = tag else { bail!("{image}: name the tag to delete, as oci:{}:TAG", layout.display()) };
+    untag(layout, tag, p).await
+}
+
+/// Remove `tag` from `layout`, then free the blobs nothing reaches any more.
+pub async fn untag(layout: PathBuf, tag: String, p: Printer) -> Result<()> {
+    let image = format!("oci:{}:{tag}", layout.display());
     let (l, t) = (layout.clone(), tag.clone());
     let (untagged, report) = tokio::task::spawn_blocking(move || {
         let untagged = imgtool_archive::remove_tag(&l, &t)?;

@@ -18,6 +18,7 @@ mod pipeline;
 mod printer;
 mod registry_cmds;
 mod sandbox_args;
+mod store;
 mod transport;
 
 use std::io::Write;

@@ -114,7 +114,8 @@ impl Transport {
             let scheme = s.split_once(':').map(|x| x.0).filter(|scheme| !scheme.contains(['/', '.']));
             match (role, scheme) {
                 _ if exists => local(p),
-                (Role::Source, _) if reference => Transport::Registry(s.to_string()),
+                // The local store first, as podman looks in its own before a registry.
+                (Role::Source, _) if reference => crate::store::find(s).unwrap_or_else(|| Transport::Registry(s.to_string())),
                 (Role::Sink, _) if reference && names_a_registry(s) => Transport::Registry(s.to_string()),
                 (Role::Sink, Some(_)) if reference => bail!(
                     "{s:?}: a destination without a transport is a path, unless it names its registry (HOST[:PORT]/REPO:TAG); write docker://{s} to push it to Docker Hub, or docker-archive:FILE:{s} for an archive"

@@ -149,17 +149,14 @@ pub enum Command {
     /// Swap the base under an image, as crane rebase does: the old base's layers must be the
     /// image's bottom ones; the new base's take their place.
     Rebase(RebaseArgs),
-    /// Pull an image from a registry into a local transport (default: NAME.tar in the current directory).
+    /// Pull an image from a registry into the local image store, or to -o DEST.
     Pull {
         /// The image, `REF` or `docker://REF`.
         image: String,
-        /// Where to write it (any transport; a bare path is a docker-archive). A file named
-        /// here is replaced.
+        /// Where to write it (any transport; a path is a docker-archive, replaced if it
+        /// exists). Default: the local image store (imgtool images).
         #[arg(short, long)]
         output: Option<String>,
-        /// Replace NAME.tar when it exists (without -o).
-        #[arg(long)]
-        force: bool,
         /// Platform to pick from a multi-platform image (default: the host's).
         #[arg(long, conflicts_with = "all")]
         platform: Option<String>,
@@ -274,6 +271,14 @@ pub enum Command {
     /// Bring a container map (docker-map's YAML, or TOML) up, update it, take it down, or say
     /// how it stands, on a Docker Engine (DOCKER_HOST, --host).
     Map(MapArgs),
+    /// List the local image store (what build -t NAME and pull keep).
+    Images,
+    /// Remove images from the local image store, and the blobs no other image needs.
+    Rmi {
+        /// Image names, as given to build -t or pull.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
     /// Remove what an OCI layout no longer needs: blobs no tag reaches, and temporary files
     /// of writers that died (it waits for imgtool writers of the layout to finish).
     Gc {
