@@ -169,3 +169,37 @@ fn record(ch: &Path, pkg: &str) -> serde_json::Value {
     rec["channel"] = json!(format!("file://{}", ch.display()));
     rec
 }
+
+/// Two channels publish the same file name with other bytes (and records with no sha256 to
+/// tell them apart): one package cache serves each channel its own package.
+#[test]
+fn one_package_cache_keeps_channels_apart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    for (ch, text) in [("ch-a", "from a\n"), ("ch-b", "from b\n")] {
+        let mut hello = Pkg::new("hello", "1.0");
+        hello.items = vec![Item::File("share/hello.txt", text.as_bytes().to_vec())];
+        channel::write_channel(&t.join(ch), &[hello]);
+        // Only md5 to go by, as older channels have.
+        for rd in ["linux-64/repodata.json", "noarch/repodata.json"] {
+            let path = t.join(ch).join(rd);
+            let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            for section in ["packages", "packages.conda"] {
+                if let Some(m) = v[section].as_object_mut() {
+                    m.values_mut().for_each(|r| drop(r.as_object_mut().map(|r| r.remove("sha256"))));
+                }
+            }
+            std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+        }
+    }
+    let build = |ch: &str, out: &str| {
+        let args = ["conda", "build", "-q", "-b", "scratch", "-i", "x:1", "-o", out, "-c", ch, "--cache-dir", "pkgs", "hello"];
+        imgtool_tests::run_ok(imgtool(t).args(args));
+    };
+    build("ch-a", "a.tar");
+    build("ch-b", "b.tar");
+    for (out, want) in [("a.tar", "from a\n"), ("b.tar", "from b\n")] {
+        imgtool_tests::run_ok(imgtool(t).args(["export", "-q", out, &format!("{out}.root")]));
+        assert_eq!(std::fs::read_to_string(t.join(format!("{out}.root/opt/conda/share/hello.txt"))).unwrap(), want, "{out}");
+    }
+}

@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use futures::StreamExt;
-use rattler::package_cache::PackageCache;
+use rattler::package_cache::{CacheKey, PackageCache};
 use rattler_conda_types::RepoDataRecord;
 use url::Url;
 
@@ -24,13 +24,29 @@ const TRAILER_LIMIT: u64 = 1 << 20;
 /// The most a package may be when its record gives no size.
 const SIZE_LIMIT: u64 = 16 << 30;
 
+/// The package cache in `dir`, its entries keyed by where each package came from too: two
+/// channels (or two platforms) may publish the same file name with other bytes.
+pub(crate) fn package_cache(dir: &Path) -> PackageCache {
+    PackageCache::new(dir).with_cached_origin()
+}
+
+/// The key rattler's installer looks `r` up by in a [`package_cache`]: its origin is its
+/// path for a `file://` URL, else the URL.
+fn cache_key(r: &RepoDataRecord) -> CacheKey {
+    let key = CacheKey::from(&r.package_record);
+    match r.url.to_file_path() {
+        Ok(path) if r.url.scheme() == "file" => key.with_path(&path),
+        _ => key.with_url(r.url.clone()),
+    }
+}
+
 /// Fetch `r` into `packages` unless it is there already; its directory in the cache.
 pub(crate) async fn fetch(packages: &PackageCache, r: &RepoDataRecord, client: reqwest::Client) -> Result<PathBuf> {
     let (url, want, limit) = (r.url.clone(), r.package_record.sha256, r.package_record.size.unwrap_or(SIZE_LIMIT));
     let name = r.identifier.to_string();
     let meta = packages
         .get_or_fetch(
-            &r.package_record,
+            cache_key(r),
             move |dest: PathBuf| {
                 let (url, client, name) = (url.clone(), client.clone(), name.clone());
                 async move {

@@ -4,7 +4,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use futures::{StreamExt, TryStreamExt};
-use rattler::package_cache::PackageCache;
 use rattler_conda_types::{PackageName, PrefixRecord, RepoDataRecord, Subdir};
 use serde_json::Value;
 
@@ -49,7 +48,7 @@ pub(crate) async fn link(
         crate::validate::check_record(r)?;
     }
     // Fetch (and unpack) first, so every package is checked before anything is linked.
-    let packages = PackageCache::new(cache);
+    let packages = crate::fetch::package_cache(cache);
     let client = reqwest::Client::builder().build().map_err(|e| Error::install_from("making the download client", e))?;
     let fetched = futures::stream::iter(wanted_records.into_iter().cloned())
         .map(|r| {

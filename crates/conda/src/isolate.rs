@@ -17,7 +17,6 @@ use std::process::ExitCode;
 use std::sync::OnceLock;
 
 use rattler::install::Installer;
-use rattler::package_cache::PackageCache;
 use rattler_conda_types::{PackageName, RepoDataRecord, Subdir};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
@@ -166,7 +165,7 @@ async fn link_here(job: LinkJob) -> Result<()> {
         .map_err(|e| Error::install_from("making the (offline) download client", e))?;
     Installer::new()
         .with_download_client(client)
-        .with_package_cache(PackageCache::new(&job.cache))
+        .with_package_cache(crate::fetch::package_cache(&job.cache))
         .with_target_platform(job.subdir)
         .with_alternative_target_prefix(PathBuf::from(job.target_prefix))
         .with_execute_link_scripts(false)
