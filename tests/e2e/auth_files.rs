@@ -62,6 +62,25 @@ fn credentials_are_found_where_skopeo_keeps_them() {
     assert_eq!(run_ok(&mut cli(home, &["--authfile", "mine.json", "tags", &repo])), "latest\n");
     assert!(!cli(home, &["tags", &repo]).output().unwrap().status.success(), "only with --authfile");
 
+    // On a terminal (script(1) gives it one), login asks for the password and does not echo it.
+    let line = format!("{} --authfile tty.json login {} -u alice", env!("CARGO_BIN_EXE_imgtool"), reg.addr);
+    let mut tty = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(home)
+        .env("HOME", home)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = tty.stdin.take().unwrap();
+    // After the prompt is up: what a terminal holds before it is read as the password too.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    std::io::Write::write_all(&mut stdin, b"s3cret\n").unwrap();
+    let out = tty.wait_with_output().unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("Password for alice@") && !shown.contains("s3cret"), "{shown}");
+    assert!(home.join("tty.json").is_file(), "{shown}");
+
     // A refused login names the registry and the user, and suggests nothing circular.
     let out = cli(home, &["login", &reg.addr, "-u", "alice", "-p", "wrong"]).output().unwrap();
     insta::assert_snapshot!("login_refused", transcript(&out).replace(&reg.addr, "[registry]"));
