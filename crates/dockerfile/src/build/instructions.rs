@@ -4,6 +4,28 @@
 use super::*;
 
 impl Builder<'_> {
+    pub(super) fn tell(&self, event: crate::BuildEvent<'_>) {
+        if let Some(p) = &self.opts.progress {
+            (p.0)(event);
+        }
+    }
+
+    pub(super) fn tell_step(&self, n: usize) {
+        let text = self.df.instructions[n].text.lines().next().unwrap_or_default();
+        self.tell(crate::BuildEvent::Step { number: n + 1, total: self.df.instructions.len(), text });
+    }
+
+    /// Instruction `n`, told before it is built, and whether it came from the cache after.
+    pub(super) async fn told_step(&mut self, stage: &mut Stage, n: usize, globals: &BTreeMap<String, String>) -> Result<()> {
+        self.tell_step(n);
+        let i = &self.df.instructions[n];
+        self.step(stage, i, globals).await?;
+        if self.cached.replace(false) {
+            self.tell(crate::BuildEvent::Cached);
+        }
+        Ok(())
+    }
+
     pub(super) async fn step(&mut self, st: &mut Stage, i: &Instruction, globals: &BTreeMap<String, String>) -> Result<()> {
         let kw = keyword(&i.kind);
         match &i.kind {
