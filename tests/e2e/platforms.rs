@@ -8,17 +8,22 @@ use super::imgtool;
 
 /// A layout with a two-platform index tagged `multi`, made with the library.
 fn multi_platform_layout(dir: &Path) {
-    use imgtool_core::{Compression, CopyOptions, Flavor, Image, ImageSink};
+    multi_platform_layout_as(dir, "multi", imgtool_core::Flavor::Oci);
+}
+
+/// As [`multi_platform_layout`], in layout `name`, with `flavor`'s media types.
+fn multi_platform_layout_as(dir: &Path, name: &str, flavor: imgtool_core::Flavor) {
+    use imgtool_core::{Compression, CopyOptions, Image, ImageSink};
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut images = Vec::new();
         for platform in ["linux/amd64", "linux/arm64"] {
-            let image = Image::scratch(&platform.parse().unwrap(), Flavor::Oci);
+            let image = Image::scratch(&platform.parse().unwrap(), flavor);
             let producer = imgtool_archive::ContentsLayer::new([("/arch", platform)]);
             let image = image.add_layers(&producer, dir, 0, Compression::Gzip).await.unwrap();
             images.push(image);
         }
-        let sink: Box<dyn ImageSink> = Box::new(imgtool_archive::LayoutSink::oci_dir(&dir.join("multi")).unwrap());
+        let sink: Box<dyn ImageSink> = Box::new(imgtool_archive::LayoutSink::oci_dir(&dir.join(name)).unwrap());
         imgtool_core::copy_index(&images, sink.as_ref(), &CopyOptions { tags: vec!["multi".into()], ..Default::default() }).await.unwrap();
         sink.finish().await.unwrap();
     });
@@ -43,6 +48,28 @@ fn copy_all_platforms_or_one() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("single-platform"), "{}", transcript(&out));
     let left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(!left.iter().any(|n| n.contains("fail.tar")), "nothing is left behind: {left:?}");
+}
+
+/// A Docker manifest list copied whole into an OCI layout becomes an OCI index of OCI
+/// images, which skopeo reads.
+#[test]
+fn a_docker_index_lands_in_a_layout_as_oci() {
+    require("skopeo", "skopeo");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    multi_platform_layout_as(d, "dmulti", imgtool_core::Flavor::Docker);
+    let raw = |t: &str| -> serde_json::Value {
+        serde_json::from_str(&run_ok(std::process::Command::new("skopeo").current_dir(d).args(["inspect", "--raw", t]))).unwrap()
+    };
+    // (skopeo cannot read this source: Docker media types in an OCI layout.)
+    let source: serde_json::Value = serde_json::from_str(&run_ok(imgtool(d).args(["manifest", "oci:dmulti:multi"]))).unwrap();
+    assert_eq!(source["mediaType"], "application/vnd.docker.distribution.manifest.list.v2+json");
+    run_ok(imgtool(d).args(["copy", "-q", "--all", "oci:dmulti:multi", "oci:conv:all"]));
+    let index = raw("oci:conv:all");
+    assert_eq!(index["mediaType"], "application/vnd.oci.image.index.v1+json", "{index}");
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
+    let arm = run_ok(imgtool(d).args(["manifest", "--platform", "linux/arm64", "oci:conv:all"]));
+    assert!(arm.contains("application/vnd.oci.image.manifest.v1+json"), "{arm}");
 }
 
 /// `push` of an index: refused naming its platforms, or pushed whole with --all, or one with

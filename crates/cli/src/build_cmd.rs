@@ -234,7 +234,7 @@ pub async fn build(args: BuildArgs, reg: &Registries, p: Printer) -> Result<Exit
         (None, true, Some(n)) => Transport::Registry(n.to_string()),
         (None, true, None) => bail!("--push needs -t NAME:TAG to know where to push"),
         (Some(_), true, _) => bail!("give either -o OUT or --push, not both"),
-        (None, false, Some(n)) => crate::store::sink(n),
+        (None, false, Some(_)) => crate::store::sink(args.tag.as_deref().unwrap_or_default())?,
         (None, false, None) => bail!("say where the image goes: -t NAME:TAG (the local image store), -o OUT, or --push with -t NAME:TAG"),
     };
     let images = settings.images(reg, false);
@@ -271,7 +271,7 @@ pub fn exit_code(code: i32) -> ExitCode {
 pub async fn run(args: RunArgs, reg: &Registries, p: Printer) -> Result<ExitCode> {
     // Flag mistakes before the image is fetched and unpacked.
     let security = args.sandbox.security()?;
-    let t = Transport::source_arg(&args.image)?;
+    let t = Transport::image_arg(&args.image)?;
     let image = crate::commands::load(&t, args.platform.as_deref(), Flavor::Oci, reg).await?;
     let cfg = image.config().container().cloned().unwrap_or_default();
     let list = |k: &str| -> Vec<String> {

@@ -46,7 +46,7 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
             }
         }
         Command::Inspect { image, platform } => {
-            let t = source(&image)?;
+            let t = Transport::image_arg(&image)?;
             let reg = &creds.registries(opts, &names(&t), &[])?;
             crate::inspect_cmds::inspect(&t, platform.as_deref(), p, reg).await
         }
@@ -84,7 +84,7 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
             let dest = match output {
                 Some(o) => sink(&o)?,
                 // As podman pull: into the local image store, under its full name.
-                None => crate::store::sink(&r),
+                None => crate::store::sink(&r.to_string())?,
             };
             let dest = match dest {
                 // An archive named without an image name gets the pulled one, as docker save does.
@@ -102,11 +102,20 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
                 write(&img, &dest, &[], p, reg).await
             }
         }
-        Command::Push { src, dest, platform, all } => {
-            let src = source(&src)?;
+        Command::Push { src: given, dest, platform, all } => {
+            let src = Transport::image_arg(&given)?;
             let dest = match dest {
                 Some(d) => d,
-                None => archive_name(&src)?,
+                // A credential goes only to a registry the command line names.
+                None if creds.creds.is_some() => {
+                    bail!("give the destination when passing --creds: imgtool push {given} REGISTRY/REPO:TAG")
+                }
+                None => match crate::store::held_name(&src) {
+                    // podman push NAME: where the name says, when it names its registry.
+                    Some(_) if crate::transport::names_a_registry(&given) => given.clone(),
+                    Some(_) => bail!("{given} names no registry of its own: give the destination, imgtool push {given} REGISTRY/REPO:TAG"),
+                    None => archive_name(&src)?,
+                },
             };
             let dest = Transport::Registry(strip_docker(&dest).to_string());
             let reg = &creds.registries(opts, &names(&src), &names(&dest))?;
@@ -179,7 +188,7 @@ pub async fn run(command: Command, p: Printer, opts: &ClientOptions, mut creds: 
             return crate::build_cmd::build(args, &reg, p).await;
         }
         Command::Run(args) => {
-            let reg = creds.registries(opts, &names(&source(&args.image)?), &[])?;
+            let reg = creds.registries(opts, &names(&Transport::image_arg(&args.image)?), &[])?;
             return crate::build_cmd::run(args, &reg, p).await;
         }
         Command::Export { image, dest, platform } => {
@@ -230,7 +239,10 @@ fn archive_name(src: &Transport) -> Result<String> {
     let archive = imgtool_archive::DockerArchiveSource::open(path).with_context(|| format!("opening {src}"))?;
     let names: Vec<String> = archive.tags().into_iter().flatten().collect();
     match names.as_slice() {
-        [one] => Ok(one.clone()),
+        // The archive says where it goes only when it names a registry: never Docker Hub
+        // by default, as for every destination.
+        [one] if crate::transport::names_a_registry(one) => Ok(one.clone()),
+        [one] => bail!("{src} names {one}, which names no registry: give the destination, imgtool push {src} REGISTRY/REPO:TAG"),
         [] => bail!("{src} holds no image name: give the destination, imgtool push {src} REGISTRY/REPO:TAG"),
         many => bail!("{src} holds several names ({}): give the destination", many.join(", ")),
     }
@@ -240,6 +252,20 @@ fn archive_name(src: &Transport) -> Result<String> {
 async fn copy_all(src: &Transport, dst: &Transport, additional_tags: Vec<String>, p: Printer, reg: &Registries) -> Result<()> {
     let (source, selector) = src.open_source(reg)?;
     let desc = source.resolve(selector.as_deref()).await.with_context(|| format!("reading {src}"))?;
+    if matches!(dst, Transport::Oci(..) | Transport::OciArchive(..)) && desc.media_type.flavor() == Some(Flavor::Docker) {
+        // skopeo and umoci read only OCI media types in an OCI layout: each image converted,
+        // under an OCI index of its own.
+        let raw = imgtool_core::read_blob(source.as_ref(), &desc, imgtool_core::MANIFEST_LIMIT).await?;
+        let descs = match imgtool_core::ParsedManifest::parse(&raw, Some(&desc.media_type))? {
+            imgtool_core::ParsedManifest::Index(index) => index.manifests,
+            _ => vec![desc.clone()],
+        };
+        let mut images = Vec::new();
+        for d in descs {
+            images.push(Image::load_descriptor(source.clone(), d, None).await.with_context(|| format!("reading {src}"))?);
+        }
+        return write_images(&images, dst, &additional_tags, Format::default(), p, reg).await;
+    }
     let (sink, mut tags) = dst.open_sink(reg)?;
     tags.extend(additional_tags);
     let opts = CopyOptions { tags, jobs: 4, progress: p.progress() };

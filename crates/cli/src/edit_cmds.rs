@@ -26,9 +26,13 @@ pub fn names(image: &str, tag: Option<&str>, more: &[&str]) -> (Vec<String>, Vec
 async fn edit(image: &str, tag: Option<&str>, platform: Option<&str>, step: &dyn Step, p: Printer, reg: &Registries) -> Result<()> {
     let src = Transport::source_arg(image)?;
     // Over the image itself: where it was read from, whatever a sink would make of the name.
-    let dst = match tag {
-        Some(t) => Transport::sink_arg(t)?,
-        None => src.clone(),
+    let dst = match (tag, &src) {
+        (Some(t), _) => Transport::sink_arg(t)?,
+        // Written back where it was read, but never to Docker Hub by default.
+        (None, Transport::Registry(_)) if !crate::transport::names_a_registry(image) => {
+            bail!("{image} names no registry of its own: give the destination, -t REGISTRY/REPO:TAG (or -t docker://{image})")
+        }
+        (None, _) => src.clone(),
     };
     if dst == Transport::Scratch {
         bail!("scratch cannot be written: name where the result goes with -t DEST");

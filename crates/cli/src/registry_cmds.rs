@@ -2,6 +2,8 @@
 
 use std::io::{IsTerminal, Read};
 
+use futures::StreamExt;
+
 use anyhow::{Context, Result, anyhow, bail};
 use imgtool_core::Reference;
 use imgtool_registry::{AuthFiles, ClientOptions, Credential, Registries, RegistryClient, Secret};
@@ -42,8 +44,8 @@ pub async fn catalog(registry: &str, reg: &Registries, p: Printer) -> Result<()>
     Ok(())
 }
 
-/// The most tags `delete` looks through for the ones on the same manifest.
-const TAGS_CHECKED: usize = 1000;
+/// The most tags `delete` looks at (one HEAD each) for the ones on the same manifest.
+const TAGS_CHECKED: usize = 100;
 
 /// `imgtool delete REF`: delete the manifest (by its digest; every tag on it goes too, and
 /// they are named first).
@@ -51,14 +53,23 @@ pub async fn delete(image: &str, dry_run: bool, reg: &Registries, p: Printer) ->
     let r = reference(image)?;
     let client = reg.client(r.registry())?;
     let d = client.head_manifest(r.repository(), &r.tag_or_digest()).await?.ok_or_else(|| anyhow!("{r} not found"))?;
-    // A registry deletes manifests, not tags: say which tags go with this one.
-    let mut tags = Vec::new();
-    for t in client.tags(r.repository(), TAGS_CHECKED).await.with_context(|| format!("listing tags of {}", r.name()))? {
-        if client.head_manifest(r.repository(), &t).await?.is_some_and(|m| m.digest == d.digest) {
-            tags.push(t);
-        }
+    // A registry deletes manifests, not tags: say which tags go with this one. Best effort,
+    // and bounded: an account may delete without listing, and a repository hold many tags.
+    let listed = client.tags(r.repository(), TAGS_CHECKED).await.unwrap_or_default();
+    let checked = listed.len().min(TAGS_CHECKED);
+    let same = futures::stream::iter(listed.into_iter().take(TAGS_CHECKED))
+        .map(|t| {
+            let (client, digest, repo) = (&client, &d.digest, r.repository());
+            async move { client.head_manifest(repo, &t).await.ok().flatten().is_some_and(|m| m.digest == *digest).then_some(t) }
+        })
+        .buffered(8)
+        .collect::<Vec<_>>()
+        .await;
+    let tags: Vec<String> = same.into_iter().flatten().collect();
+    let mut shown = if tags.is_empty() { "no tag found".to_string() } else { format!("tags {}", tags.join(", ")) };
+    if checked == TAGS_CHECKED {
+        shown.push_str(&format!(", of the first {TAGS_CHECKED} tags"));
     }
-    let shown = if tags.is_empty() { "no tag".to_string() } else { format!("tags {}", tags.join(", ")) };
     if dry_run {
         p.record(
             serde_json::json!({"wouldDelete": r.to_string(), "digest": d.digest.to_string(), "tags": tags}),
@@ -140,5 +151,10 @@ pub async fn logout(registry: &str, opts: &ClientOptions, p: Printer) -> Result<
         bail!("not logged in to {registry} (no entry in {})", file.display());
     }
     p.result(format!("Removed login credentials for {registry}"));
+    if opts.auth_files.lookup(registry).ok().flatten().is_some() {
+        crate::printer::warn(format!(
+            "another credentials file (podman's or skopeo's auth.json) still has a login for {registry}; it is used until it is removed there"
+        ));
+    }
     Ok(())
 }

@@ -42,7 +42,7 @@ const OTHER_TRANSPORTS: [&str; 7] = ["containers-storage", "docker-daemon", "dir
 
 /// Whether `s` names a registry explicitly, as docker decides: a first component with a
 /// `.` or a `:`, or `localhost`, before a `/`.
-fn names_a_registry(s: &str) -> bool {
+pub fn names_a_registry(s: &str) -> bool {
     match s.split_once('/') {
         Some((host, rest)) => {
             !rest.is_empty() && !host.starts_with('.') && (host.contains('.') || host.contains(':') || host == "localhost")
@@ -105,7 +105,11 @@ impl Transport {
         } else {
             let p = abs(PathBuf::from(s));
             let exists = std::fs::symlink_metadata(&p).is_ok();
-            let reference = s.parse::<imgtool_core::Reference>().is_ok();
+            // A name in a directory that exists here, or named like an archive, is a path
+            // even when the file is not there yet: never a registry a credential could go to.
+            let in_a_dir = s.split_once('/').is_some_and(|(dir, _)| !dir.is_empty() && abs(PathBuf::from(dir)).is_dir());
+            let archive = [".tar", ".tar.gz", ".tgz", ".tar.zst"].iter().any(|e| s.to_ascii_lowercase().ends_with(e));
+            let reference = (exists || !in_a_dir) && !archive && s.parse::<imgtool_core::Reference>().is_ok();
             if exists && reference && names_a_registry(s) {
                 bail!(
                     "{s:?} is both a path here and a registry reference: write ./{s} (or docker-archive:, oci:, oci-archive:) for the path, or docker://{s} for the registry"
@@ -114,8 +118,7 @@ impl Transport {
             let scheme = s.split_once(':').map(|x| x.0).filter(|scheme| !scheme.contains(['/', '.']));
             match (role, scheme) {
                 _ if exists => local(p),
-                // The local store first, as podman looks in its own before a registry.
-                (Role::Source, _) if reference => crate::store::find(s).unwrap_or_else(|| Transport::Registry(s.to_string())),
+                (Role::Source, _) if reference => Transport::Registry(s.to_string()),
                 (Role::Sink, _) if reference && names_a_registry(s) => Transport::Registry(s.to_string()),
                 (Role::Sink, Some(_)) if reference => bail!(
                     "{s:?}: a destination without a transport is a path, unless it names its registry (HOST[:PORT]/REPO:TAG); write docker://{s} to push it to Docker Hub, or docker-archive:FILE:{s} for an archive"
@@ -146,6 +149,15 @@ impl Transport {
     /// directory, shown as written).
     pub fn source_arg(s: &str) -> Result<Self> {
         Self::parse(s, Path::new(""), Role::Source)
+    }
+
+    /// An image to run, inspect, push or build `FROM`: as [`Transport::source_arg`], but a
+    /// registry name the local image store holds is its copy there, as podman reads names.
+    pub fn image_arg(s: &str) -> Result<Self> {
+        Ok(match Self::source_arg(s)? {
+            Transport::Registry(r) => crate::store::find(&r).unwrap_or(Transport::Registry(r)),
+            t => t,
+        })
     }
 
     /// Where to write, named on the command line.

@@ -26,15 +26,16 @@ fn home() -> Option<PathBuf> {
 }
 
 impl AuthFiles {
-    /// The places skopeo and podman read, in their order: `REGISTRY_AUTH_FILE`,
-    /// `$XDG_RUNTIME_DIR/containers/auth.json`, `$XDG_CONFIG_HOME/containers/auth.json` (or
-    /// `~/.config/containers/auth.json`), then `$DOCKER_CONFIG/config.json` or
-    /// `~/.docker/config.json`.
+    /// The places skopeo and podman read: `REGISTRY_AUTH_FILE`; then the file `login`
+    /// writes (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`), so what it stores
+    /// is what is used; then `$XDG_RUNTIME_DIR/containers/auth.json` and
+    /// `$XDG_CONFIG_HOME/containers/auth.json` (or `~/.config/containers/auth.json`).
     pub fn from_env() -> Self {
         let mut paths = Vec::new();
         if let Some(p) = std::env::var_os("REGISTRY_AUTH_FILE") {
             paths.push(PathBuf::from(p));
         }
+        paths.push(Self::docker_config());
         if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR") {
             paths.push(PathBuf::from(d).join("containers/auth.json"));
         }
@@ -42,7 +43,6 @@ impl AuthFiles {
             Some(d) => paths.push(PathBuf::from(d).join("containers/auth.json")),
             None => paths.extend(home().map(|h| h.join(".config/containers/auth.json"))),
         }
-        paths.push(Self::docker_config());
         Self { paths, named: None }
     }
 

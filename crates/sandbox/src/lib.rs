@@ -221,6 +221,7 @@ fn pass_stderr(mut r: impl Read) {
     // The start of a line held back while it could still be runc's; `None` mid-line.
     let (mut held, mut at_start, mut dropping) = (Vec::new(), true, false);
     let mut buf = [0u8; 8192];
+    let mut pass = Vec::with_capacity(buf.len());
     while let Ok(n) = r.read(&mut buf) {
         if n == 0 {
             break;
@@ -236,15 +237,17 @@ fn pass_stderr(mut r: impl Read) {
                 if held.len() == RUNC.len() && held == RUNC {
                     (held, dropping, at_start) = (Vec::new(), true, false);
                 } else if !RUNC.starts_with(&held) {
-                    let _ = out.write_all(&held);
+                    pass.append(&mut held);
                     at_start = b == b'\n';
-                    held.clear();
                 }
                 continue;
             }
-            let _ = out.write_all(&[b]);
+            pass.push(b);
             at_start = b == b'\n';
         }
+        // One write per read, not per byte.
+        let _ = out.write_all(&pass);
+        pass.clear();
     }
     let _ = out.write_all(&held);
 }
@@ -258,9 +261,11 @@ fn not_started(log: &Path) -> Option<(i32, String)> {
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .find_map(|v| (v["level"] == "error").then(|| v["msg"].as_str().map(str::to_string)).flatten())?;
-    let why = msg.rsplit_once("exec: ").map_or(msg.as_str(), |(_, w)| w).to_string();
+    // As podman: 127 for a command that does not exist, 126 for one that cannot be run,
+    // 125 for anything else that kept the container from starting (a bad mount, a workdir).
+    let Some((_, why)) = msg.rsplit_once("exec: ") else { return Some((125, msg)) };
     let missing = why.contains("not found") || why.contains("no such file or directory");
-    Some((if missing { 127 } else { 126 }, why))
+    Some((if missing { 127 } else { 126 }, why.to_string()))
 }
 
 fn exit_code(status: std::process::ExitStatus) -> i32 {
