@@ -92,6 +92,9 @@ fn push_and_inspect_know_an_index() {
     assert!(cfg.contains("\"architecture\":\"arm64\""), "{cfg}");
     let text = run_ok(imgtool(d).args(["inspect", "--platform", "linux/arm64", "oci:multi:multi"]));
     assert!(text.contains("Index:      2 platforms: linux/amd64, linux/arm64 (shown: linux/arm64)"), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_str(&run_ok(imgtool(d).args(["inspect", "--json", "--platform", "linux/arm64", "oci:multi:multi"]))).unwrap();
+    assert_eq!(json["index"], serde_json::json!({"platforms": ["linux/amd64", "linux/arm64"], "shown": "linux/arm64"}));
 }
 
 /// `--platform` that a single-platform source cannot meet is refused by every command that

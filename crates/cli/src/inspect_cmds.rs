@@ -67,12 +67,16 @@ pub async fn inspect(t: &Transport, platform: Option<&str>, p: Printer, reg: &Re
     let config: serde_json::Value = serde_json::from_slice(&image.config().to_bytes()).context("parsing the config")?;
     if p.json {
         let manifest: serde_json::Value = serde_json::from_slice(&raw).context("parsing the manifest")?;
-        let out = serde_json::json!({
+        let mut out = serde_json::json!({
             "digest": mdesc.digest.to_string(),
             "mediaType": mdesc.media_type.as_str(),
             "manifest": manifest,
             "config": config,
         });
+        // The image shown is one platform of an index: say so, and which others there are.
+        if let Some(platforms) = index_platforms(t, reg).await? {
+            out["index"] = serde_json::json!({ "platforms": platforms, "shown": image.platform().to_string() });
+        }
         // Keys sorted, so the output is the same whatever serde_json features the build has.
         let sorted: serde_json::Value = serde_json::from_slice(&imgtool_core::canonical_json(&out))?;
         p.result(serde_json::to_string_pretty(&sorted)?);
