@@ -11,14 +11,8 @@ use crate::printer::Printer;
 /// What a destination's name says it is: a tar (and its compression), or a directory.
 fn archive_kind(dest: &Path) -> Result<Option<Compression>> {
     let name = dest.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
-    if name.ends_with(".tar") {
-        return Ok(Some(Compression::None));
-    }
-    if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
-        return Ok(Some(Compression::Gzip));
-    }
-    if name.ends_with(".tar.zst") || name.ends_with(".tzst") {
-        return Ok(Some(Compression::Zstd));
+    if let Some(c) = crate::transport::tar_compression(&name) {
+        return Ok(Some(c));
     }
     if [".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".zip", ".7z", ".gz", ".zst"].iter().any(|e| name.ends_with(e)) {
         bail!("{} is named like an archive imgtool does not write; name a .tar, .tar.gz or .tar.zst file, or a directory", dest.display());

@@ -108,7 +108,7 @@ impl Transport {
             // A name in a directory that exists here, or named like an archive, is a path
             // even when the file is not there yet: never a registry a credential could go to.
             let in_a_dir = s.split_once('/').is_some_and(|(dir, _)| !dir.is_empty() && abs(PathBuf::from(dir)).is_dir());
-            let archive = [".tar", ".tar.gz", ".tgz", ".tar.zst"].iter().any(|e| s.to_ascii_lowercase().ends_with(e));
+            let archive = tar_compression(s).is_some();
             let reference = (exists || !in_a_dir) && !archive && s.parse::<imgtool_core::Reference>().is_ok();
             if exists && reference && names_a_registry(s) {
                 bail!(
@@ -194,6 +194,23 @@ impl Transport {
                 (Box::new(registries.sink(&reference)?), tags)
             }
         })
+    }
+}
+
+/// The compression a name says a tar has (`.tar`, `.tar.gz`/`.tgz`, `.tar.zst`/`.tzst`), or
+/// `None` when it is not named like a tar.
+pub fn tar_compression(name: &str) -> Option<imgtool_core::Compression> {
+    use imgtool_core::Compression;
+    let name = name.to_ascii_lowercase();
+    let is = |ends: &[&str]| ends.iter().any(|e| name.ends_with(e));
+    if is(&[".tar"]) {
+        Some(Compression::None)
+    } else if is(&[".tar.gz", ".tgz"]) {
+        Some(Compression::Gzip)
+    } else if is(&[".tar.zst", ".tzst"]) {
+        Some(Compression::Zstd)
+    } else {
+        None
     }
 }
 
